@@ -1,0 +1,180 @@
+"""The Kubernetes API, spoken in plain dicts: get, list, apply (server-side), delete, status.
+
+Writes are skipped when the cluster already holds what would be written, so a converged
+reconcile makes no API writes at all; every write that happens is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.core.resource import Resource
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Event, Pod, Service
+from lightkube.types import PatchType, CascadeType
+
+from modelship import constants
+from modelship.adapters import metrics
+
+_KINDS: dict[tuple[str, str], type[Resource]] = {
+    ("apps/v1", "Deployment"): Deployment,
+    ("v1", "Service"): Service,
+    ("v1", "Pod"): Pod,
+    ("batch/v1", "Job"): Job,
+    ("v1", "Event"): Event,
+}
+
+
+def _generic(api_version: str, kind: str, plural: str) -> type[Resource]:
+    group, version = api_version.split("/")
+    res = create_namespaced_resource(group, version, kind, plural)
+    _KINDS[(api_version, kind)] = res
+    return res
+
+
+ModelDeploymentRes = _generic(
+    constants.API_VERSION, constants.MODEL_DEPLOYMENT_KIND, constants.MODEL_DEPLOYMENT_PLURAL)
+TrainingRunRes = _generic(
+    constants.API_VERSION, constants.TRAINING_RUN_KIND, constants.TRAINING_RUN_PLURAL)
+GRPCRouteRes = _generic("gateway.networking.k8s.io/v1", "GRPCRoute", "grpcroutes")
+
+
+def resource_for(api_version: str, kind: str) -> type[Resource]:
+    try:
+        return _KINDS[(api_version, kind)]
+    except KeyError:
+        raise KeyError(f"modelship does not manage {kind} {api_version}") from None
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    out: dict[str, Any] = obj.to_dict()
+    return out
+
+
+def contains(actual: Any, desired: Any) -> bool:
+    """True when every field of `desired` is in `actual` with the same value.
+
+    Fields the API server adds (defaults, status, managedFields) are ignored, so a freshly
+    rendered manifest `contains`-matches the object that was applied from it."""
+    if isinstance(desired, Mapping):
+        return isinstance(actual, Mapping) and all(
+            k in actual and contains(actual[k], v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (isinstance(actual, list) and len(actual) == len(desired)
+                and all(contains(a, d) for a, d in zip(actual, desired, strict=True)))
+    return bool(actual == desired)
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch that turns `old` into `new` (removed keys become null)."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            sub = merge_patch(before, value)
+            if sub:
+                patch[key] = sub
+        elif before != value:
+            patch[key] = value
+    return patch
+
+
+class Kube:
+    """A thin async facade over lightkube for the operator and the CLI."""
+
+    def __init__(self, client: AsyncClient | None = None) -> None:
+        self.client = client or AsyncClient(field_manager=constants.FIELD_MANAGER)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def get(self, api_version: str, kind: str, name: str,
+                  namespace: str) -> dict[str, Any] | None:
+        try:
+            obj = await self.client.get(resource_for(api_version, kind), name,
+                                        namespace=namespace)
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise
+        return _plain(obj)
+
+    async def list(self, api_version: str, kind: str, namespace: str,
+                   labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        res = resource_for(api_version, kind)
+        return [_plain(o) async for o in self.client.list(
+            res, namespace=namespace, labels=dict(labels) if labels else None)]
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply `obj` unless the cluster already matches it."""
+        meta = obj["metadata"]
+        current = await self.get(obj["apiVersion"], obj["kind"], meta["name"],
+                                 meta["namespace"])
+        if current is not None and contains(current, obj):
+            return current
+        metrics.KUBE_WRITES.labels(verb="apply", kind=obj["kind"]).inc()
+        res = resource_for(obj["apiVersion"], obj["kind"])
+        applied = await self.client.patch(
+            res, meta["name"], obj, namespace=meta["namespace"],
+            patch_type=PatchType.APPLY, field_manager=constants.FIELD_MANAGER, force=True)
+        return _plain(applied)
+
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str) -> bool:
+        """Delete if present (children go too, in the background); False when absent."""
+        metrics.KUBE_WRITES.labels(verb="delete", kind=kind).inc()
+        try:
+            await self.client.delete(resource_for(api_version, kind), name,
+                                     namespace=namespace,
+                                     cascade=CascadeType.BACKGROUND)
+        except ApiError as err:
+            if err.status.code == 404:
+                return False
+            raise
+        return True
+
+    async def patch_status(self, api_version: str, kind: str, name: str, namespace: str,
+                           old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        """Write the status delta as a merge patch; nothing when there is none."""
+        patch = merge_patch(old, new)
+        if not patch:
+            return False
+        metrics.KUBE_WRITES.labels(verb="status", kind=kind).inc()
+        res = resource_for(api_version, kind)
+        await self.client.patch(res.Status, name, {"status": patch},  # type: ignore[attr-defined]
+                                namespace=namespace, patch_type=PatchType.MERGE)
+        return True
+
+    async def event(self, involved: Mapping[str, Any], type_: str, reason: str,
+                    message: str) -> None:
+        """Record a Kubernetes Event on `involved` (kubectl describe shows it)."""
+        meta = involved["metadata"]
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"], "kind": involved["kind"],
+                "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": constants.FIELD_MANAGER},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": constants.FIELD_MANAGER,
+        }
+        metrics.KUBE_WRITES.labels(verb="event", kind="Event").inc()
+        await self.client.create(Event.from_dict(event))

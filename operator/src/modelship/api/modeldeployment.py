@@ -1,0 +1,492 @@
+"""ModelDeployment: serve a model with Triton and roll new versions out safely."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints
+
+from modelship.api.common import (
+    ApiModel,
+    Condition,
+    DnsLabel,
+    Duration,
+    ModelName,
+    ModelRepository,
+    ObjectMeta,
+    ResourceRequirements,
+    Toleration,
+    cel,
+    validations,
+)
+
+DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.01-py3"
+
+Backend = Literal["onnxruntime", "tensorrt", "python"]
+CheckResultValue = Literal["Successful", "Failed", "Inconclusive"]
+Phase = Literal["Pending", "Progressing", "Paused", "Ready", "RolledBack", "Failed"]
+
+
+class TrainingRunSelector(ApiModel):
+    """Selects TrainingRuns by label; the newest Blessed one among them is deployed."""
+
+    match_labels: dict[str, str] = Field(
+        min_length=1, description="Labels a TrainingRun must carry to be followed."
+    )
+
+
+class ModelRef(ApiModel):
+    """The Triton model and the version to serve: pinned, or following TrainingRuns."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.version) != has(self.fromTrainingRuns)",
+                "set exactly one of version (pinned, for GitOps) or fromTrainingRuns "
+                "(continuous delivery)",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    name: ModelName = Field(
+        description="Triton model name: the folder under the model repository root."
+    )
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        description="Model version to serve (a numbered folder under the model). Changing it "
+        "starts a rollout.",
+    )
+    from_training_runs: TrainingRunSelector | None = Field(
+        default=None,
+        description="Follow the newest Blessed TrainingRun with these labels instead of a "
+        "pinned version.",
+    )
+
+
+class DynamicBatching(ApiModel):
+    """Triton dynamic batching settings."""
+
+    max_queue_delay_microseconds: int = Field(
+        default=100, ge=0, le=1_000_000,
+        description="How long a request may wait for others to form a batch.",
+    )
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None, max_length=16, description="Batch sizes Triton tries to form."
+    )
+
+
+class Runtime(ApiModel):
+    """How Triton runs: image, backend, replicas, resources and placement."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.backend != 'tensorrt' || (has(self.resources) && "
+                "has(self.resources.limits) && 'nvidia.com/gpu' in self.resources.limits)",
+                "backend tensorrt needs a GPU: set runtime.resources.limits['nvidia.com/gpu']",
+                field_path=".backend",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] = Field(
+        default=DEFAULT_TRITON_IMAGE, description="Triton Inference Server image."
+    )
+    backend: Backend = Field(
+        default="onnxruntime",
+        description="Triton backend that runs the model: onnxruntime, tensorrt (GPU), or "
+        "python (modelship's onnxruntime runner for CPU-only development clusters).",
+    )
+    replicas: int = Field(default=1, ge=1, le=1000, description="Triton pods per version.")
+    resources: ResourceRequirements | None = Field(
+        default=None, description="Resources of the Triton container."
+    )
+    node_selector: dict[str, str] | None = Field(
+        default=None, description="Node labels the Triton pods must land on."
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None, max_length=32, description="Tolerations, e.g. for tainted GPU nodes."
+    )
+    max_batch_size: int = Field(
+        default=0, ge=0, le=65536,
+        description="Largest batch Triton forms; 0 disables batching.",
+    )
+    dynamic_batching: DynamicBatching | None = Field(
+        default=None, description="Enable Triton's dynamic batcher."
+    )
+    startup_timeout: Duration = Field(
+        default="10m",
+        description="Budget for Triton to load the model before the pod is restarted.",
+    )
+    args: list[Annotated[str, StringConstraints(max_length=1024)]] | None = Field(
+        default=None, max_length=64, description="Extra tritonserver arguments."
+    )
+    service_account_name: DnsLabel | None = Field(
+        default=None, description="Service account of the Triton pods."
+    )
+
+
+class ParentRef(ApiModel):
+    """A Gateway the GRPCRoute attaches to."""
+
+    name: DnsLabel = Field(description="Gateway name.")
+    namespace: DnsLabel | None = Field(
+        default=None, description="Gateway namespace (default: the ModelDeployment's)."
+    )
+    section_name: DnsLabel | None = Field(default=None, description="Gateway listener name.")
+
+
+class GatewayTraffic(ApiModel):
+    """Gateway API settings: the operator owns one GRPCRoute per ModelDeployment."""
+
+    parent_refs: list[ParentRef] = Field(
+        min_length=1, max_length=8, description="Gateways the GRPCRoute attaches to."
+    )
+    hostnames: list[Annotated[str, StringConstraints(max_length=253)]] | None = Field(
+        default=None, max_length=16, description="Hostnames the route matches."
+    )
+
+
+class Traffic(ApiModel):
+    """How traffic is split between the stable and the candidate version."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.provider != 'gateway' || has(self.gateway)",
+                "provider gateway needs traffic.gateway.parentRefs",
+                reason="FieldValueRequired",
+            )
+        )
+    )
+
+    provider: Literal["gateway", "replicas"] = Field(
+        default="replicas",
+        description="gateway: a Gateway API GRPCRoute with weighted backends and mirroring. "
+        "replicas: one Service across versions, weights approximated by pod counts "
+        "(no shadow).",
+    )
+    gateway: GatewayTraffic | None = Field(default=None, description="Gateway API settings.")
+
+
+class CanaryStep(ApiModel):
+    """One canary step: send `weight` percent to the candidate, then wait `pause`."""
+
+    weight: int = Field(ge=0, le=100, description="Percent of traffic to the candidate (0-100).")
+    pause: Duration | None = Field(
+        default=None,
+        description="How long to hold this step while analysis runs. Absent: hold until "
+        "`modelship promote`.",
+    )
+
+
+class Canary(ApiModel):
+    """Shift traffic in steps, with analysis running throughout."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.steps.map(s, s.weight).isSorted()",
+                "canary step weights must not decrease",
+                field_path=".steps",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    steps: list[CanaryStep] = Field(
+        min_length=1, max_length=20,
+        description="Steps in order; weights must not decrease. After the last, the "
+        "candidate is promoted to 100%.",
+    )
+
+
+class BlueGreen(ApiModel):
+    """Run the candidate beside stable, analyse its preview, switch all traffic at once."""
+
+    preview_duration: Duration = Field(
+        default="1m", description="Analysis on the preview before the switch."
+    )
+    post_switch_duration: Duration = Field(
+        default="1m",
+        description="Analysis after the switch while the old version stays warm for an "
+        "instant switch-back.",
+    )
+    auto_promote: bool = Field(
+        default=True,
+        description="Switch when the preview analysis passes; false waits for "
+        "`modelship promote`.",
+    )
+
+
+class Shadow(ApiModel):
+    """Mirror a share of live traffic to the candidate (responses discarded) and analyse it."""
+
+    mirror_percent: int = Field(
+        default=100, ge=1, le=100, description="Percent of requests mirrored to the candidate."
+    )
+    duration: Duration = Field(default="2m", description="How long the shadow phase lasts.")
+    canary_steps: list[CanaryStep] | None = Field(
+        default=None, max_length=20,
+        description="Continue into these canary steps after the shadow phase; absent: "
+        "promote directly.",
+    )
+
+
+Builtin = Literal["errorRatio", "meanLatency"]
+
+
+class Check(ApiModel):
+    """A PromQL check run every interval: Successful, Failed or Inconclusive."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.builtin) != has(self.query)",
+                "set exactly one of builtin or query",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "has(self.max) || has(self.min)",
+                "set max, min or both",
+                reason="FieldValueRequired",
+            ),
+            cel(
+                "!has(self.max) || !has(self.min) || self.min <= self.max",
+                "min must not exceed max",
+                reason="FieldValueInvalid",
+            ),
+        )
+    )
+
+    name: DnsLabel = Field(description="Check name, shown in status and events.")
+    builtin: Builtin | None = Field(
+        default=None,
+        description="errorRatio: failed / all requests of the candidate version; meanLatency: "
+        "mean request duration in milliseconds. Both from Triton's own counters.",
+    )
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        default=None,
+        description="PromQL returning one number. Placeholders: {{model}}, {{candidate}}, "
+        "{{stable}}, {{namespace}}, {{window}}.",
+    )
+    max: float | None = Field(default=None, description="Fail when the value is above.")
+    min: float | None = Field(default=None, description="Fail when the value is below.")
+    relative_to_stable: bool = Field(
+        default=False,
+        description="Compare candidate / stable instead of the raw value (max 1.5: at most "
+        "50% worse than stable).",
+    )
+
+
+class PrometheusEndpoint(ApiModel):
+    """Where analysis queries go."""
+
+    address: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=512)] = (
+        Field(description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.")
+    )
+    timeout: Duration = Field(default="2s", description="Per-query timeout.")
+
+
+class Analysis(ApiModel):
+    """How the candidate is judged."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "duration(self.interval) >= duration('1s')",
+                "interval must be at least 1s",
+                field_path=".interval",
+                reason="FieldValueInvalid",
+            ),
+        )
+    )
+
+    prometheus: PrometheusEndpoint = Field(description="Prometheus to query.")
+    interval: Duration = Field(default="10s", description="Time between analysis runs (>= 1s).")
+    initial_delay: Duration = Field(
+        default="0s", description="Wait after traffic first reaches the candidate."
+    )
+    window: Duration = Field(
+        default="1m", description="Range for rate() in built-in checks and {{window}}."
+    )
+    failure_limit: int = Field(
+        default=2, ge=1, le=100,
+        description="Consecutive failed runs that roll the candidate back.",
+    )
+    inconclusive_limit: int = Field(
+        default=5, ge=1, le=1000,
+        description="Consecutive inconclusive runs before inconclusivePolicy applies.",
+    )
+    inconclusive_policy: Literal["Hold", "Rollback"] = Field(
+        default="Hold",
+        description="Hold: stay at the current step and pause. Rollback: roll back. "
+        "Inconclusive results never promote.",
+    )
+    checks: list[Check] | None = Field(
+        default=None, max_length=20,
+        description="Checks; absent: errorRatio max 0.01 and meanLatency max 1.5x stable.",
+    )
+
+
+class Rollout(ApiModel):
+    """How a new version replaces the stable one: exactly one of canary, blueGreen, shadow."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "[has(self.canary), has(self.blueGreen), has(self.shadow)]"
+                ".filter(x, x).size() == 1",
+                "set exactly one rollout strategy: canary, blueGreen or shadow",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    canary: Canary | None = Field(default=None, description="Stepwise traffic shifting.")
+    blue_green: BlueGreen | None = Field(default=None, description="Preview, then switch.")
+    shadow: Shadow | None = Field(default=None, description="Mirror traffic, then promote.")
+    analysis: Analysis | None = Field(
+        default=None, description="Metric analysis; absent: steps advance on time alone."
+    )
+    progress_deadline: Duration = Field(
+        default="10m",
+        description="The candidate must become ready within this time or it is rolled back.",
+    )
+    scale_down_delay: Duration = Field(
+        default="10m",
+        description="How long the previous stable version stays warm after a promotion, "
+        "for an instant switch-back.",
+    )
+
+
+class ModelDeploymentSpec(ApiModel):
+    """Desired state: which model version serves, how, and how new versions roll out."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.rollout) || !has(self.rollout.shadow) || "
+                "(has(self.traffic) && self.traffic.provider == 'gateway')",
+                "shadow needs traffic.provider gateway: the replicas provider cannot mirror",
+                field_path=".rollout.shadow",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    model: ModelRef = Field(description="Model and version to serve.")
+    repository: ModelRepository = Field(description="Triton model repository volume.")
+    runtime: Runtime = Field(default_factory=Runtime, json_schema_extra={"default": {}}, description="Triton settings.")
+    traffic: Traffic = Field(default_factory=Traffic, json_schema_extra={"default": {}}, description="Traffic provider.")
+    rollout: Rollout | None = Field(
+        default=None,
+        description="Rollout strategy; absent: a new version replaces the old one once ready.",
+    )
+
+
+class CheckResult(ApiModel):
+    """The latest result of one check."""
+
+    name: str = Field(description="Check name.")
+    result: CheckResultValue = Field(description="Successful, Failed or Inconclusive.")
+    value: float | None = Field(default=None, description="Measured value.")
+    threshold: str = Field(default="", description="The bound it was held against.")
+    message: str = Field(default="", description="Why, when not Successful.")
+    at: str | None = Field(default=None, description="When it ran (RFC 3339).")
+
+
+class AnalysisStatus(ApiModel):
+    """Analysis bookkeeping that must survive an operator restart."""
+
+    consecutive_failures: int = Field(default=0, description="Failed runs in a row.")
+    consecutive_inconclusive: int = Field(default=0, description="Inconclusive runs in a row.")
+    successful_runs: int = Field(default=0, description="Successful runs in this step.")
+    last_run_at: str | None = Field(default=None, description="Last run (RFC 3339).")
+    checks: list[CheckResult] | None = Field(default=None, description="Latest results.")
+
+
+class RolloutStatus(ApiModel):
+    """Where the rollout of the candidate stands."""
+
+    strategy: Literal["canary", "blueGreen", "shadow", "replace"] = Field(
+        description="Strategy in use."
+    )
+    stage: str = Field(default="", description="Stage within the strategy (e.g. Shadow, Canary, "
+                       "Preview, PostSwitch).")
+    step: int = Field(default=0, description="Index of the current canary step.")
+    started_at: str | None = Field(default=None, description="When the rollout began.")
+    stage_started_at: str | None = Field(default=None, description="When the stage began.")
+    paused: bool = Field(default=False, description="Held by `modelship pause` or a policy.")
+    pause_reason: str = Field(default="", description="Why it is paused.")
+
+
+class Weights(ApiModel):
+    """Traffic split in percent."""
+
+    stable: int = Field(default=100, description="Percent to the stable version.")
+    candidate: int = Field(default=0, description="Percent to the candidate.")
+    mirror: int = Field(default=0, description="Percent mirrored to the candidate (shadow).")
+
+
+class HistoryEntry(ApiModel):
+    """One finished rollout."""
+
+    version: int = Field(description="Candidate version.")
+    previous_version: int | None = Field(default=None, description="Stable version before it.")
+    strategy: str = Field(default="", description="Strategy used.")
+    outcome: Literal["Promoted", "RolledBack", "Aborted", "Superseded"] = Field(
+        description="How it ended."
+    )
+    reason: str = Field(default="", description="Why, e.g. the failing check and value.")
+    started_at: str | None = Field(default=None, description="Start (RFC 3339).")
+    finished_at: str | None = Field(default=None, description="End (RFC 3339).")
+
+
+class WarmVersion(ApiModel):
+    """A former stable version kept running for a fast switch-back."""
+
+    version: int = Field(description="Model version.")
+    until: str = Field(description="When it is scaled down (RFC 3339).")
+
+
+class ModelDeploymentStatus(ApiModel):
+    """Observed state, written only by the operator."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation last acted upon."
+    )
+    phase: Phase | None = Field(default=None, description="Summary of the state.")
+    message: str = Field(default="", description="Human-readable summary.")
+    desired_version: int | None = Field(
+        default=None, description="The version the spec resolves to."
+    )
+    stable_version: int | None = Field(default=None, description="Version serving production.")
+    candidate_version: int | None = Field(default=None, description="Version being rolled out.")
+    weights: Weights | None = Field(default=None, description="Current traffic split.")
+    rollout: RolloutStatus | None = Field(default=None, description="Current rollout.")
+    analysis: AnalysisStatus | None = Field(default=None, description="Current analysis.")
+    warm_versions: list[WarmVersion] | None = Field(
+        default=None, description="Former stable versions still running."
+    )
+    history: list[HistoryEntry] | None = Field(
+        default=None, max_length=20, description="Recent rollouts, newest first (bounded)."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None, description="Ready, Progressing, Degraded, InvalidSpec."
+    )
+
+
+class ModelDeployment(ApiModel):
+    """Serves a model with NVIDIA Triton and rolls out new versions judged by Prometheus."""
+
+    api_version: str = Field(default="modelship.io/v1alpha1", description="API version.")
+    kind: str = Field(default="ModelDeployment", description="Kind.")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Metadata.")
+    spec: ModelDeploymentSpec = Field(description="Desired state.")
+    status: ModelDeploymentStatus = Field(
+        default_factory=ModelDeploymentStatus, description="Observed state."
+    )

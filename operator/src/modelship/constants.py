@@ -1,0 +1,36 @@
+"""Every name modelship writes into the cluster: API group, labels, annotations, finalizers."""
+
+from __future__ import annotations
+
+GROUP = "modelship.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+MODEL_DEPLOYMENT_KIND = "ModelDeployment"
+MODEL_DEPLOYMENT_PLURAL = "modeldeployments"
+TRAINING_RUN_KIND = "TrainingRun"
+TRAINING_RUN_PLURAL = "trainingruns"
+
+FIELD_MANAGER = "modelship-operator"
+FINALIZER = f"{GROUP}/finalizer"
+# Kopf keeps its own bookkeeping under this prefix, apart from user annotations.
+KOPF_ANNOTATION_PREFIX = f"operator.{GROUP}"
+
+# Labels on every child object.
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "modelship"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_DEPLOYMENT = f"{GROUP}/modeldeployment"
+LABEL_MODEL = f"{GROUP}/model"
+LABEL_MODEL_VERSION = f"{GROUP}/model-version"
+LABEL_TRAINING_RUN = f"{GROUP}/trainingrun"
+
+# Triton's well-known ports, named so Services and PodMonitors can refer to them.
+PORT_HTTP = 8000
+PORT_GRPC = 8001
+PORT_METRICS = 8002
+
+# Where the model repository is mounted inside Triton and trainer pods.
+MODEL_REPOSITORY_MOUNT = "/models"

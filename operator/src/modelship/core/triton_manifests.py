@@ -1,0 +1,221 @@
+"""Render the Kubernetes objects that serve one model version with Triton (pure: dicts out).
+
+Each version runs in its own Deployment and Service, so a bad model cannot take the stable
+one down. The model repository is shared by every version, so an init container builds a
+per-pod repository view that holds only this version (a symlink) and a config.pbtxt pinned
+to it with `version_policy: specific`: Triton then loads exactly this version.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from typing import Any
+
+from modelship import constants
+from modelship.api.common import ModelRepository
+from modelship.api.modeldeployment import ModelDeployment
+from modelship.core import names
+from modelship.core.durations import parse_duration
+
+REPO_VOLUME = "model-repository"
+VIEW_VOLUME = "triton-repository"
+VIEW_MOUNT = "/triton-repository"
+PROBE_PERIOD_S = 5
+
+
+def owner_reference(md: ModelDeployment) -> dict[str, Any]:
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.MODEL_DEPLOYMENT_KIND,
+        "name": md.metadata.name,
+        "uid": md.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def repository_volume(repo: ModelRepository) -> dict[str, Any]:
+    if repo.persistent_volume_claim is not None:
+        return {
+            "name": REPO_VOLUME,
+            "persistentVolumeClaim": {
+                "claimName": repo.persistent_volume_claim.claim_name,
+                "readOnly": True,
+            },
+        }
+    assert repo.host_path is not None  # the CRD's CEL rule guarantees exactly one
+    return {"name": REPO_VOLUME, "hostPath": {"path": repo.host_path.path, "type": "Directory"}}
+
+
+def repository_root(repo: ModelRepository) -> str:
+    sub = (repo.sub_path or "").strip("/")
+    return f"{constants.MODEL_REPOSITORY_MOUNT}/{sub}" if sub else constants.MODEL_REPOSITORY_MOUNT
+
+
+def view_script(root: str, model: str, version: int) -> str:
+    """Shell that links one version into the per-pod repository view, or says what is
+    missing (the message becomes the init container's termination message)."""
+    src = shlex.quote(f"{root}/{model}")
+    dst = shlex.quote(f"{VIEW_MOUNT}/{model}")
+    ver = str(version)
+    return "\n".join([
+        "set -eu",
+        f"src={src}; dst={dst}; v={ver}",
+        'fail() { echo "$1" | tee /dev/termination-log >&2; exit 1; }',
+        '[ -d "$src/$v" ] || fail "model repository has no version $v under $src"',
+        'cfg="$src/$v/config.pbtxt"; [ -f "$cfg" ] || cfg="$src/config.pbtxt"',
+        '[ -f "$cfg" ] || fail "no config.pbtxt in $src/$v/ or $src/"',
+        'mkdir -p "$dst"',
+        # Drop any version policy of the shared config (single- or multi-line) and pin ours.
+        "awk 'BEGIN{skip=0} /^[[:space:]]*version_policy/{skip=1} "
+        "skip&&/}[[:space:]]*}/{skip=0; next} !skip' \"$cfg\" > \"$dst/config.pbtxt\"",
+        'echo "version_policy: { specific: { versions: [ $v ] } }" >> "$dst/config.pbtxt"',
+        'ln -sfn "$src/$v" "$dst/$v"',
+    ])
+
+
+def _http_probe(path: str, failure_threshold: int, period: int = PROBE_PERIOD_S,
+                ) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failure_threshold,
+    }
+
+
+def triton_args(md: ModelDeployment) -> list[str]:
+    runtime = md.spec.runtime
+    args = [
+        f"--model-repository={VIEW_MOUNT}",
+        "--model-control-mode=explicit",
+        f"--load-model={md.spec.model.name}",
+        "--strict-readiness=true",
+        "--exit-on-error=true",
+        f"--http-port={constants.PORT_HTTP}",
+        f"--grpc-port={constants.PORT_GRPC}",
+        f"--metrics-port={constants.PORT_METRICS}",
+        "--allow-metrics=true",
+    ]
+    return args + list(runtime.args or [])
+
+
+def deployment(md: ModelDeployment, version: int, replicas: int) -> dict[str, Any]:
+    """The Deployment that serves `version` of the model with `replicas` Triton pods."""
+    spec = md.spec
+    model = spec.model.name
+    name = names.version_name(md.metadata.name, version)
+    labels = {**names.common_labels(md.metadata.name, model),
+              **names.version_selector(md.metadata.name, version)}
+    startup_budget = parse_duration(spec.runtime.startup_timeout)
+    container: dict[str, Any] = {
+        "name": "triton",
+        "image": spec.runtime.image,
+        "command": ["tritonserver"],
+        "args": triton_args(md),
+        "ports": [
+            {"name": "http", "containerPort": constants.PORT_HTTP, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": constants.PORT_GRPC, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": constants.PORT_METRICS, "protocol": "TCP"},
+        ],
+        "startupProbe": _http_probe(
+            "/v2/health/live", max(1, math.ceil(startup_budget / PROBE_PERIOD_S))
+        ),
+        "livenessProbe": _http_probe("/v2/health/live", 3, period=10),
+        "readinessProbe": _http_probe(f"/v2/models/{model}/versions/{version}/ready", 2),
+        "volumeMounts": [
+            {"name": REPO_VOLUME, "mountPath": constants.MODEL_REPOSITORY_MOUNT,
+             "readOnly": True},
+            {"name": VIEW_VOLUME, "mountPath": VIEW_MOUNT},
+        ],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if spec.runtime.resources is not None:
+        container["resources"] = spec.runtime.resources.to_api()
+    init = {
+        "name": "select-version",
+        "image": spec.runtime.image,
+        "command": ["sh", "-c", view_script(repository_root(spec.repository), model, version)],
+        "volumeMounts": container["volumeMounts"],
+    }
+    pod_spec: dict[str, Any] = {
+        "initContainers": [init],
+        "containers": [container],
+        "volumes": [repository_volume(spec.repository),
+                    {"name": VIEW_VOLUME, "emptyDir": {}}],
+        # Let Triton finish in-flight requests after the endpoint is removed.
+        "terminationGracePeriodSeconds": 30,
+    }
+    if spec.runtime.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.runtime.node_selector)
+    if spec.runtime.tolerations:
+        pod_spec["tolerations"] = [t.to_api() for t in spec.runtime.tolerations]
+    if spec.runtime.service_account_name:
+        pod_spec["serviceAccountName"] = spec.runtime.service_account_name
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": md.metadata.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(md)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": names.version_selector(md.metadata.name, version)},
+            "progressDeadlineSeconds": max(60, math.ceil(startup_budget) + 60),
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(constants.PORT_METRICS),
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def _service(md: ModelDeployment, name: str, selector: dict[str, str],
+             extra_labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": md.metadata.namespace,
+            "labels": {**names.common_labels(md.metadata.name, md.spec.model.name),
+                       **extra_labels},
+            "ownerReferences": [owner_reference(md)],
+        },
+        "spec": {
+            "selector": selector,
+            "ports": [
+                {"name": "http", "port": constants.PORT_HTTP, "targetPort": "http",
+                 "protocol": "TCP"},
+                # h2c tells Gateway API implementations to speak cleartext HTTP/2 (gRPC).
+                {"name": "grpc", "port": constants.PORT_GRPC, "targetPort": "grpc",
+                 "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"},
+                {"name": "metrics", "port": constants.PORT_METRICS, "targetPort": "metrics",
+                 "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def version_service(md: ModelDeployment, version: int) -> dict[str, Any]:
+    """The Service in front of one version's pods (a GRPCRoute backend)."""
+    selector = names.version_selector(md.metadata.name, version)
+    return _service(md, names.version_name(md.metadata.name, version), selector,
+                    {constants.LABEL_MODEL_VERSION: str(version)})
+
+
+def stable_service(md: ModelDeployment) -> dict[str, Any]:
+    """The one address clients call, whatever version serves them."""
+    return _service(md, md.metadata.name, names.all_versions_selector(md.metadata.name), {})

@@ -1,0 +1,214 @@
+"""Build the local control plane's binaries from Go modules, cached outside the work tree.
+
+`go install k8s.io/kubernetes/cmd/...@vX` fails because Kubernetes' go.mod replaces every
+`k8s.io/*` staging module with a local path. A wrapper module that requires
+`k8s.io/kubernetes vX.Y.Z` and replaces each staging module with its published `v0.Y.Z` builds
+it; the replace list is generated from the upstream go.mod, never typed by hand. etcd's server
+module has the same kind of relative replaces and gets the same treatment.
+
+This module uses only the standard library so that it runs before anything is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from modelship.devenv.versions import ETCD_VERSION, KUBERNETES_VERSION, KWOK_VERSION
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MODELSHIP_CACHE", Path.home() / ".cache" / "modelship"))
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    module: str
+    version: str
+    packages: dict[str, str]  # binary name -> Go package path
+    replaces: Callable[[str], dict[str, str]] = field(default=lambda _v: {})
+    ldflags: Callable[[str], list[str]] = field(default=lambda _v: [])
+
+    @property
+    def bin_dir(self) -> Path:
+        return cache_root() / "bin" / f"{self.name}-{self.version}"
+
+    def path(self, binary: str) -> Path:
+        return self.bin_dir / binary
+
+    def is_built(self) -> bool:
+        return all(self.path(b).is_file() for b in self.packages)
+
+
+def _go(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        ["go", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    )
+    return proc.stdout
+
+
+def _upstream_gomod(module: str, version: str, cwd: Path) -> str:
+    info = json.loads(_go(["mod", "download", "-json", f"{module}@{version}"], cwd))
+    return Path(info["GoMod"]).read_text()
+
+
+def relative_replaces(gomod: str) -> list[str]:
+    """Modules that an upstream go.mod replaces with a relative path (`=> ./x` or `=> ../x`)."""
+    found: list[str] = []
+    for line in gomod.splitlines():
+        m = re.match(r"^\s*(?:replace\s+)?(\S+)(?:\s+\S+)?\s+=>\s+(\.\.?/\S*)\s*$", line)
+        if m and "FORBIDDEN" not in m.group(2):
+            found.append(m.group(1))
+    return found
+
+
+def kubernetes_replaces(version: str) -> dict[str, str]:
+    """Every k8s.io staging module pinned to the v0.Y.Z that matches Kubernetes vX.Y.Z."""
+    staging_version = "v0." + version.removeprefix("v").split(".", 1)[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        _go(["mod", "init", "modelship.local/probe"], Path(tmp))
+        gomod = _upstream_gomod("k8s.io/kubernetes", version, Path(tmp))
+    return {mod: staging_version for mod in relative_replaces(gomod)}
+
+
+def etcd_replaces(version: str) -> dict[str, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        _go(["mod", "init", "modelship.local/probe"], Path(tmp))
+        gomod = _upstream_gomod("go.etcd.io/etcd/server/v3", version, Path(tmp))
+    return {mod: version for mod in relative_replaces(gomod)}
+
+
+def kubernetes_ldflags(version: str) -> list[str]:
+    major, minor = version.removeprefix("v").split(".")[:2]
+    build_date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    values = {
+        "gitVersion": version,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitCommit": f"module-{version}",
+        "gitTreeState": "clean",
+        "buildDate": build_date,
+    }
+    flags = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {pkg}.{k}={v}" for k, v in values.items()]
+    return flags
+
+
+KUBERNETES = Component(
+    name="kubernetes",
+    module="k8s.io/kubernetes",
+    version=KUBERNETES_VERSION,
+    packages={
+        "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+        "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+        "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+        "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+    },
+    replaces=kubernetes_replaces,
+    ldflags=kubernetes_ldflags,
+)
+ETCD = Component(
+    name="etcd",
+    module="go.etcd.io/etcd/server/v3",
+    version=ETCD_VERSION,
+    packages={"etcd": "go.etcd.io/etcd/server/v3"},
+    replaces=etcd_replaces,
+    ldflags=lambda v: [f"-X go.etcd.io/etcd/api/v3/version.GitSHA=module-{v}"],
+)
+KWOK = Component(
+    name="kwok",
+    module="sigs.k8s.io/kwok",
+    version=KWOK_VERSION,
+    packages={"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
+    ldflags=lambda v: [f"-X sigs.k8s.io/kwok/pkg/consts.Version={v}"],
+)
+COMPONENTS = (ETCD, KUBERNETES, KWOK)
+
+
+def wrapper_gomod(component: Component) -> str:
+    lines = [
+        f"module modelship.local/build/{component.name}",
+        "",
+        "go 1.24",
+        "",
+        f"require {component.module} {component.version}",
+    ]
+    replaces = component.replaces(component.version)
+    if replaces:
+        lines += ["", "replace ("]
+        lines += [f"\t{mod} => {mod} {ver}" for mod, ver in sorted(replaces.items())]
+        lines += [")"]
+    return "\n".join(lines) + "\n"
+
+
+def build(component: Component, log: Callable[[str], None] = print) -> None:
+    """Build one component into its cache folder; the folder appears only when complete."""
+    if component.is_built():
+        log(f"{component.name} {component.version}: cached in {component.bin_dir}")
+        return
+    work = cache_root() / "build" / f"{component.name}-{component.version}"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "go.mod").write_text(wrapper_gomod(component))
+    (work / "go.sum").unlink(missing_ok=True)
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod -buildvcs=false")
+    staging = Path(tempfile.mkdtemp(prefix=f"{component.name}-", dir=cache_root() / "build"))
+    started = time.monotonic()
+    log(f"{component.name} {component.version}: building {', '.join(component.packages)} ...")
+    ldflags = " ".join(["-s", "-w", *component.ldflags(component.version)])
+    for binary, package in component.packages.items():
+        _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(staging / binary), package],
+            work, env)
+        log(f"  {binary} built ({time.monotonic() - started:.0f}s)")
+    component.bin_dir.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(component.bin_dir, ignore_errors=True)
+    staging.rename(component.bin_dir)
+    log(f"{component.name} {component.version}: done in {time.monotonic() - started:.0f}s")
+
+
+def build_all(log: Callable[[str], None] = print) -> None:
+    for component in COMPONENTS:
+        try:
+            build(component, log)
+        except subprocess.CalledProcessError as err:
+            sys.stderr.write(err.stderr or "")
+            raise SystemExit(f"building {component.name} {component.version} failed") from err
+
+
+def binary(name: str) -> Path:
+    """Path of a cached binary, with a clear error when it has not been built yet."""
+    for component in COMPONENTS:
+        if name in component.packages:
+            path = component.path(name)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{name} {component.version} is not built: run `modelship dev build`"
+                )
+            return path
+    raise KeyError(name)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--print-gomod", choices=[c.name for c in COMPONENTS])
+    args = parser.parse_args(argv)
+    if args.print_gomod:
+        print(wrapper_gomod(next(c for c in COMPONENTS if c.name == args.print_gomod)), end="")
+        return
+    build_all()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""Pinned versions of the local environment's components (one place to bump them)."""
+
+from __future__ import annotations
+
+KUBERNETES_VERSION = "v1.35.4"
+ETCD_VERSION = "v3.6.5"  # the etcd that Kubernetes v1.35 is tested against
+KWOK_VERSION = "v0.8.0"
