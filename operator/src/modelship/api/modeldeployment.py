@@ -380,8 +380,8 @@ class ModelDeploymentSpec(ApiModel):
 
     model: ModelRef = Field(description="Model and version to serve.")
     repository: ModelRepository = Field(description="Triton model repository volume.")
-    runtime: Runtime = Field(default_factory=Runtime, json_schema_extra={"default": {}}, description="Triton settings.")
-    traffic: Traffic = Field(default_factory=Traffic, json_schema_extra={"default": {}}, description="Traffic provider.")
+    runtime: Runtime = Field(default_factory=Runtime, json_schema_extra={"default": Runtime().to_api()}, description="Triton settings.")
+    traffic: Traffic = Field(default_factory=Traffic, json_schema_extra={"default": Traffic().to_api()}, description="Traffic provider.")
     rollout: Rollout | None = Field(
         default=None,
         description="Rollout strategy; absent: a new version replaces the old one once ready.",
@@ -397,6 +397,11 @@ class CheckResult(ApiModel):
     threshold: str = Field(default="", description="The bound it was held against.")
     message: str = Field(default="", description="Why, when not Successful.")
     at: str | None = Field(default=None, description="When it ran (RFC 3339).")
+    stable_value: float | None = Field(
+        default=None,
+        description="The stable version's value, for checks relative to stable (value is "
+        "then candidate / stable).",
+    )
 
 
 class AnalysisStatus(ApiModel):
@@ -407,6 +412,11 @@ class AnalysisStatus(ApiModel):
     successful_runs: int = Field(default=0, description="Successful runs in this step.")
     last_run_at: str | None = Field(default=None, description="Last run (RFC 3339).")
     checks: list[CheckResult] | None = Field(default=None, description="Latest results.")
+    last_result: CheckResultValue | None = Field(
+        default=None,
+        description="The last run as a whole: Failed if any check failed, else Inconclusive "
+        "if any was, else Successful.",
+    )
 
 
 class RolloutStatus(ApiModel):
@@ -422,6 +432,16 @@ class RolloutStatus(ApiModel):
     stage_started_at: str | None = Field(default=None, description="When the stage began.")
     paused: bool = Field(default=False, description="Held by `modelship pause` or a policy.")
     pause_reason: str = Field(default="", description="Why it is paused.")
+    traffic_since: str | None = Field(
+        default=None,
+        description="When the candidate first received traffic (mirrored, weighted or "
+        "preview); analysis starts initialDelay after it (RFC 3339).",
+    )
+    unready_since: str | None = Field(
+        default=None,
+        description="When the candidate stopped being ready during the rollout; it is rolled "
+        "back once this exceeds progressDeadline (RFC 3339).",
+    )
 
 
 class Weights(ApiModel):
@@ -466,6 +486,16 @@ class ModelDeploymentStatus(ApiModel):
     )
     stable_version: int | None = Field(default=None, description="Version serving production.")
     candidate_version: int | None = Field(default=None, description="Version being rolled out.")
+    rolled_back_version: int | None = Field(
+        default=None,
+        description="The version last rolled back or aborted. It is not rolled out again "
+        "while the spec names it, until `modelship retry`.",
+    )
+    last_command: str | None = Field(
+        default=None,
+        description="The last manual command handled (the annotation value), so that each "
+        "command acts once.",
+    )
     weights: Weights | None = Field(default=None, description="Current traffic split.")
     rollout: RolloutStatus | None = Field(default=None, description="Current rollout.")
     analysis: AnalysisStatus | None = Field(default=None, description="Current analysis.")

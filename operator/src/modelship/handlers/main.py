@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import kopf
 
@@ -11,9 +12,12 @@ from modelship.handlers import modeldeployment, runtime  # noqa: F401  (register
 
 def run(namespaces: list[str], liveness: str, verbose: bool = False) -> None:
     kopf.configure(verbose=verbose)
+    # One line per API request drowns what matters; Kopf's own log says what was handled.
+    for name in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
     asyncio.run(kopf.operator(
         clusterwide=not namespaces,
-        namespaces=namespaces or None,
+        namespaces=namespaces,
         liveness_endpoint=liveness or None,
         standalone=True,
     ))

@@ -1,0 +1,95 @@
+"""The `modelship` command: run the operator, and manage the local development cluster."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from modelship.devenv import tools
+from modelship.devenv.cluster import LocalCluster, default_state_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@click.group()
+def main() -> None:
+    """modelship: train, gate and publish models, then roll them out safely on Triton."""
+
+
+@main.command()
+@click.option("--namespace", "-n", "namespaces", multiple=True,
+              help="Watch only these namespaces (default: the whole cluster).")
+@click.option("--liveness", default="http://0.0.0.0:8081/healthz", show_default=True,
+              help="Liveness endpoint URL; empty to disable.")
+@click.option("--verbose", is_flag=True, help="Debug logging.")
+def operator(namespaces: tuple[str, ...], liveness: str, verbose: bool) -> None:
+    """Run the operator against the cluster in KUBECONFIG (or in-cluster config)."""
+    from modelship.handlers.main import run  # imports kopf only when the operator runs
+
+    run(list(namespaces), liveness, verbose)
+
+
+@main.group()
+def dev() -> None:
+    """The local environment: a real control plane built from Go modules."""
+
+
+def _cluster(state_dir: Path | None) -> LocalCluster:
+    return LocalCluster(state_dir or default_state_dir(), log=click.echo)
+
+
+_state_option = click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+                             help="Where the cluster keeps its state (default: "
+                             "$MODELSHIP_STATE or ~/.local/state/modelship/dev-cluster).")
+
+
+@dev.command()
+def build() -> None:
+    """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok
+    (cached under ~/.cache/modelship/bin)."""
+    tools.build_all(log=click.echo)
+
+
+@dev.command()
+@_state_option
+@click.option("--crds/--no-crds", default=True, show_default=True,
+              help="Install modelship's CRDs.")
+def up(state_dir: Path | None, crds: bool) -> None:
+    """Build what is missing, then start the local cluster."""
+    tools.build_all(log=click.echo)
+    cluster = _cluster(state_dir)
+    cluster.up()
+    if crds:
+        install_crds(cluster)
+
+
+def install_crds(cluster: LocalCluster) -> None:
+    crd_dir = REPO_ROOT / "crds"
+    cluster.kubectl("apply", "--server-side", "-f", str(crd_dir))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    click.echo(f"CRDs installed from {crd_dir}")
+
+
+@dev.command()
+@_state_option
+def down(state_dir: Path | None) -> None:
+    """Stop the local cluster and remove its state."""
+    _cluster(state_dir).down()
+
+
+@dev.command(context_settings={"ignore_unknown_options": True})
+@_state_option
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def kubectl(state_dir: Path | None, args: tuple[str, ...]) -> None:
+    """Run the built kubectl against the local cluster."""
+    cluster = _cluster(state_dir)
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
+    sys.exit(subprocess.call([str(tools.binary("kubectl")), *args], env=env))
+
+
+if __name__ == "__main__":
+    main()
