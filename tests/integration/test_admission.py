@@ -1,0 +1,153 @@
+"""The real kube-apiserver installs the generated CRDs, accepts every sample and refuses bad
+input with a message that names the field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelship.devenv.cluster import LocalCluster
+from tests.integration.conftest import Kubectl
+
+pytestmark = pytest.mark.integration
+SAMPLES = sorted((Path(__file__).resolve().parents[2] / "crds" / "samples").glob("*.yaml"))
+
+
+def test_crds_are_established_and_explained(cluster: LocalCluster) -> None:
+    out = cluster.kubectl("get", "crd", "-o", "name").stdout
+    assert "customresourcedefinition.apiextensions.k8s.io/modeldeployments.modelship.io" in out
+    assert "customresourcedefinition.apiextensions.k8s.io/trainingruns.modelship.io" in out
+    explain = cluster.kubectl("explain", "modeldeployment.spec.rollout.analysis").stdout
+    assert "Consecutive failed runs that roll the candidate back" in explain
+    assert "inconclusivePolicy" in explain
+    short = cluster.kubectl("explain", "tr.spec.gate.baseline").stdout
+    assert "Comparison with production" in short
+    assert "Required gain over production" in short
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])
+def test_every_sample_is_accepted(kubectl: Kubectl, sample: Path) -> None:
+    doc = yaml.safe_load(sample.read_text())
+    doc["metadata"].pop("namespace", None)
+    out = kubectl.apply(doc, "--dry-run=server")
+    assert "created (server dry run)" in out.stdout
+
+
+def _md(**spec_overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "apiVersion": "modelship.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "bad"},
+        "spec": {
+            "model": {"name": "defects", "version": 1},
+            "repository": {"hostPath": {"path": "/models"}},
+        },
+    }
+    base["spec"].update(spec_overrides)
+    return base
+
+
+def _tr(**spec_overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "apiVersion": "modelship.io/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {"name": "bad"},
+        "spec": {
+            "model": "defects",
+            "dataset": {"generated": {"seed": 1}},
+            "publish": {"repository": {"hostPath": {"path": "/models"}}},
+        },
+    }
+    base["spec"].update(spec_overrides)
+    return base
+
+
+_PROM = {"prometheus": {"address": "http://prometheus:9090"}}
+_REPO = {"hostPath": {"path": "/models"}}
+
+INVALID: list[tuple[str, dict[str, Any], str, str]] = [
+    ("two-strategies", _md(rollout={"canary": {"steps": [{"weight": 10}]}, "blueGreen": {}}),
+     "spec.rollout", "exactly one rollout strategy"),
+    ("no-strategy", _md(rollout={"analysis": _PROM}), "spec.rollout",
+     "exactly one rollout strategy"),
+    ("weight-above-100", _md(rollout={"canary": {"steps": [{"weight": 120}]}}),
+     "spec.rollout.canary.steps[0].weight", "less than or equal to 100"),
+    ("weights-decrease",
+     _md(rollout={"canary": {"steps": [{"weight": 50}, {"weight": 20}]}}),
+     "spec.rollout.canary.steps", "must not decrease"),
+    ("no-steps", _md(rollout={"canary": {"steps": []}}), "spec.rollout.canary.steps",
+     "should have at least 1 items"),
+    ("bad-duration", _md(rollout={"canary": {"steps": [{"weight": 10, "pause": "5 minutes"}]}}),
+     "spec.rollout.canary.steps[0].pause", "should match"),
+    ("interval-too-short",
+     _md(rollout={"canary": {"steps": [{"weight": 10}]},
+                  "analysis": {**_PROM, "interval": "500ms"}}),
+     "spec.rollout.analysis.interval", "at least 1s"),
+    ("zero-gpus", _md(runtime={"resources": {"limits": {"nvidia.com/gpu": 0}}}),
+     "spec.runtime.resources", "positive whole number of GPUs"),
+    ("fractional-gpus", _md(runtime={"resources": {"limits": {"nvidia.com/gpu": "500m"}}}),
+     "spec.runtime.resources", "positive whole number of GPUs"),
+    ("gpu-request-differs",
+     _md(runtime={"resources": {"requests": {"nvidia.com/gpu": 2},
+                                "limits": {"nvidia.com/gpu": 1}}}),
+     "spec.runtime.resources", "must equal limits['nvidia.com/gpu']"),
+    ("tensorrt-without-gpu", _md(runtime={"backend": "tensorrt"}), "spec.runtime.backend",
+     "tensorrt needs a GPU"),
+    ("unknown-backend", _md(runtime={"backend": "pytorch"}), "spec.runtime.backend",
+     "Unsupported value"),
+    ("version-and-selector",
+     _md(model={"name": "defects", "version": 2,
+                "fromTrainingRuns": {"matchLabels": {"a": "b"}}}),
+     "spec.model", "exactly one of version"),
+    ("version-zero", _md(model={"name": "defects", "version": 0}), "spec.model.version",
+     "greater than or equal to 1"),
+    ("model-name-slash", _md(model={"name": "a/b", "version": 1}), "spec.model.name",
+     "should match"),
+    ("two-repositories", _md(repository={**_REPO, "persistentVolumeClaim": {"claimName": "x"}}),
+     "spec.repository", "exactly one of persistentVolumeClaim or hostPath"),
+    ("relative-host-path", _md(repository={"hostPath": {"path": "models"}}),
+     "spec.repository.hostPath.path", "should match"),
+    ("gateway-without-parents", _md(traffic={"provider": "gateway"}), "spec.traffic",
+     "needs traffic.gateway.parentRefs"),
+    ("shadow-on-replicas", _md(rollout={"shadow": {}}), "spec.rollout.shadow",
+     "shadow needs traffic.provider gateway"),
+    ("check-without-bound",
+     _md(rollout={"canary": {"steps": [{"weight": 10}]},
+                  "analysis": {**_PROM, "checks": [{"name": "e", "builtin": "errorRatio"}]}}),
+     "spec.rollout.analysis.checks[0]", "set max, min or both"),
+    ("check-builtin-and-query",
+     _md(rollout={"canary": {"steps": [{"weight": 10}]},
+                  "analysis": {**_PROM, "checks": [{"name": "e", "builtin": "errorRatio",
+                                                    "query": "up", "max": 1}]}}),
+     "spec.rollout.analysis.checks[0]", "exactly one of builtin or query"),
+    ("prometheus-not-url",
+     _md(rollout={"canary": {"steps": [{"weight": 10}]},
+                  "analysis": {"prometheus": {"address": "prometheus:9090"}}}),
+     "spec.rollout.analysis.prometheus.address", "should match"),
+    ("uppercase-name", {**_md(), "metadata": {"name": "Defects"}}, "metadata.name",
+     "lowercase"),
+    ("tr-two-datasets",
+     _tr(dataset={"generated": {"seed": 1}, "volume": {"hostPath": "/data"}}),
+     "spec.dataset", "exactly one of generated or volume"),
+    ("tr-threshold-inverted", _tr(gate={"thresholds": [{"metric": "accuracy", "min": 0.9,
+                                                         "max": 0.5}]}),
+     "spec.gate.thresholds[0]", "min must not exceed max"),
+    ("tr-gpu-zero", _tr(trainer={"resources": {"limits": {"nvidia.com/gpu": 0}}}),
+     "spec.trainer.resources", "positive whole number of GPUs"),
+    ("tr-missing-publish", {**_tr(), "spec": {"model": "m", "dataset": {"generated": {}}}},
+     "spec.publish", "Required value"),
+]
+
+
+@pytest.mark.parametrize(("name", "obj", "field", "message"), INVALID,
+                         ids=[case[0] for case in INVALID])
+def test_invalid_resource_is_refused_naming_the_field(
+        kubectl: Kubectl, name: str, obj: dict[str, Any], field: str, message: str) -> None:
+    out = kubectl.apply(copy.deepcopy(obj), "--dry-run=server", check=False)
+    assert out.returncode != 0, f"{name} was accepted"
+    assert field in out.stderr, out.stderr
+    assert message in out.stderr, out.stderr
