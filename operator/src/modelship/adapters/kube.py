@@ -7,21 +7,21 @@ reconcile makes no API writes at all; every write that happens is counted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
-from lightkube.core.resource import Resource
+from lightkube.core.resource import NamespacedResource
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Event, Pod, Service
-from lightkube.types import PatchType, CascadeType
+from lightkube.types import CascadeType, PatchType
 
 from modelship import constants
 from modelship.adapters import metrics
 
-_KINDS: dict[tuple[str, str], type[Resource]] = {
+_KINDS: dict[tuple[str, str], type[NamespacedResource]] = {
     ("apps/v1", "Deployment"): Deployment,
     ("v1", "Service"): Service,
     ("v1", "Pod"): Pod,
@@ -30,7 +30,7 @@ _KINDS: dict[tuple[str, str], type[Resource]] = {
 }
 
 
-def _generic(api_version: str, kind: str, plural: str) -> type[Resource]:
+def _generic(api_version: str, kind: str, plural: str) -> type[NamespacedResource]:
     group, version = api_version.split("/")
     res = create_namespaced_resource(group, version, kind, plural)
     _KINDS[(api_version, kind)] = res
@@ -44,7 +44,7 @@ TrainingRunRes = _generic(
 GRPCRouteRes = _generic("gateway.networking.k8s.io/v1", "GRPCRoute", "grpcroutes")
 
 
-def resource_for(api_version: str, kind: str) -> type[Resource]:
+def resource_for(api_version: str, kind: str) -> type[NamespacedResource]:
     try:
         return _KINDS[(api_version, kind)]
     except KeyError:
@@ -158,7 +158,7 @@ class Kube:
                     message: str) -> None:
         """Record a Kubernetes Event on `involved` (kubectl describe shows it)."""
         meta = involved["metadata"]
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -177,4 +177,4 @@ class Kube:
             "reportingComponent": constants.FIELD_MANAGER,
         }
         metrics.KUBE_WRITES.labels(verb="event", kind="Event").inc()
-        await self.client.create(Event.from_dict(event))
+        await self.client.create(Event.from_dict(event))  # type: ignore[call-overload]

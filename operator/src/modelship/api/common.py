@@ -52,6 +52,12 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+def schema_default(model: type[ApiModel]) -> dict[str, Any]:
+    """A CRD default for an object field: the model's own defaults, spelled out, so that the
+    API server stores them and CEL rules can read them."""
+    return {"default": model().to_api()}
+
+
 class ApiModel(BaseModel):
     """Base of every API type: camelCase on the wire, snake_case in Python."""
 

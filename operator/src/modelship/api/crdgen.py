@@ -147,7 +147,7 @@ def _check_descriptions(schema: dict[str, Any], path: str = "") -> list[str]:
 def openapi_schema(info: CrdInfo) -> dict[str, Any]:
     raw = info.model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
-    schema = _convert(raw, defs)
+    schema: dict[str, Any] = _convert(raw, defs)
     props = schema["properties"]
     # The API server owns metadata's schema: anything beyond `type` is refused.
     props["metadata"] = {"type": "object"}

@@ -17,6 +17,7 @@ from modelship.api.common import (
     ResourceRequirements,
     Toleration,
     cel,
+    schema_default,
     validations,
 )
 
@@ -380,8 +381,14 @@ class ModelDeploymentSpec(ApiModel):
 
     model: ModelRef = Field(description="Model and version to serve.")
     repository: ModelRepository = Field(description="Triton model repository volume.")
-    runtime: Runtime = Field(default_factory=Runtime, json_schema_extra={"default": Runtime().to_api()}, description="Triton settings.")
-    traffic: Traffic = Field(default_factory=Traffic, json_schema_extra={"default": Traffic().to_api()}, description="Traffic provider.")
+    runtime: Runtime = Field(
+        default_factory=Runtime, json_schema_extra=schema_default(Runtime),
+        description="Triton settings.",
+    )
+    traffic: Traffic = Field(
+        default_factory=Traffic, json_schema_extra=schema_default(Traffic),
+        description="Traffic provider.",
+    )
     rollout: Rollout | None = Field(
         default=None,
         description="Rollout strategy; absent: a new version replaces the old one once ready.",
@@ -434,8 +441,8 @@ class RolloutStatus(ApiModel):
     pause_reason: str = Field(default="", description="Why it is paused.")
     traffic_since: str | None = Field(
         default=None,
-        description="When the candidate first received traffic (mirrored, weighted or "
-        "preview); analysis starts initialDelay after it (RFC 3339).",
+        description="When the first stage began, the candidate ready and routed (mirrored, "
+        "weighted or preview); analysis starts initialDelay after it (RFC 3339).",
     )
     unready_since: str | None = Field(
         default=None,

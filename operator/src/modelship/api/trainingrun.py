@@ -16,6 +16,7 @@ from modelship.api.common import (
     ResourceRequirements,
     Toleration,
     cel,
+    schema_default,
     validations,
 )
 
@@ -195,12 +196,21 @@ class TrainingRunSpec(ApiModel):
     """Desired training run."""
 
     model: ModelName = Field(description="Triton model name the version is published under.")
-    trainer: Trainer = Field(default_factory=Trainer, json_schema_extra={"default": Trainer().to_api()}, description="Training container.")
+    trainer: Trainer = Field(
+        default_factory=Trainer, json_schema_extra=schema_default(Trainer),
+        description="Training container.",
+    )
     dataset: Dataset = Field(description="Training data.")
-    export: Export = Field(default_factory=Export, json_schema_extra={"default": Export().to_api()}, description="Export settings.")
+    export: Export = Field(
+        default_factory=Export, json_schema_extra=schema_default(Export),
+        description="Export settings.",
+    )
     gate: Gate | None = Field(default=None, description="Bless-or-veto rules.")
     publish: Publish = Field(description="Publishing settings.")
-    job: JobSettings = Field(default_factory=JobSettings, json_schema_extra={"default": JobSettings().to_api()}, description="Job settings.")
+    job: JobSettings = Field(
+        default_factory=JobSettings, json_schema_extra=schema_default(JobSettings),
+        description="Job settings.",
+    )
 
 
 class GateCheck(ApiModel):

@@ -68,8 +68,9 @@ def view_script(root: str, model: str, version: int) -> str:
         '[ -f "$cfg" ] || fail "no config.pbtxt in $src/$v/ or $src/"',
         'mkdir -p "$dst"',
         # Drop any version policy of the shared config (single- or multi-line) and pin ours.
-        "awk 'BEGIN{skip=0} /^[[:space:]]*version_policy/{skip=1} "
-        "skip&&/}[[:space:]]*}/{skip=0; next} !skip' \"$cfg\" > \"$dst/config.pbtxt\"",
+        "awk '/^[[:space:]]*version_policy/ {skip=1; depth=0; seen=0} "
+        "skip {o=gsub(/[{]/, \"{\"); c=gsub(/[}]/, \"}\"); depth+=o-c; if (o) seen=1; "
+        "if (seen && depth<=0) skip=0; next} {print}' \"$cfg\" > \"$dst/config.pbtxt\"",
         'echo "version_policy: { specific: { versions: [ $v ] } }" >> "$dst/config.pbtxt"',
         'ln -sfn "$src/$v" "$dst/$v"',
     ])

@@ -7,6 +7,7 @@ command line, so a recycled PID is never signalled) and removes the folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -58,7 +59,7 @@ def _wait(what: str, check: Callable[[], bool], timeout: float,
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s\n{tail}")
 
 
-NODES = [
+NODES: list[dict[str, Any]] = [
     {
         "name": "cpu-0",
         "labels": {"modelship.io/node-class": "cpu"},
@@ -130,7 +131,8 @@ class LocalCluster:
             [str(tools.binary("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
             check=check, capture_output=True, text=True, input=input_text, timeout=120)
 
-    def _start(self, state: dict[str, Any], name: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    def _start(self, state: dict[str, Any], name: str,
+               argv: Sequence[str]) -> subprocess.Popen[bytes]:
         logs = self.state_dir / "logs"
         logs.mkdir(exist_ok=True)
         out = (logs / f"{name}.log").open("ab")
@@ -146,7 +148,7 @@ class LocalCluster:
         pki_dir = self.state_dir / "pki"
         ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
         ctx.load_cert_chain(str(pki_dir / "admin.crt"), str(pki_dir / "admin.key"))
-        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:  # noqa: S310
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
             return bool(resp.status == 200)
 
     def up(self, timeout: float = 90) -> None:
@@ -282,10 +284,8 @@ class LocalCluster:
             if pid is not None and self._ours(pid):
                 os.killpg(pid, signal.SIGKILL)
         for pid in pids.values():
-            try:  # reap our own children so no zombie stays behind
+            with contextlib.suppress(ChildProcessError):  # reap our children: no zombies
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
         if not quiet:

@@ -36,7 +36,7 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
 def _issue(subject: x509.Name, key: rsa.RSAPrivateKey, ca_name: x509.Name,
            ca_key: rsa.RSAPrivateKey, *, ca: bool = False, server: bool = False,
            sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)

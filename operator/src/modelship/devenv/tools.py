@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from modelship.devenv.versions import ETCD_VERSION, KUBERNETES_VERSION, KWOK_VERSION
@@ -92,7 +92,7 @@ def etcd_replaces(version: str) -> dict[str, str]:
 
 def kubernetes_ldflags(version: str) -> list[str]:
     major, minor = version.removeprefix("v").split(".")[:2]
-    build_date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    build_date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     values = {
         "gitVersion": version,
         "gitMajor": major,

@@ -27,8 +27,8 @@ def kube() -> Kube:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, logger: logging.Logger,
-                    **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings,
+                    logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
     settings.persistence.finalizer = constants.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=constants.KOPF_ANNOTATION_PREFIX)

@@ -1,0 +1,119 @@
+"""Renderers: the Triton Deployment and Services for one model version."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelship.api.modeldeployment import ModelDeployment
+from modelship.core import triton_manifests
+
+
+def md(**spec: Any) -> ModelDeployment:
+    base: dict[str, Any] = {
+        "metadata": {"name": "defects", "namespace": "vision", "uid": "u-1", "generation": 3},
+        "spec": {"model": {"name": "surface-defects", "version": 4},
+                 "repository": {"persistentVolumeClaim": {"claimName": "repo"},
+                                "subPath": "triton"}},
+    }
+    base["spec"].update(spec)
+    return ModelDeployment.model_validate(base)
+
+
+def test_deployment_runs_only_the_requested_version() -> None:
+    dep = triton_manifests.deployment(md(), 4, replicas=2)
+    assert dep["metadata"]["name"] == "defects-v4"
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    triton = pod["containers"][0]
+    assert "--load-model=surface-defects" in triton["args"]
+    assert "--model-control-mode=explicit" in triton["args"]
+    assert triton["readinessProbe"]["httpGet"]["path"] == \
+        "/v2/models/surface-defects/versions/4/ready"
+    script = pod["initContainers"][0]["command"][2]
+    assert "/models/triton/surface-defects" in script
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "repo", "readOnly": True}
+    assert dep["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+
+def test_startup_budget_follows_the_spec() -> None:
+    dep = triton_manifests.deployment(md(runtime={"startupTimeout": "30m"}), 4, 1)
+    probe = dep["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["failureThreshold"] * probe["periodSeconds"] >= 1800
+
+
+def test_gpu_and_placement_pass_through() -> None:
+    dep = triton_manifests.deployment(md(runtime={
+        "resources": {"limits": {"nvidia.com/gpu": 2}},
+        "nodeSelector": {"gpu": "h100"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+    }), 4, 1)
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"] == {"limits": {"nvidia.com/gpu": 2}}
+    assert pod["nodeSelector"] == {"gpu": "h100"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
+
+
+def test_services_select_one_version_or_all() -> None:
+    svc = triton_manifests.version_service(md(), 4)
+    assert svc["spec"]["selector"] == {"modelship.io/modeldeployment": "defects",
+                                       "modelship.io/model-version": "4"}
+    stable = triton_manifests.stable_service(md())
+    assert stable["metadata"]["name"] == "defects"
+    assert "modelship.io/model-version" not in stable["spec"]["selector"]
+
+
+def _run_view(tmp_path: Path, config: str | None, version_config: str | None,
+              version: int = 4) -> subprocess.CompletedProcess[str]:
+    root = tmp_path / "repo"
+    model = root / "m"
+    (model / "4").mkdir(parents=True)
+    if config is not None:
+        (model / "config.pbtxt").write_text(config)
+    if version_config is not None:
+        (model / "4" / "config.pbtxt").write_text(version_config)
+    script = triton_manifests.view_script(str(root), "m", version)
+    script = script.replace(triton_manifests.VIEW_MOUNT, str(tmp_path / "view"))
+    script = script.replace("/dev/termination-log", str(tmp_path / "termination-log"))
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+
+
+def test_view_pins_the_version_and_replaces_any_policy(tmp_path: Path) -> None:
+    config = ('name: "m"\nbackend: "python"\nversion_policy: {\n  latest: { num_versions: 2 }\n'
+              '}\nmax_batch_size: 8\n')
+    out = _run_view(tmp_path, config, None)
+    assert out.returncode == 0, out.stderr
+    written = (tmp_path / "view" / "m" / "config.pbtxt").read_text()
+    assert "latest" not in written
+    assert "max_batch_size: 8" in written
+    assert written.strip().endswith("version_policy: { specific: { versions: [ 4 ] } }")
+    assert (tmp_path / "view" / "m" / "4").resolve() == (tmp_path / "repo" / "m" / "4")
+
+
+def test_view_prefers_the_version_folder_config(tmp_path: Path) -> None:
+    out = _run_view(tmp_path, 'backend: "python"\n', 'backend: "onnxruntime"\n')
+    assert out.returncode == 0, out.stderr
+    assert 'backend: "onnxruntime"' in (tmp_path / "view" / "m" / "config.pbtxt").read_text()
+
+
+@pytest.mark.parametrize(("version", "config", "message"), [
+    (5, 'backend: "python"\n', "model repository has no version 5"),
+    (4, None, "no config.pbtxt"),
+])
+def test_view_explains_what_is_missing(tmp_path: Path, version: int, config: str | None,
+                                       message: str) -> None:
+    out = _run_view(tmp_path, config, None, version)
+    assert out.returncode == 1
+    assert message in out.stderr
+    assert message in (tmp_path / "termination-log").read_text()
+
+
+def test_view_strips_a_one_line_policy(tmp_path: Path) -> None:
+    config = 'version_policy: { latest: { num_versions: 1 } }\nbackend: "python"\n'
+    out = _run_view(tmp_path, config, None)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "view" / "m" / "config.pbtxt").read_text() == (
+        'backend: "python"\nversion_policy: { specific: { versions: [ 4 ] } }\n')
