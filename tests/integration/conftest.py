@@ -4,12 +4,8 @@ namespace, and run the real operator as a separate process (so it can be killed)
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +16,8 @@ import pytest
 import yaml
 
 from modelship.devenv import tools
-from modelship.devenv.cluster import LocalCluster, free_port
+from modelship.devenv.cluster import LocalCluster
+from modelship.devenv.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,73 +95,12 @@ def kubectl(cluster: LocalCluster) -> Iterator[Kubectl]:
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
-class Operator:
-    """The real `modelship operator` process, restartable and killable."""
-
-    def __init__(self, cluster: LocalCluster, log_dir: Path, namespace: str) -> None:
-        self.cluster = cluster
-        self.namespace = namespace
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.metrics_port = 0
-        self.starts = 0
-
-    def start(self) -> None:
-        self.metrics_port, live_port = free_port(), free_port()
-        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig),
-                   MODELSHIP_RESYNC_SECONDS="1", MODELSHIP_METRICS_PORT=str(self.metrics_port))
-        self.starts += 1
-        log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modelship.cli", "operator",
-             f"--liveness=http://127.0.0.1:{live_port}/healthz", f"--namespace={self.namespace}"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-
-        def live() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"operator exited: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{live_port}/healthz",
-                                            timeout=1) as resp:
-                    return bool(resp.status == 200)
-            except OSError:
-                return False
-
-        wait_for("operator liveness", live, timeout=30)
-
-    def kill(self) -> None:
-        """SIGKILL: no graceful shutdown, as when a node dies."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        self.proc = None
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                    timeout=2) as resp:
-            return str(resp.read().decode())
-
-    def log_tail(self) -> str:
-        logs = sorted(self.log_dir.glob("operator-*.log"))
-        return logs[-1].read_text()[-4000:] if logs else ""
-
-
 @pytest.fixture
-def operator(cluster: LocalCluster, kubectl: Kubectl, tmp_path: Path) -> Iterator[Operator]:
-    """The operator, watching only the test's namespace (tests stay independent)."""
-    op = Operator(cluster, tmp_path, kubectl.namespace)
+def operator(cluster: LocalCluster, kubectl: Kubectl,
+             tmp_path: Path) -> Iterator[OperatorProcess]:
+    """The real operator process, watching only the test's namespace (tests stay
+    independent), re-reconciling every second."""
+    op = OperatorProcess(cluster.kubeconfig, tmp_path, kubectl.namespace)
     op.start()
     try:
         yield op

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import Kubectl, Operator, wait_for
+from modelship.devenv.operator_process import OperatorProcess
+from tests.integration.conftest import Kubectl, wait_for
 
 pytestmark = pytest.mark.integration
 SAMPLE = Path(__file__).resolve().parents[2] / "crds" / "samples" / "modeldeployment-local.yaml"
@@ -48,7 +49,7 @@ def children(kubectl: Kubectl, name: str) -> dict[str, str]:
 
 
 def test_model_deployment_gets_triton_deployment_and_service_and_becomes_ready(
-        kubectl: Kubectl, operator: Operator) -> None:
+        kubectl: Kubectl, operator: OperatorProcess) -> None:
     kubectl.apply(sample(version=1))
     md = wait_for("Ready", lambda: ready(kubectl, "defects-dev", 1))
     assert md["status"]["phase"] == "Ready"
@@ -85,7 +86,7 @@ def test_model_deployment_gets_triton_deployment_and_service_and_becomes_ready(
     assert "serving surface-defects version 1" in events
 
 
-def test_converged_reconcile_writes_nothing(kubectl: Kubectl, operator: Operator) -> None:
+def test_converged_reconcile_writes_nothing(kubectl: Kubectl, operator: OperatorProcess) -> None:
     kubectl.apply(sample(version=1))
     wait_for("Ready", lambda: ready(kubectl, "defects-dev", 1))
     time.sleep(1.5)  # let the event-driven passes that follow readiness settle
@@ -102,7 +103,7 @@ def test_converged_reconcile_writes_nothing(kubectl: Kubectl, operator: Operator
     assert "modelship_reconciles_total" in operator.metrics()
 
 
-def _writes(operator: Operator) -> float:
+def _writes(operator: OperatorProcess) -> float:
     total = 0.0
     for line in operator.metrics().splitlines():
         if line.startswith("modelship_kube_writes_total{"):
@@ -111,7 +112,7 @@ def _writes(operator: Operator) -> float:
 
 
 def test_gpu_resources_pass_through_and_schedule_on_the_gpu_node(
-        kubectl: Kubectl, operator: Operator) -> None:
+        kubectl: Kubectl, operator: OperatorProcess) -> None:
     kubectl.apply(sample(
         version=1,
         resources={"limits": {"nvidia.com/gpu": 1, "memory": "2Gi"}},
@@ -128,7 +129,7 @@ def test_gpu_resources_pass_through_and_schedule_on_the_gpu_node(
 
 
 def test_unschedulable_gpu_request_reports_the_scheduler_reason(
-        kubectl: Kubectl, operator: Operator) -> None:
+        kubectl: Kubectl, operator: OperatorProcess) -> None:
     kubectl.apply(sample(version=1, resources={"limits": {"nvidia.com/gpu": 4}},
                          tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}]))
 
@@ -143,7 +144,7 @@ def test_unschedulable_gpu_request_reports_the_scheduler_reason(
 
 
 def test_new_version_replaces_old_and_old_children_go(
-        kubectl: Kubectl, operator: Operator) -> None:
+        kubectl: Kubectl, operator: OperatorProcess) -> None:
     kubectl.apply(sample(version=1))
     wait_for("v1 Ready", lambda: ready(kubectl, "defects-dev", 1))
     kubectl.apply(sample(version=2))
@@ -154,7 +155,7 @@ def test_new_version_replaces_old_and_old_children_go(
 
 
 def test_deleting_the_resource_garbage_collects_children(
-        kubectl: Kubectl, operator: Operator) -> None:
+        kubectl: Kubectl, operator: OperatorProcess) -> None:
     kubectl.apply(sample(version=1))
     wait_for("Ready", lambda: ready(kubectl, "defects-dev", 1))
     assert children(kubectl, "defects-dev")
@@ -165,7 +166,7 @@ def test_deleting_the_resource_garbage_collects_children(
 
 
 def test_operator_killed_midway_converges_to_the_same_objects(
-        kubectl: Kubectl, operator: Operator) -> None:
+        kubectl: Kubectl, operator: OperatorProcess) -> None:
     kubectl.apply(sample(version=1))
     wait_for("v1 Ready", lambda: ready(kubectl, "defects-dev", 1))
     reference = _shape(kubectl)
@@ -195,7 +196,7 @@ def _shape(kubectl: Kubectl) -> dict[str, Any]:
 
 
 def test_spec_the_cluster_cannot_use_gets_invalid_spec_without_hot_loop(
-        kubectl: Kubectl, operator: Operator) -> None:
+        kubectl: Kubectl, operator: OperatorProcess) -> None:
     doc = sample(version=123456789012)  # the derived name exceeds 63 characters
     doc["metadata"]["name"] = "d" * 50
     kubectl.apply(doc)
@@ -213,7 +214,7 @@ def test_spec_the_cluster_cannot_use_gets_invalid_spec_without_hot_loop(
     after = kubectl.get("md", "d" * 50)
     assert after is not None and after["metadata"]["resourceVersion"] == version_before
     assert not kubectl.list("deployment", f"modelship.io/modeldeployment={'d' * 50}")
-    assert operator.proc is not None and operator.proc.poll() is None
+    assert operator.alive()
 
     doc["spec"]["model"]["version"] = 3  # fixing the spec clears the condition
     kubectl.apply(doc)

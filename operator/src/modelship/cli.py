@@ -9,10 +9,9 @@ from pathlib import Path
 
 import click
 
+from modelship.devenv import demo as demo_run
 from modelship.devenv import tools
 from modelship.devenv.cluster import LocalCluster, default_state_dir
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @click.group()
@@ -31,6 +30,14 @@ def operator(namespaces: tuple[str, ...], liveness: str, verbose: bool) -> None:
     from modelship.handlers.main import run  # imports kopf only when the operator runs
 
     run(list(namespaces), liveness, verbose)
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Leave the cluster and operator running.")
+def demo(keep: bool) -> None:
+    """Build what is missing, bring up a local cluster and the operator, deploy a model and
+    show it Ready, then tear everything down."""
+    demo_run.run(log=click.echo, keep=keep)
 
 
 @main.group()
@@ -68,10 +75,8 @@ def up(state_dir: Path | None, crds: bool) -> None:
 
 
 def install_crds(cluster: LocalCluster) -> None:
-    crd_dir = REPO_ROOT / "crds"
-    cluster.kubectl("apply", "--server-side", "-f", str(crd_dir))
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    click.echo(f"CRDs installed from {crd_dir}")
+    demo_run.install_crds(cluster)
+    click.echo("CRDs installed")
 
 
 @dev.command()

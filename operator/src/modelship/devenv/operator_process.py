@@ -1,0 +1,85 @@
+"""Run `modelship operator` as a separate process against a cluster (demo and tests), so it
+can be stopped gracefully or killed like a lost node."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from modelship.devenv.cluster import free_port
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path, log_dir: Path, namespace: str | None = None,
+                 resync_seconds: float = 1.0) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_dir = log_dir
+        self.namespace = namespace
+        self.resync_seconds = resync_seconds
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = 0
+        self.starts = 0
+
+    def start(self, timeout: float = 30) -> None:
+        self.metrics_port, live_port = free_port(), free_port()
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig),
+                   MODELSHIP_RESYNC_SECONDS=str(self.resync_seconds),
+                   MODELSHIP_METRICS_PORT=str(self.metrics_port))
+        argv = [sys.executable, "-m", "modelship.cli", "operator",
+                f"--liveness=http://127.0.0.1:{live_port}/healthz"]
+        if self.namespace:
+            argv.append(f"--namespace={self.namespace}")
+        self.starts += 1
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with (self.log_dir / f"operator-{self.starts}.log").open("wb") as log:
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n"
+                                   f"{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{live_port}/healthz",
+                                            timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.kill()
+        raise TimeoutError(f"operator not live after {timeout}s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as when the operator's node dies."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=2) as resp:
+            return str(resp.read().decode())
+
+    def log_tail(self) -> str:
+        logs = sorted(self.log_dir.glob("operator-*.log"))
+        return logs[-1].read_text()[-4000:] if logs else ""
