@@ -1,0 +1,87 @@
+"""Turn a check and what Prometheus answered into Successful, Failed or Inconclusive."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from modelship.api.modeldeployment import Check, CheckResult
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What the queries of one check returned.
+
+    `value` is the candidate's sample (None: no sample), `stable` the stable version's for
+    checks relative to stable, `error` why Prometheus gave no answer (unreachable, timeout,
+    bad query). NaN and infinities are kept as returned: they mean "no meaningful value"."""
+
+    value: float | None = None
+    stable: float | None = None
+    error: str = ""
+
+
+def threshold_text(check: Check) -> str:
+    unit = "x stable" if check.relative_to_stable else ""
+    parts = []
+    if check.min is not None:
+        parts.append(f"min {check.min:g}{unit}")
+    if check.max is not None:
+        parts.append(f"max {check.max:g}{unit}")
+    return ", ".join(parts)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _stored(value: float | None) -> float | None:
+    # The API server stores JSON, which has no NaN or infinity.
+    return value if _finite(value) else None
+
+
+def _describe(value: float | None) -> str:
+    if value is None:
+        return "no data"
+    return "NaN (no requests in the window?)" if math.isnan(value) else f"{value:g}"
+
+
+def verdict(check: Check, measurement: Measurement, at: str | None = None) -> CheckResult:
+    """The result of one check. Anything short of a finite measured value is Inconclusive;
+    a relative check also needs a finite, positive stable value, except that 0 against 0
+    counts as equal."""
+    result = CheckResult(name=check.name, result="Inconclusive", threshold=threshold_text(check),
+                         at=at, stable_value=_stored(measurement.stable))
+    if measurement.error:
+        result.message = f"query failed: {measurement.error}"
+        return result
+    if not _finite(measurement.value):
+        result.message = f"candidate: {_describe(measurement.value)}"
+        return result
+    assert measurement.value is not None
+    value = measurement.value
+    if check.relative_to_stable:
+        stable = measurement.stable
+        if not _finite(stable) or stable is None or stable < 0:
+            result.message = f"stable version: {_describe(stable)}"
+            return result
+        if stable == 0:
+            if value != 0:
+                # x / 0 is unbounded (no value to store): above any max, never below a min.
+                failed = check.max is not None
+                result.result = "Failed" if failed else "Successful"
+                result.message = f"candidate {value:g} against stable 0" if failed else ""
+                return result
+            value = 1.0
+        else:
+            value = value / stable
+    result.value = value
+    if check.max is not None and value > check.max:
+        result.result = "Failed"
+        result.message = f"{value:g} is above max {check.max:g}"
+    elif check.min is not None and value < check.min:
+        result.result = "Failed"
+        result.message = f"{value:g} is below min {check.min:g}"
+    else:
+        result.result = "Successful"
+    return result

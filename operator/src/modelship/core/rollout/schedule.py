@@ -1,0 +1,58 @@
+"""When the next analysis run is due, and which queries it makes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from modelship.api.modeldeployment import Analysis, ModelDeploymentSpec, ModelDeploymentStatus
+from modelship.core.analysis import CheckQuery, QueryContext, analysis_checks, check_errors
+from modelship.core.analysis import check_query as build_check_query
+from modelship.core.durations import parse_duration
+from modelship.core.rollout.clock import after, parse_time
+from modelship.core.rollout.stages import STARTING
+
+
+def active_analysis(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> Analysis | None:
+    """The analysis that judges the rollout now: configured, valid, and past the start."""
+    analysis = spec.rollout.analysis if spec.rollout is not None else None
+    rollout = status.rollout
+    if (analysis is None or rollout is None or status.candidate_version is None
+            or rollout.stage == STARTING or rollout.traffic_since is None
+            or check_errors(analysis)):
+        return None
+    return analysis
+
+
+def analysis_due_at(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> datetime | None:
+    """initialDelay after the first stage began, then every interval after the last run."""
+    analysis = active_analysis(spec, status)
+    if analysis is None:
+        return None
+    assert status.rollout is not None and status.rollout.traffic_since is not None
+    due = after(status.rollout.traffic_since, parse_duration(analysis.initial_delay))
+    last = status.analysis.last_run_at if status.analysis is not None else None
+    if last is not None:
+        due = max(due, after(last, parse_duration(analysis.interval)))
+    return due
+
+
+def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus,
+                 now: datetime | str) -> bool:
+    due = analysis_due_at(spec, status)
+    return due is not None and parse_time(now) >= due
+
+
+def due_queries(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, namespace: str,
+                now: datetime | str,
+                matchers: Mapping[str, str] | None = None) -> list[CheckQuery]:
+    """The queries to run before calling `step` at `now`: one per check, or none when no
+    run is due. Pass their answers as `Observations.measurements`, keyed by check name."""
+    if not analysis_due(spec, status, now):
+        return []
+    analysis = active_analysis(spec, status)
+    assert analysis is not None and status.candidate_version is not None
+    ctx = QueryContext(model=spec.model.name, namespace=namespace,
+                       candidate=status.candidate_version, stable=status.stable_version,
+                       window=analysis.window, matchers=dict(matchers or {}))
+    return [build_check_query(check, ctx) for check in analysis_checks(analysis)]

@@ -1,0 +1,182 @@
+"""A small simulated cluster that applies decisions the way the operator does, so tests can
+drive the state machine tick by tick."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from modelship.api.modeldeployment import (
+    Analysis,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    PrometheusEndpoint,
+    Rollout,
+)
+from modelship.core.analysis import CheckQuery, Measurement
+from modelship.core.observations import VersionObservation
+from modelship.core.rollout import (
+    Decision,
+    EnsureVersion,
+    Event,
+    Observations,
+    RemoveVersion,
+    SetTraffic,
+    due_queries,
+    parse_command,
+    step,
+)
+
+T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+PROMETHEUS = PrometheusEndpoint(address="http://prometheus:9090")
+
+Measure = Callable[[CheckQuery], Measurement]
+
+
+def analysis(**kwargs: Any) -> Analysis:
+    return Analysis(prometheus=PROMETHEUS, **{"interval": "1s", **kwargs})
+
+
+def make_spec(rollout: Rollout | None = None, version: int | None = 2,
+              replicas: int = 1) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate({
+        "model": {"name": "resnet", "version": version},
+        "repository": {"hostPath": {"path": "/models"}},
+        "runtime": {"replicas": replicas},
+        **({"rollout": rollout.to_api()} if rollout is not None else {}),
+    })
+
+
+def healthy(query: CheckQuery) -> Measurement:
+    """Error ratio 0, latency equal to stable."""
+    if query.check.builtin == "errorRatio":
+        return Measurement(value=0.0)
+    return Measurement(value=10.0, stable=10.0 if query.stable is not None else None)
+
+
+def erroring(query: CheckQuery) -> Measurement:
+    if query.check.builtin == "errorRatio":
+        return Measurement(value=0.25)
+    return healthy(query)
+
+
+def slow(query: CheckQuery) -> Measurement:
+    if query.check.builtin == "meanLatency":
+        return Measurement(value=40.0, stable=10.0)
+    return healthy(query)
+
+
+def unreachable(query: CheckQuery) -> Measurement:
+    return Measurement(error="connection refused")
+
+
+def no_data(query: CheckQuery) -> Measurement:
+    return Measurement(value=float("nan"), stable=10.0)
+
+
+@dataclass
+class Sim:
+    """Applies actions to a set of running versions and a route, as the operator would."""
+
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
+    now: datetime = T0
+    desired: int | None = 2
+    healthy_versions: set[int] = field(default_factory=lambda: {1, 2, 3, 4})
+    running: set[int] = field(default_factory=set)
+    route: SetTraffic | None = None
+    measure: Measure = healthy
+    mirroring: bool = True
+    generation: int = 1
+    decisions: list[Decision] = field(default_factory=list)
+    queried: int = 0
+
+    def observations(self, command: str | None = None) -> Observations:
+        queries = due_queries(self.spec, self.status, "prod", self.now)
+        measurements = {q.name: self.measure(q) for q in queries} if queries else None
+        self.queried += len(queries)
+        versions = {
+            v: VersionObservation(version=v, replicas=1,
+                                  ready_replicas=1 if v in self.healthy_versions else 0,
+                                  available=v in self.healthy_versions)
+            for v in sorted(self.running)
+        }
+        return Observations(desired_version=self.desired, versions=versions,
+                            generation=self.generation, measurements=measurements,
+                            command=parse_command(command) if command else None,
+                            mirroring_supported=self.mirroring)
+
+    def tick(self, seconds: float = 0.0, command: str | None = None) -> Decision:
+        self.now += timedelta(seconds=seconds)
+        decision = step(self.spec, self.status, self.observations(command), self.now)
+        self.apply(decision)
+        return decision
+
+    def apply(self, decision: Decision) -> None:
+        for action in decision.actions:
+            if isinstance(action, EnsureVersion):
+                self.running.add(action.version)
+            elif isinstance(action, SetTraffic):
+                self.route = action
+            elif isinstance(action, RemoveVersion):
+                self.running.discard(action.version)
+        self.status = decision.status
+        self.decisions.append(decision)
+
+    def run(self, seconds: float, every: float = 1.0) -> Decision:
+        """Tick every `every` seconds for `seconds`; returns the last decision."""
+        decision = self.tick()
+        elapsed = 0.0
+        while elapsed < seconds:
+            decision = self.tick(every)
+            elapsed += every
+        return decision
+
+    def run_until(self, done: Callable[[Sim], bool], limit: float = 3600.0,
+                  every: float = 1.0) -> Decision:
+        decision = self.tick()
+        elapsed = 0.0
+        while not done(self):
+            assert elapsed < limit, f"not done after {limit}s: {self.status.message}"
+            decision = self.tick(every)
+            elapsed += every
+        return decision
+
+    def events(self) -> list[Event]:
+        return [a for d in self.decisions for a in d.actions if isinstance(a, Event)]
+
+    def reasons(self) -> list[str]:
+        return [e.reason for e in self.events()]
+
+
+def phase(sim: Sim) -> str | None:
+    """The phase now (a call, so that type checkers do not carry a narrowed value across
+    ticks)."""
+    return sim.status.phase
+
+
+def serving(spec: ModelDeploymentSpec, version: int = 1, **kwargs: Any) -> Sim:
+    """A Sim whose stable `version` already serves all traffic."""
+    sim = Sim(spec=spec, desired=version, **kwargs)
+    sim.tick()
+    sim.tick()
+    assert sim.status.phase == "Ready" and sim.status.stable_version == version
+    sim.decisions.clear()
+    return sim
+
+
+def stored(status: ModelDeploymentStatus) -> ModelDeploymentStatus:
+    """The status as the API server keeps it: JSON, whole floats turned into integers."""
+    def shrink(value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, dict):
+            return {k: shrink(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [shrink(v) for v in value]
+        return value
+    return ModelDeploymentStatus.model_validate(
+        shrink(json.loads(json.dumps(status.to_api()))))
