@@ -206,20 +206,22 @@ def filename(info: CrdInfo) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("directory", type=Path)
+    parser.add_argument("directories", type=Path, nargs="+",
+                        help="e.g. crds charts/modelship/crds")
     parser.add_argument("--check", action="store_true", help="fail when files differ")
     args = parser.parse_args(argv)
     drift = []
-    for info in CRDS:
-        path = args.directory / filename(info)
-        text = render(info)
-        if args.check:
-            if not path.is_file() or path.read_text() != text:
-                drift.append(str(path))
-        else:
-            path.write_text(text)
+    for directory in args.directories:
+        for info in CRDS:
+            path = directory / filename(info)
+            text = render(info)
+            if args.check:
+                if not path.is_file() or path.read_text() != text:
+                    drift.append(str(path))
+            else:
+                path.write_text(text)
     if drift:
-        print("CRDs drifted from modelship.api; run `python -m modelship.api.crdgen crds`:",
+        print("CRDs drifted from modelship.api; run `make crds`:",
               *drift, sep="\n  ", file=sys.stderr)
         return 1
     return 0
