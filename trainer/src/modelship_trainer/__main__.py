@@ -1,0 +1,3 @@
+from modelship_trainer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""One training run: data, train, evaluate, export, parity, gate, publish."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from modelship.api.training_result import TrainingResult
+from modelship.api.trainingrun import Artifact, Lineage, TrainingRunSpec
+from modelship_trainer import triton_config
+from modelship_trainer.data import ArrayDataset, load_directory, split
+from modelship_trainer.errors import InvalidSpecError
+from modelship_trainer.evaluate import classification_metrics
+from modelship_trainer.export import (
+    build_tensorrt,
+    check_parity,
+    export_onnx,
+    onnx_logits,
+    onnx_session,
+    tensorrt_unavailable,
+)
+from modelship_trainer.gate import Production, decide
+from modelship_trainer.hyperparameters import as_strings, parse_hyperparameters
+from modelship_trainer.lineage import code_version, file_digest
+from modelship_trainer.recipe import Recipe
+from modelship_trainer.registry import load_recipe
+from modelship_trainer.repository import production_model, publish, published_versions
+from modelship_trainer.training import predict_logits
+
+STAGES = ("generate", "train", "evaluate", "export", "parity", "gate", "publish")
+RUNNER_SOURCE = Path(__file__).with_name("triton_runner.py")
+
+
+@dataclass
+class RunConfig:
+    """The spec plus where the pod mounted the model repository and the dataset."""
+
+    spec: TrainingRunSpec
+    repository: Path
+    dataset_dir: Path | None = None
+
+
+@dataclass
+class RunOutput:
+    """The result, plus the trained model and held-out split for callers that compare."""
+
+    result: TrainingResult
+    model: nn.Module
+    held_out: ArrayDataset
+
+
+@dataclass
+class Timings:
+    seconds: dict[str, float] = field(default_factory=dict)
+    on_stage: Callable[[str, float], None] | None = None
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - start, 3)
+            if self.on_stage:
+                self.on_stage(name, self.seconds[name])
+
+
+def load_data(recipe: Recipe, config: RunConfig) -> ArrayDataset:
+    ds = config.spec.dataset
+    if ds.generated is not None:
+        return recipe.generate(ds.generated)
+    if ds.volume is not None:
+        if config.dataset_dir is None:
+            raise InvalidSpecError("dataset.volume is set but no dataset directory was given")
+        return load_directory(config.dataset_dir)
+    raise InvalidSpecError("dataset: set exactly one of generated or volume")
+
+
+def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None) -> RunOutput:
+    """The run's outcome; raises TrainerError (or anything else) when it fails."""
+    spec = config.spec
+    timings = Timings(on_stage=on_stage)
+    recipe = load_recipe(spec.trainer.recipe)
+    hp = parse_hyperparameters(spec.trainer.hyperparameters, recipe.hyperparameters)
+    if spec.publish.backend == "tensorrt":
+        # Refuse before training when the chosen backend cannot have its plan.
+        why = ("export.tensorrt is Never" if spec.export.tensorrt == "Never"
+               else tensorrt_unavailable())
+        if why:
+            raise InvalidSpecError(f"publish.backend tensorrt needs a TensorRT plan ({why})")
+
+    with timings.stage("generate"):
+        data = load_data(recipe, config)
+        seed = spec.dataset.generated.seed if spec.dataset.generated else 0
+        train, held_out = split(data, spec.dataset.validation_fraction, seed)
+    with timings.stage("train"):
+        model = recipe.build_model(data.sample_shape, len(data.classes), hp)
+        recipe.fit(model, train, hp)
+    with timings.stage("evaluate"):
+        metrics = classification_metrics(predict_logits(model, held_out.images),
+                                         held_out.labels, len(data.classes))
+
+    model_dir = config.repository / spec.model
+    with tempfile.TemporaryDirectory(prefix="modelship-export-") as tmp:
+        work = Path(tmp)
+        onnx_path, plan_path = work / "model.onnx", work / "model.plan"
+        with timings.stage("export"):
+            export_onnx(model, data.sample_shape, onnx_path, spec.export.onnx_opset)
+            trt = build_tensorrt(onnx_path, plan_path, data.sample_shape,
+                                 spec.publish.max_batch_size, spec.export.tensorrt)
+        with timings.stage("parity"):
+            parity = check_parity(model, onnx_path, held_out.images,
+                                  spec.export.parity_tolerance)
+        with timings.stage("gate"):
+            production = None
+            baseline = spec.gate.baseline if spec.gate else None
+            if baseline is not None:
+                found = production_model(model_dir, baseline.production_version)
+                if found is not None:
+                    version, prod_path = found
+                    logits = onnx_logits(onnx_session(prod_path), held_out.images)
+                    production = Production(version, classification_metrics(
+                        logits, held_out.labels, len(data.classes)))
+            gate = decide(spec.gate, metrics, production)
+        parent = production.version if production else (
+            published_versions(model_dir)[-1] if published_versions(model_dir) else None)
+        lineage = Lineage(dataset_digest=data.digest(), code_version=code_version(),
+                          hyperparameters=as_strings(hp), parent_version=parent)
+        key = baseline.metric if baseline else "accuracy"
+        result = TrainingResult(
+            outcome="Rejected", reason="GateRejected", message=gate.reason, model=spec.model,
+            key_metric=f"{key}={metrics[key]:.4f}" if key in metrics else None,
+            metrics=metrics, gate=gate, lineage=lineage, onnx_opset=spec.export.onnx_opset,
+            parity_max_abs_diff=parity, timings=timings.seconds,
+        )
+        if gate.verdict == "Rejected":
+            return RunOutput(result, model, held_out)
+        config_text = triton_config.render(spec.model, spec.publish.backend,
+                                           spec.publish.max_batch_size, data.sample_shape,
+                                           len(data.classes))
+
+        def fill(version_dir: Path) -> None:
+            shutil.copyfile(onnx_path, version_dir / "model.onnx")
+            if trt.built:
+                shutil.copyfile(plan_path, version_dir / "model.plan")
+            if spec.publish.backend == "python":
+                shutil.copyfile(RUNNER_SOURCE, version_dir / "model.py")
+            (version_dir / "config.pbtxt").write_text(config_text)
+            report = {
+                "heldOut": metrics, "samples": {"train": len(train), "heldOut": len(held_out)},
+                "classes": list(data.classes), "parityMaxAbsDiff": parity,
+                "onnxOpset": spec.export.onnx_opset, "tensorrt": trt.detail,
+                "production": {"version": production.version,
+                               "heldOut": dict(production.metrics)} if production else None,
+                "gate": gate.to_api(),
+            }
+            (version_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+            record = {**lineage.to_api(), "recipe": recipe.name,
+                      "dataset": spec.dataset.to_api(), "classes": list(data.classes)}
+            (version_dir / "lineage.json").write_text(json.dumps(record, indent=2) + "\n")
+
+        with timings.stage("publish"):
+            published = publish(config.repository, spec.model, fill, model_config=config_text)
+        formats = ["onnx", "tensorrt"] if trt.built else ["onnx"]
+        result.outcome, result.reason, result.version = "Succeeded", "Published", published.version
+        result.message = f"published {spec.model} version {published.version}: {gate.reason}"
+        result.artifact = Artifact(digest=file_digest(published.path / "model.onnx"),
+                                   path=f"{spec.model}/{published.version}", formats=formats,
+                                   tensorrt=trt.detail)
+        result.timings = timings.seconds
+        return RunOutput(result, model, held_out)

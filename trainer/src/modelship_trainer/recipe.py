@@ -1,0 +1,41 @@
+"""What a recipe is: how to make data (optionally), build a model, and fit it.
+
+A recipe trains a classifier over float32 tensors (N, C, H, W) that returns logits (N, K).
+Everything around it (split, evaluation, export, parity, gate, publish) is the pipeline's.
+Custom recipes are installed packages exposing a Recipe subclass (or an instance, or a
+factory) in the `modelship.recipes` entry point group.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import ClassVar
+
+from torch import nn
+
+from modelship.api.trainingrun import GeneratedDataset
+from modelship_trainer.data import ArrayDataset
+from modelship_trainer.errors import InvalidSpecError
+from modelship_trainer.hyperparameters import Hyperparameter, Value
+
+
+class Recipe(ABC):
+    """Subclass this for a custom recipe and register it under `modelship.recipes`."""
+
+    name: ClassVar[str]
+    hyperparameters: ClassVar[Mapping[str, Hyperparameter]]
+
+    def generate(self, spec: GeneratedDataset) -> ArrayDataset:
+        """Synthetic data from a seed; recipes without a generator need a dataset volume."""
+        raise InvalidSpecError(f"recipe {self.name!r} cannot generate data; "
+                          "give it a dataset volume")
+
+    @abstractmethod
+    def build_model(self, sample_shape: tuple[int, ...], num_classes: int,
+                    hp: Mapping[str, Value]) -> nn.Module:
+        """A fresh model mapping (N, *sample_shape) float32 to (N, num_classes) logits."""
+
+    @abstractmethod
+    def fit(self, model: nn.Module, train: ArrayDataset, hp: Mapping[str, Value]) -> None:
+        """Train `model` in place on `train`."""
