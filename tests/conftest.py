@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from modelship.devenv import tools
+from modelship.devenv import gateway_api, tools
 from modelship.devenv.cluster import LocalCluster
 from modelship.devenv.operator_process import OperatorProcess
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -74,6 +74,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     try:
         local.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         local.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        gateway_api.install(local)
         # The OpenAPI document that kubectl explain reads is published a moment later.
         wait_for("CRD OpenAPI", lambda: all(
             local.kubectl("explain", kind, check=False).returncode == 0

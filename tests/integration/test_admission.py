@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from modelship.devenv.cluster import LocalCluster
-from tests.integration.conftest import Kubectl
+from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.integration
 SAMPLES = sorted((Path(__file__).resolve().parents[2] / "crds" / "samples").glob("*.yaml"))

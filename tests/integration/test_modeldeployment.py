@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from modelship.devenv.operator_process import OperatorProcess
-from tests.integration.conftest import Kubectl, wait_for
+from tests.conftest import Kubectl, wait_for
 
 pytestmark = pytest.mark.integration
 SAMPLE = Path(__file__).resolve().parents[2] / "crds" / "samples" / "modeldeployment-local.yaml"
@@ -83,7 +83,7 @@ def test_model_deployment_gets_triton_deployment_and_service_and_becomes_ready(
 
     events = kubectl("get", "events", "--field-selector",
                      "involvedObject.kind=ModelDeployment", "-o", "yaml").stdout
-    assert "serving surface-defects version 1" in events
+    assert "reason: Serving" in events and "serving version 1" in events
 
 
 def test_converged_reconcile_writes_nothing(kubectl: Kubectl, operator: OperatorProcess) -> None:

@@ -57,13 +57,13 @@ def test_gpu_and_placement_pass_through() -> None:
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
 
 
-def test_services_select_one_version_or_all() -> None:
+def test_services_select_what_they_are_given() -> None:
     svc = triton_manifests.version_service(md(), 4)
     assert svc["spec"]["selector"] == {"modelship.io/modeldeployment": "defects",
                                        "modelship.io/model-version": "4"}
-    stable = triton_manifests.stable_service(md())
+    stable = triton_manifests.stable_service(md(), {"modelship.io/modeldeployment": "defects"})
     assert stable["metadata"]["name"] == "defects"
-    assert "modelship.io/model-version" not in stable["spec"]["selector"]
+    assert stable["spec"]["selector"] == {"modelship.io/modeldeployment": "defects"}
 
 
 def _run_view(tmp_path: Path, config: str | None, version_config: str | None,

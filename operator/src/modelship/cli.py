@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from modelship import constants, controls
 from modelship.devenv import demo as demo_run
 from modelship.devenv import tools
 from modelship.devenv.cluster import LocalCluster, default_state_dir
@@ -30,6 +34,63 @@ def operator(namespaces: tuple[str, ...], liveness: str, verbose: bool) -> None:
     from modelship.handlers.main import run  # imports kopf only when the operator runs
 
     run(list(namespaces), liveness, verbose)
+
+
+_ns_option = click.option("--namespace", "-n", default=None,
+                          help="Namespace (default: the kubeconfig context's).")
+
+
+def _namespace(namespace: str | None) -> str:
+    if namespace:
+        return namespace
+    from lightkube.config.kubeconfig import KubeConfig
+
+    context = KubeConfig.from_env().get()
+    return (context.namespace if context else None) or "default"
+
+
+@main.command()
+@click.argument("name")
+@_ns_option
+@click.option("--watch", "-w", is_flag=True, help="Refresh every second until interrupted.")
+def status(name: str, namespace: str | None, watch: bool) -> None:
+    """Show a ModelDeployment: phase, weights, each check with its value and threshold."""
+    ns = _namespace(namespace)
+    while True:
+        text = asyncio.run(controls.describe(ns, name))
+        if watch:
+            click.clear()
+        click.echo(text)
+        if not watch:
+            return
+        time.sleep(1)
+
+
+def _command(action: str) -> Callable[..., None]:
+    def run(name: str, namespace: str | None, **_: object) -> None:
+        ns = _namespace(namespace)
+        value = asyncio.run(controls.send(ns, name, action))
+        click.echo(f"{ns}/{name}: {action} requested ({constants.ANNOTATION_COMMAND}={value})")
+    return run
+
+
+@main.command()
+@click.argument("name")
+@_ns_option
+@click.option("--full", is_flag=True,
+              help="Skip all remaining steps and analysis: the candidate takes 100% now.")
+def promote(name: str, namespace: str | None, full: bool) -> None:
+    """Advance the rollout one step (skipping the current pause), or fully with --full."""
+    _command("promote-full" if full else "promote")(name, namespace)
+
+
+for _action, _help in (
+    ("abort", "Roll the candidate back now: traffic to stable, then scale it down."),
+    ("pause", "Hold the rollout at its current step (analysis keeps running)."),
+    ("resume", "Continue a paused or held rollout."),
+    ("retry", "Start the rollout of a rolled-back version again."),
+):
+    main.command(name=_action, help=_help)(_ns_option(click.argument("name")(_command(_action))))
 
 
 @main.command()

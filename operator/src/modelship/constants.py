@@ -27,6 +27,10 @@ LABEL_MODEL = f"{GROUP}/model"
 LABEL_MODEL_VERSION = f"{GROUP}/model-version"
 LABEL_TRAINING_RUN = f"{GROUP}/trainingrun"
 
+# Manual rollout controls (`modelship promote|abort|pause|resume|retry`) are written here as
+# `<action>@<id>`, never into spec, so a GitOps sync cannot undo them.
+ANNOTATION_COMMAND = f"{GROUP}/command"
+
 # Triton's well-known ports, named so Services and PodMonitors can refer to them.
 PORT_HTTP = 8000
 PORT_GRPC = 8001

@@ -10,6 +10,7 @@ printed as the last line on stdout. Exit codes: 0 published, 3 rejected by the g
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -22,7 +23,9 @@ from typing import Any
 import pydantic
 
 from modelship.api.training_result import (
+    DEFAULT_PROGRESS_MARKER,
     ENV_DATASET_DIR,
+    ENV_PROGRESS_MARKER,
     ENV_REPOSITORY,
     ENV_TERMINATION_LOG,
     ENV_TRAINING_SPEC,
@@ -48,6 +51,17 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
             raise InvalidSpecError(f"{flag} expects KEY=VALUE, got {item!r}")
         out[key] = value
     return out
+
+
+def report_stage(name: str, seconds: float) -> None:
+    """Log each finished stage; once training is done, leave the marker the pod's readiness
+    probe looks for, so the operator can show the run as Evaluating."""
+    print(f"modelship-train: {name} {seconds:.2f}s", file=sys.stderr, flush=True)
+    if name == "train":
+        marker = Path(os.environ.get(ENV_PROGRESS_MARKER, DEFAULT_PROGRESS_MARKER))
+        with contextlib.suppress(OSError):  # progress is informative; never fail a run on it
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -151,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(max(1, args.threads))
         config = RunConfig(spec, Path(args.repository),
                            Path(args.dataset_dir) if args.dataset_dir else None)
-        result = run(config, on_stage=lambda name, s: print(
-            f"modelship-train: {name} {s:.2f}s", file=sys.stderr, flush=True)).result
+        result = run(config, on_stage=report_stage).result
     except TrainerError as exc:
         result = TrainingResult(outcome="Failed", reason=exc.reason, message=str(exc),
                                 model=model)

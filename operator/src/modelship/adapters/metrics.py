@@ -25,3 +25,33 @@ PHASE = Gauge(
     "1 for the current phase of each ModelDeployment.",
     ["namespace", "name", "phase"],
 )
+CANDIDATE_WEIGHT = Gauge(
+    "modelship_candidate_weight_percent",
+    "Percent of traffic routed to the candidate version.",
+    ["namespace", "name"],
+)
+ROLLOUTS = Counter(
+    "modelship_rollouts_total",
+    "Finished rollouts by strategy and outcome (Promoted, RolledBack, Aborted, Superseded).",
+    ["namespace", "name", "strategy", "outcome"],
+)
+ROLLBACKS = Counter(
+    "modelship_rollbacks_total",
+    "Automatic and manual rollbacks; alert on increase().",
+    ["namespace", "name"],
+)
+ANALYSIS_RESULTS = Counter(
+    "modelship_analysis_results_total",
+    "Analysis check results by check and result (Successful, Failed, Inconclusive).",
+    ["namespace", "name", "check", "result"],
+)
+ANALYSIS_VALUE = Gauge(
+    "modelship_analysis_value",
+    "The latest measured value of each analysis check.",
+    ["namespace", "name", "check"],
+)
+TRAINING_RUNS = Counter(
+    "modelship_training_runs_total",
+    "Finished TrainingRuns by outcome (Succeeded, Rejected, Failed).",
+    ["namespace", "outcome"],
+)

@@ -110,6 +110,12 @@ class Trainer(ApiModel):
         default=None, max_length=32, description="Tolerations, e.g. for GPU taints."
     )
     env: dict[str, str] | None = Field(default=None, description="Extra environment variables.")
+    pod_annotations: dict[str, str] | None = Field(
+        default=None, description="Annotations for the training pod (e.g. for a service mesh)."
+    )
+    service_account_name: DnsLabel | None = Field(
+        default=None, description="Service account of the training pod."
+    )
 
 
 class Threshold(ApiModel):
@@ -193,7 +199,15 @@ class JobSettings(ApiModel):
 
 
 class TrainingRunSpec(ApiModel):
-    """Desired training run."""
+    """Desired training run. A run is a record: its spec cannot change once created."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("self == oldSelf",
+                "spec is immutable: a TrainingRun records one run; create a new TrainingRun",
+                reason="FieldValueForbidden"),
+        )
+    )
 
     model: ModelName = Field(description="Triton model name the version is published under.")
     trainer: Trainer = Field(

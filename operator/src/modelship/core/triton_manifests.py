@@ -217,6 +217,7 @@ def version_service(md: ModelDeployment, version: int) -> dict[str, Any]:
                     {constants.LABEL_MODEL_VERSION: str(version)})
 
 
-def stable_service(md: ModelDeployment) -> dict[str, Any]:
-    """The one address clients call, whatever version serves them."""
-    return _service(md, md.metadata.name, names.all_versions_selector(md.metadata.name), {})
+def stable_service(md: ModelDeployment, selector: dict[str, str]) -> dict[str, Any]:
+    """The one address clients call, whatever version serves them; `selector` comes from the
+    traffic decision (core.traffic.stable_selector)."""
+    return _service(md, md.metadata.name, selector, {})

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from modelship.api.modeldeployment import ModelRef
-from modelship.core.serving import Resolution
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The version the spec resolves to, or why there is none yet."""
+
+    version: int | None
+    reason: str = ""
 
 
 def _blessed_version(run: dict[str, Any], model: str) -> int | None:

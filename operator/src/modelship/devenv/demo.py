@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modelship.api import crdgen
-from modelship.devenv import tools
+from modelship.devenv import gateway_api, tools
 from modelship.devenv.cluster import LocalCluster
 from modelship.devenv.operator_process import OperatorProcess
 
@@ -24,9 +24,11 @@ SAMPLE = REPO_ROOT / "crds" / "samples" / "modeldeployment-local.yaml"
 
 
 def install_crds(cluster: LocalCluster) -> None:
-    """Apply the CRDs as generated from this very version of the API models."""
+    """Apply the CRDs as generated from this very version of the API models, and the
+    Gateway API's (the gateway traffic provider writes GRPCRoutes)."""
     manifests = "---\n".join(crdgen.render(info) for info in crdgen.CRDS)
     cluster.kubectl("apply", "--server-side", "-f", "-", input_text=manifests)
+    gateway_api.install(cluster)
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
 
 

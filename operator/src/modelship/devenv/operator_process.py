@@ -16,8 +16,9 @@ from modelship.devenv.cluster import free_port
 
 class OperatorProcess:
     def __init__(self, kubeconfig: Path, log_dir: Path, namespace: str | None = None,
-                 resync_seconds: float = 1.0) -> None:
+                 resync_seconds: float = 1.0, env: dict[str, str] | None = None) -> None:
         self.kubeconfig = kubeconfig
+        self.extra_env = dict(env or {})
         self.log_dir = log_dir
         self.namespace = namespace
         self.resync_seconds = resync_seconds
@@ -29,7 +30,7 @@ class OperatorProcess:
         self.metrics_port, live_port = free_port(), free_port()
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig),
                    MODELSHIP_RESYNC_SECONDS=str(self.resync_seconds),
-                   MODELSHIP_METRICS_PORT=str(self.metrics_port))
+                   MODELSHIP_METRICS_PORT=str(self.metrics_port), **self.extra_env)
         argv = [sys.executable, "-m", "modelship.cli", "operator",
                 f"--liveness=http://127.0.0.1:{live_port}/healthz"]
         if self.namespace:

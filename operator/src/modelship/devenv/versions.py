@@ -5,3 +5,4 @@ from __future__ import annotations
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.5"  # the etcd that Kubernetes v1.35 is tested against
 KWOK_VERSION = "v0.8.0"
+GATEWAY_API_VERSION = "v1.4.0"  # standard channel: GRPCRoute with RequestMirror percent

@@ -7,7 +7,7 @@ import logging
 
 import kopf
 
-from modelship.handlers import modeldeployment, runtime  # noqa: F401  (registers handlers)
+from modelship.handlers import modeldeployment, runtime, trainingrun  # noqa: F401  (handlers)
 
 
 def run(namespaces: list[str], liveness: str, verbose: bool = False) -> None:

@@ -1,0 +1,50 @@
+"""Render a ModelDeployment's status for a person (`modelship status`), pure."""
+
+from __future__ import annotations
+
+from modelship.api.modeldeployment import ModelDeployment
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}"
+
+
+def render(md: ModelDeployment) -> str:
+    st = md.status
+    lines = [
+        f"{md.metadata.namespace}/{md.metadata.name}  model {md.spec.model.name}",
+        f"  phase:      {st.phase or '-'}" + (f"  ({st.message})" if st.message else ""),
+        f"  stable:     {st.stable_version if st.stable_version is not None else '-'}",
+        f"  candidate:  {st.candidate_version if st.candidate_version is not None else '-'}",
+    ]
+    if st.weights is not None:
+        mirror = f", mirror {st.weights.mirror}%" if st.weights.mirror else ""
+        lines.append(f"  traffic:    stable {st.weights.stable}% / candidate "
+                     f"{st.weights.candidate}%{mirror}")
+    if st.rollout is not None:
+        ro = st.rollout
+        paused = f"  PAUSED: {ro.pause_reason}" if ro.paused else ""
+        lines.append(f"  rollout:    {ro.strategy} stage {ro.stage or '-'} step {ro.step}"
+                     f" since {ro.stage_started_at or '-'}{paused}")
+    if st.analysis is not None:
+        an = st.analysis
+        lines.append(f"  analysis:   last {an.last_result or '-'} at {an.last_run_at or '-'}; "
+                     f"{an.consecutive_failures} failed, {an.consecutive_inconclusive} "
+                     "inconclusive in a row")
+        rows = [("CHECK", "RESULT", "VALUE", "STABLE", "THRESHOLD", "MESSAGE")]
+        rows += [(c.name, c.result, _fmt(c.value), _fmt(c.stable_value), c.threshold,
+                  c.message) for c in an.checks or []]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for row in rows:
+            cells = [row[i].ljust(widths[i]) for i in range(5)] + [row[5]]
+            lines.append("    " + "  ".join(cells).rstrip())
+    for cond in st.conditions or []:
+        lines.append(f"  {cond.type}={cond.status} {cond.reason}: {cond.message}".rstrip(": "))
+    if st.history:
+        lines.append("  history:")
+        for h in st.history[:5]:
+            lines.append(f"    v{h.version} {h.outcome} ({h.strategy}) {h.finished_at or ''} "
+                         f"{h.reason}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""Turn a traffic decision into objects, for both providers (pure).
+
+- gateway: one GRPCRoute per ModelDeployment with weighted backendRefs (canary), a
+  RequestMirror filter (shadow) and a backend swap (blue-green: weight 0 -> 100).
+- replicas: one Service across versions; the candidate's share is approximated by pod
+  counts. Weight 0 narrows the Service to stable and weight 100 to the candidate, so both
+  ends are exact and switching them is a route change, never a scale change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelship import constants
+from modelship.api.modeldeployment import ModelDeployment
+from modelship.core import names
+from modelship.core.rollout import SetTraffic
+from modelship.core.triton_manifests import owner_reference
+
+GRPC_ROUTE_API = "gateway.networking.k8s.io/v1"
+
+
+def grpc_route(md: ModelDeployment, traffic: SetTraffic) -> dict[str, Any]:
+    gateway = md.spec.traffic.gateway
+    assert gateway is not None  # the CRD's CEL rule requires it for provider gateway
+    name = md.metadata.name
+    weight = traffic.candidate_weight if traffic.candidate_version is not None else 0
+    backends: list[dict[str, Any]] = [{
+        "name": names.version_name(name, traffic.stable_version),
+        "port": constants.PORT_GRPC,
+        "weight": 100 - weight,
+    }]
+    rule: dict[str, Any] = {"backendRefs": backends}
+    if traffic.candidate_version is not None:
+        candidate = names.version_name(name, traffic.candidate_version)
+        backends.append({"name": candidate, "port": constants.PORT_GRPC, "weight": weight})
+        if traffic.mirror_percent > 0:
+            rule["filters"] = [{
+                "type": "RequestMirror",
+                "requestMirror": {
+                    "backendRef": {"name": candidate, "port": constants.PORT_GRPC},
+                    "percent": traffic.mirror_percent,
+                },
+            }]
+    spec: dict[str, Any] = {
+        "parentRefs": [p.to_api() for p in gateway.parent_refs],
+        "rules": [rule],
+    }
+    if gateway.hostnames:
+        spec["hostnames"] = list(gateway.hostnames)
+    return {
+        "apiVersion": GRPC_ROUTE_API,
+        "kind": "GRPCRoute",
+        "metadata": {
+            "name": name,
+            "namespace": md.metadata.namespace,
+            "labels": names.common_labels(name, md.spec.model.name),
+            "ownerReferences": [owner_reference(md)],
+        },
+        "spec": spec,
+    }
+
+
+def stable_selector(md: ModelDeployment, traffic: SetTraffic) -> dict[str, str]:
+    """Which pods the stable Service `<name>` selects."""
+    name = md.metadata.name
+    candidate, weight = traffic.candidate_version, traffic.candidate_weight
+    if candidate is None or weight == 0 or md.spec.traffic.provider == "gateway":
+        # With a gateway the route splits traffic; the Service is the stable fallback.
+        return names.version_selector(name, traffic.stable_version)
+    if weight >= 100:
+        return names.version_selector(name, candidate)
+    return names.all_versions_selector(name)
+
+
+def candidate_replicas(stable_replicas: int, weight: int) -> int:
+    """Pods of the candidate so that candidate / (stable + candidate) is closest to weight%."""
+    if weight <= 0:
+        return stable_replicas  # warm beside stable (blue-green preview, analysis) at 0%
+    if weight >= 100:
+        return stable_replicas
+    return max(1, round(stable_replicas * weight / (100 - weight)))

@@ -1,0 +1,216 @@
+"""One reconcile pass of a ModelDeployment: observe, decide (core.rollout), act, report.
+
+Idempotent and level-based: it reads everything it needs from the cluster and from the
+resource's status each time, so an operator killed at any point resumes exactly there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from modelship import constants
+from modelship.adapters import metrics
+from modelship.adapters.kube import Kube
+from modelship.adapters.prometheus import measure_checks
+from modelship.api.common import Condition
+from modelship.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
+from modelship.core import names, traffic, triton_manifests, versions
+from modelship.core.analysis import check_errors
+from modelship.core.conditions import remove_condition, set_condition
+from modelship.core.durations import parse_duration
+from modelship.core.observations import VersionObservation, observe_deployment, pod_problems
+from modelship.core.rollout import (
+    Action,
+    Command,
+    Decision,
+    EnsureVersion,
+    Event,
+    Observations,
+    RemoveVersion,
+    SetTraffic,
+    due_queries,
+    format_time,
+    parse_command,
+    step,
+)
+from modelship.core.validation import SpecError, model_deployment_errors
+
+log = logging.getLogger(__name__)
+KIND = constants.MODEL_DEPLOYMENT_KIND
+PHASES = ("Pending", "Progressing", "Paused", "Ready", "RolledBack", "Failed")
+# Label that the scrape configuration puts on Triton's series to say which namespace the
+# pod ran in (PodMonitor and Kubernetes SD relabelling both produce `namespace`); empty
+# disables the matcher for setups that scrape one namespace only.
+NAMESPACE_LABEL = os.environ.get("MODELSHIP_ANALYSIS_NAMESPACE_LABEL", "namespace")
+_warned_commands: set[tuple[str, str]] = set()
+
+
+def _validation_message(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:5]:
+        where = ".".join(str(p) for p in e["loc"])
+        parts.append(f"{where}: {e['msg']}")
+    return "; ".join(parts)
+
+
+async def _report_invalid(kube: Kube, body: dict[str, Any], message: str, now: str) -> None:
+    """InvalidSpec: whatever served before keeps serving; nothing is applied or removed."""
+    old = ModelDeploymentStatus.model_validate(body.get("status") or {})
+    new = old.model_copy(deep=True)
+    gen = body["metadata"].get("generation", 0)
+    new.phase, new.message, new.observed_generation = "Failed", message, gen
+    for type_ in ("InvalidSpec", "Ready"):
+        new.conditions = set_condition(new.conditions, Condition(
+            type=type_, status="True" if type_ == "InvalidSpec" else "False",
+            reason="InvalidSpec", message=message, observed_generation=gen), now)
+    meta = body["metadata"]
+    if await kube.patch_status(constants.API_VERSION, KIND, meta["name"], meta["namespace"],
+                               old.to_api(), new.to_api()) and old.phase != "Failed":
+        await kube.event(body, "Warning", "InvalidSpec", message)
+
+
+async def _observe(kube: Kube, ns: str, name: str) -> dict[int, VersionObservation]:
+    deployments = await kube.list("apps/v1", "Deployment", ns,
+                                  {constants.LABEL_DEPLOYMENT: name})
+    problems: dict[str, list[str]] = defaultdict(list)
+    if any(not observe_deployment(0, d).ready for d in deployments):
+        for pod in await kube.list("v1", "Pod", ns, {constants.LABEL_DEPLOYMENT: name}):
+            version = pod["metadata"].get("labels", {}).get(constants.LABEL_MODEL_VERSION, "")
+            problems[version] += pod_problems(pod)
+    out = {}
+    for dep in deployments:
+        label = dep["metadata"].get("labels", {}).get(constants.LABEL_MODEL_VERSION, "")
+        if label.isdigit():
+            out[int(label)] = observe_deployment(int(label), dep, tuple(problems[label]))
+    return out
+
+
+async def _command(kube: Kube, body: dict[str, Any]) -> Command | None:
+    raw = (body["metadata"].get("annotations") or {}).get(constants.ANNOTATION_COMMAND)
+    if not raw:
+        return None
+    try:
+        return parse_command(raw)
+    except ValueError as err:
+        key = (body["metadata"]["uid"], raw)
+        if key not in _warned_commands:  # one event per bad value, not one per tick
+            _warned_commands.add(key)
+            await kube.event(body, "Warning", "CommandInvalid", str(err))
+        return None
+
+
+async def _apply(kube: Kube, md: ModelDeployment, actions: tuple[Action, ...]) -> None:
+    """Apply the decision in order: scale-ups, then the route, then removals, then events."""
+    route = next((a for a in actions if isinstance(a, SetTraffic)), None)
+    ns, name = md.metadata.namespace, md.metadata.name
+    for action in actions:
+        if isinstance(action, EnsureVersion):
+            replicas = action.replicas
+            if (md.spec.traffic.provider == "replicas" and route is not None
+                    and action.version == route.candidate_version):
+                replicas = traffic.candidate_replicas(replicas, route.candidate_weight)
+            await kube.apply(triton_manifests.deployment(md, action.version, replicas))
+            await kube.apply(triton_manifests.version_service(md, action.version))
+        elif isinstance(action, SetTraffic):
+            if md.spec.traffic.provider == "gateway":
+                await kube.apply(traffic.grpc_route(md, action))
+            await kube.apply(triton_manifests.stable_service(
+                md, traffic.stable_selector(md, action)))
+            metrics.CANDIDATE_WEIGHT.labels(namespace=ns, name=name).set(
+                action.candidate_weight if action.candidate_version is not None else 0)
+        elif isinstance(action, RemoveVersion):
+            child = names.version_name(name, action.version)
+            await kube.delete("v1", "Service", child, ns)
+            await kube.delete("apps/v1", "Deployment", child, ns)
+        elif isinstance(action, Event):
+            pass  # after the status write, so `kubectl describe` never shows the future
+
+
+def _record_metrics(md: ModelDeployment, decision: Decision) -> None:
+    ns, name = md.metadata.namespace, md.metadata.name
+    for phase in PHASES:
+        metrics.PHASE.labels(namespace=ns, name=name, phase=phase).set(
+            1 if decision.status.phase == phase else 0)
+    for result in decision.analysis_run or ():
+        metrics.ANALYSIS_RESULTS.labels(namespace=ns, name=name, check=result.name,
+                                        result=result.result).inc()
+        if result.value is not None:
+            metrics.ANALYSIS_VALUE.labels(namespace=ns, name=name,
+                                          check=result.name).set(result.value)
+    if decision.finished is not None:
+        metrics.ROLLOUTS.labels(namespace=ns, name=name, strategy=decision.finished.strategy,
+                                outcome=decision.finished.outcome).inc()
+        if decision.finished.outcome == "RolledBack":
+            metrics.ROLLBACKS.labels(namespace=ns, name=name).inc()
+
+
+def _spec_errors(md: ModelDeployment, version: int | None) -> list[SpecError]:
+    errors = model_deployment_errors(md, version)
+    rollout = md.spec.rollout
+    if rollout is not None and rollout.analysis is not None:
+        errors += [SpecError("spec.rollout.analysis.checks", e)
+                   for e in check_errors(rollout.analysis)]
+    return errors
+
+
+async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
+    """One pass; returns the seconds after which time alone could change the decision."""
+    started = time.monotonic()
+    now_dt = datetime.now(UTC)
+    now = format_time(now_dt)
+    body = await kube.get(constants.API_VERSION, KIND, name, namespace)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        md = ModelDeployment.model_validate(body)
+    except ValidationError as err:
+        await _report_invalid(kube, body, _validation_message(err), now)
+        metrics.RECONCILES.labels(kind=KIND, result="invalid").inc()
+        return None
+    runs: list[dict[str, Any]] = []
+    if md.spec.model.from_training_runs is not None:
+        runs = await kube.list(constants.API_VERSION, constants.TRAINING_RUN_KIND, namespace,
+                               md.spec.model.from_training_runs.match_labels)
+    resolution = versions.resolve(md.spec.model, runs)
+    errors = _spec_errors(md, resolution.version)
+    if errors:
+        await _report_invalid(kube, body, "; ".join(str(e) for e in errors), now)
+        metrics.RECONCILES.labels(kind=KIND, result="invalid").inc()
+        return None
+
+    status = md.status.model_copy(deep=True)
+    status.conditions = remove_condition(status.conditions, "InvalidSpec") or None
+    matchers = {NAMESPACE_LABEL: namespace} if NAMESPACE_LABEL else {}
+    queries = due_queries(md.spec, status, namespace, now_dt, matchers)
+    measurements = None
+    if queries:
+        analysis = md.spec.rollout.analysis if md.spec.rollout else None
+        assert analysis is not None
+        measurements = await measure_checks(analysis.prometheus.address, queries,
+                                            parse_duration(analysis.prometheus.timeout))
+    decision = step(md.spec, status, Observations(
+        desired_version=resolution.version,
+        versions=await _observe(kube, namespace, name),
+        generation=md.metadata.generation,
+        measurements=measurements,
+        command=await _command(kube, body),
+        mirroring_supported=md.spec.traffic.provider == "gateway",
+        pending_reason=resolution.reason,
+    ), now_dt)
+    await _apply(kube, md, decision.actions)
+    await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
+                            md.status.to_api(), decision.status.to_api())
+    for action in decision.actions:
+        if isinstance(action, Event):
+            await kube.event(body, action.type, action.reason, action.message)
+    _record_metrics(md, decision)
+    metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
+    metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.monotonic() - started)
+    return decision.requeue_after

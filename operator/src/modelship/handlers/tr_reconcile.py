@@ -1,0 +1,61 @@
+"""One reconcile pass of a TrainingRun: make its Job exist, derive status from the Job and
+its pods (the trainer's termination message carries the result), report transitions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from modelship import constants
+from modelship.adapters import metrics
+from modelship.adapters.kube import Kube
+from modelship.api.trainingrun import TrainingRun, TrainingRunStatus
+from modelship.core import training_manifests, training_status
+
+KIND = constants.TRAINING_RUN_KIND
+# The run, its Job and its pod each trigger a pass; one at a time per run.
+_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+async def reconcile(kube: Kube, namespace: str, name: str) -> None:
+    async with _locks[(namespace, name)]:
+        await _reconcile(kube, namespace, name)
+
+
+async def _reconcile(kube: Kube, namespace: str, name: str) -> None:
+    started = time.monotonic()
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = await kube.get(constants.API_VERSION, KIND, name, namespace)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        run = TrainingRun.model_validate(body)
+    except ValidationError as err:
+        # Admission validates the schema; this only happens across incompatible versions.
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                            for e in err.errors()[:5])
+        old = TrainingRunStatus.model_validate(body.get("status") or {})
+        new = old.model_copy(update={"phase": "Failed", "message": message})
+        await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
+                                old.to_api(), new.to_api())
+        return
+    job_name = training_manifests.job_name(name)
+    job = await kube.get("batch/v1", "Job", job_name, namespace)
+    pods = await kube.list("v1", "Pod", namespace, {constants.LABEL_TRAINING_RUN: name}) \
+        if job is not None else []
+    result = training_status.plan(run, job, pods, now)
+    if result.create_job:
+        await kube.apply(training_manifests.job(run))
+    if await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
+                               run.status.to_api(), result.status.to_api()):
+        for type_, reason, message in result.events:
+            await kube.event(body, type_, reason, message)
+        if result.status.phase in training_status.FINISHED:
+            metrics.TRAINING_RUNS.labels(namespace=namespace,
+                                         outcome=result.status.phase or "").inc()
+    metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
+    metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.monotonic() - started)

@@ -1,0 +1,205 @@
+"""TrainingRuns against the real API server and the real operator.
+
+kwok plays the kubelet: it schedules and runs nothing, so the tests run the REAL trainer
+(`modelship-train`) with exactly the environment the operator put into the Job's pod, then
+finish the pod with the trainer's real exit code and termination message (kwok stage
+`pod-finish-annotated`). The operator's parser therefore reads real trainer output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelship.devenv.operator_process import OperatorProcess
+from tests.conftest import Kubectl, wait_for
+
+pytestmark = pytest.mark.integration
+MANUAL = {"kwok.modelship.io/manual": "true"}
+
+
+def training_run(name: str = "defects-v1", gate: dict[str, Any] | None = None,
+                 **trainer: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": "surface-defects",
+        "trainer": {"hyperparameters": {"epochs": "1"}, "podAnnotations": MANUAL, **trainer},
+        "dataset": {"generated": {"seed": 3, "samples": 400}},
+        "publish": {"backend": "python",
+                    "repository": {"hostPath": {"path": "/var/lib/modelship/repo"}}},
+    }
+    if gate is not None:
+        spec["gate"] = gate
+    return {"apiVersion": "modelship.io/v1alpha1", "kind": "TrainingRun",
+            "metadata": {"name": name, "labels": {"pipeline": "defects-dev"}}, "spec": spec}
+
+
+def status(kubectl: Kubectl, name: str = "defects-v1") -> dict[str, Any]:
+    tr = kubectl.get("tr", name) or {}
+    return dict(tr.get("status") or {})
+
+
+def wait_phase(kubectl: Kubectl, phase: str, name: str = "defects-v1",
+               timeout: float = 60) -> dict[str, Any]:
+    return dict(wait_for(f"TrainingRun {phase}", lambda: (
+        st if (st := status(kubectl, name)).get("phase") == phase else None), timeout=timeout))
+
+
+def running_pod(kubectl: Kubectl, name: str = "defects-v1") -> dict[str, Any]:
+    def find() -> dict[str, Any] | None:
+        pods = kubectl.list("pod", f"modelship.io/trainingrun={name}")
+        live = [p for p in pods if p["status"].get("phase") == "Running"]
+        return live[0] if live else None
+    return dict(wait_for("running training pod", find))
+
+
+def run_trainer_like_the_pod(pod: dict[str, Any], repository: Path,
+                             tmp_path: Path) -> tuple[int, str]:
+    """Run the real trainer with the pod's own command and environment (paths remapped to
+    this machine), and return its exit code and termination message."""
+    container = pod["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    log = tmp_path / "termination-log"
+    env.update(MODELSHIP_REPOSITORY=str(repository), MODELSHIP_TERMINATION_LOG=str(log),
+               MODELSHIP_PROGRESS_MARKER=str(tmp_path / "evaluating"))
+    command = container["command"]
+    assert command == ["modelship-train"]
+    proc = subprocess.run([str(Path(sys.executable).parent / command[0])],
+                          env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=300)
+    return proc.returncode, log.read_text()
+
+
+def finish_pod(kubectl: Kubectl, pod: dict[str, Any], code: int, message: str) -> None:
+    kubectl("annotate", "pod", pod["metadata"]["name"], f"kwok.modelship.io/exit-code={code}",
+            f"kwok.modelship.io/termination-message={message}")
+
+
+def test_training_run_becomes_a_job_and_real_trainer_output_becomes_status(
+        kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
+    kubectl.apply(training_run(gate={"thresholds": [{"metric": "accuracy", "min": 0.3}]}))
+    job = wait_for("Job", lambda: kubectl.get("job", "defects-v1-train"))
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "TrainingRun"
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3]
+    template = job["spec"]["template"]["spec"]
+    assert template["restartPolicy"] == "Never"
+    container = template["containers"][0]
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert json.loads(env["MODELSHIP_TRAINING_SPEC"])["model"] == "surface-defects"
+    assert env["MODELSHIP_REPOSITORY"] == "/models"
+    assert template["volumes"][0]["hostPath"]["path"] == "/var/lib/modelship/repo"
+
+    pod = running_pod(kubectl)
+    # kwok reports the pod Ready at once, which the trainer's probe means as Evaluating.
+    wait_phase(kubectl, "Evaluating")
+    repository = tmp_path / "repo"
+    code, message = run_trainer_like_the_pod(pod, repository, tmp_path)
+    assert code == 0, message
+    finish_pod(kubectl, pod, code, message)
+    st = wait_phase(kubectl, "Succeeded")
+    assert st["version"] == 1
+    assert st["keyMetric"].startswith("accuracy=")
+    assert st["metrics"]["accuracy"] >= 0.3
+    assert st["gate"]["verdict"] == "Blessed"
+    assert st["artifact"]["digest"].startswith("sha256:")
+    assert st["lineage"]["datasetDigest"]
+    assert st["lineage"]["hyperparameters"]["epochs"] == "1"
+    assert (repository / "surface-defects" / "1" / "model.onnx").is_file()
+    assert next(c for c in st["conditions"] if c["type"] == "Complete")["status"] == "True"
+    printed = kubectl("get", "tr", "defects-v1").stdout
+    assert "Succeeded" in printed and "accuracy=" in printed
+    events = kubectl("get", "events", "--field-selector",
+                     "involvedObject.kind=TrainingRun", "-o", "json").stdout
+    reasons = [e["reason"] for e in json.loads(events)["items"]]
+    assert "Pending" in reasons or "Running" in reasons or "Evaluating" in reasons
+    assert "Succeeded" in reasons
+
+    # Deleting the run removes its Job and pod, never the published model.
+    kubectl("delete", "tr", "defects-v1", "--wait=true", "--timeout=60s")
+    wait_for("Job gone", lambda: kubectl.get("job", "defects-v1-train") is None)
+    wait_for("pods gone", lambda: not kubectl.list("pod", "modelship.io/trainingrun=defects-v1"))
+    assert (repository / "surface-defects" / "1" / "model.onnx").is_file()
+
+
+def test_gate_rejection_is_rejected_not_retried(
+        kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
+    kubectl.apply(training_run(gate={"thresholds": [{"metric": "accuracy", "min": 0.9999}]},
+                               **{}))
+    pod = running_pod(kubectl)
+    repository = tmp_path / "repo"
+    code, message = run_trainer_like_the_pod(pod, repository, tmp_path)
+    assert code == 3
+    finish_pod(kubectl, pod, code, message)
+    st = wait_phase(kubectl, "Rejected")
+    assert st["gate"]["verdict"] == "Rejected"
+    assert "accuracy" in st["gate"]["reason"]
+    assert "version" not in st
+    assert not (repository / "surface-defects" / "1").exists()
+    job = kubectl.get("job", "defects-v1-train")
+    assert job is not None
+    failed = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
+    assert failed and failed[0]["reason"] == "PodFailurePolicy"
+    assert len(kubectl.list("pod", "modelship.io/trainingrun=defects-v1")) == 1
+
+
+def test_trainer_failure_maps_to_failed_with_its_reason(
+        kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
+    kubectl.apply(training_run(hyperparameters={"epochs": "many"}))
+    pod = running_pod(kubectl)
+    code, message = run_trainer_like_the_pod(pod, tmp_path / "repo", tmp_path)
+    assert code == 2
+    finish_pod(kubectl, pod, code, message)
+    st = wait_phase(kubectl, "Failed")
+    assert "epochs" in st["message"]
+
+
+def test_deadline_maps_to_failed_deadline_exceeded(
+        kubectl: Kubectl, operator: OperatorProcess) -> None:
+    doc = training_run()
+    doc["spec"]["job"] = {"activeDeadlineSeconds": 10}
+    kubectl.apply(doc)
+    running_pod(kubectl)
+    st = wait_phase(kubectl, "Failed", timeout=60)
+    assert "DeadlineExceeded" in st["message"]
+
+
+def test_gpu_run_waits_for_a_free_gpu_with_the_schedulers_reason(
+        kubectl: Kubectl, operator: OperatorProcess) -> None:
+    gpu = {"resources": {"limits": {"nvidia.com/gpu": 1}},
+           "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]}
+    kubectl.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gpu-hog"},
+                   "spec": {"containers": [{"name": "c", "image": "busybox",
+                                            "resources": gpu["resources"]}],
+                            "tolerations": gpu["tolerations"]}})
+    wait_for("gpu-hog running", lambda: (kubectl.get("pod", "gpu-hog") or {}).get(
+        "status", {}).get("phase") == "Running")
+    kubectl.apply(training_run(**gpu))
+    st = wait_for("Pending with reason", lambda: (
+        s if "Insufficient nvidia.com/gpu" in (s := status(kubectl)).get("message", "")
+        else None))
+    assert st["phase"] == "Pending"
+    time.sleep(2)
+    assert status(kubectl)["phase"] == "Pending"
+    kubectl("delete", "pod", "gpu-hog", "--wait=true", "--timeout=60s")
+    st = wait_for("started", lambda: (
+        s if (s := status(kubectl)).get("phase") in ("Running", "Evaluating") else None),
+        timeout=90)
+    pod = running_pod(kubectl)
+    assert pod["spec"]["nodeName"] == "gpu-0"
+
+
+def test_spec_is_immutable(kubectl: Kubectl, operator: OperatorProcess) -> None:
+    kubectl.apply(training_run())
+    doc = training_run()
+    doc["spec"]["trainer"]["hyperparameters"] = {"epochs": "5"}
+    out = kubectl.apply(doc, check=False)
+    assert out.returncode != 0
+    assert "spec is immutable" in out.stderr

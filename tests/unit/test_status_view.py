@@ -1,0 +1,30 @@
+"""`modelship status`: what a person sees."""
+
+from __future__ import annotations
+
+from modelship.api.modeldeployment import ModelDeployment
+from modelship.core.status_view import render
+
+
+def test_status_view_shows_weights_and_each_check() -> None:
+    md = ModelDeployment.model_validate({
+        "metadata": {"name": "defects", "namespace": "vision"},
+        "spec": {"model": {"name": "m", "version": 2},
+                 "repository": {"hostPath": {"path": "/r"}}},
+        "status": {
+            "phase": "Progressing", "stableVersion": 1, "candidateVersion": 2,
+            "weights": {"stable": 80, "candidate": 20},
+            "rollout": {"strategy": "canary", "stage": "Canary", "step": 0},
+            "analysis": {"consecutiveFailures": 1, "lastResult": "Failed", "checks": [
+                {"name": "error-ratio", "result": "Failed", "value": 0.0734,
+                 "threshold": "<= 0.01", "message": "above max"},
+                {"name": "latency", "result": "Inconclusive", "threshold": "<= 1.5x stable",
+                 "message": "no data"}]},
+        },
+    })
+    text = render(md)
+    assert "vision/defects" in text
+    assert "stable 80% / candidate 20%" in text
+    assert "error-ratio  Failed" in text and "0.0734" in text and "<= 0.01" in text
+    assert "latency" in text and "Inconclusive" in text and "no data" in text
+    assert "1 failed" in text

@@ -1,0 +1,71 @@
+"""Traffic providers' objects: the GRPCRoute and the stable Service's selector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelship.api.modeldeployment import ModelDeployment
+from modelship.core.rollout import SetTraffic
+from modelship.core.traffic import candidate_replicas, grpc_route, stable_selector
+
+
+def md(provider: str = "gateway") -> ModelDeployment:
+    traffic: dict[str, Any] = {"provider": provider}
+    if provider == "gateway":
+        traffic["gateway"] = {"parentRefs": [{"name": "gw", "namespace": "infra",
+                                              "sectionName": "grpc"}],
+                              "hostnames": ["defects.internal"]}
+    return ModelDeployment.model_validate({
+        "metadata": {"name": "defects", "namespace": "ns", "uid": "u"},
+        "spec": {"model": {"name": "m", "version": 2},
+                 "repository": {"hostPath": {"path": "/r"}}, "traffic": traffic},
+    })
+
+
+def test_canary_route_splits_by_weight() -> None:
+    route = grpc_route(md(), SetTraffic(1, 2, 30, 0))
+    assert route["kind"] == "GRPCRoute"
+    assert route["spec"]["parentRefs"] == [{"name": "gw", "namespace": "infra",
+                                            "sectionName": "grpc"}]
+    assert route["spec"]["hostnames"] == ["defects.internal"]
+    rule = route["spec"]["rules"][0]
+    assert rule["backendRefs"] == [
+        {"name": "defects-v1", "port": 8001, "weight": 70},
+        {"name": "defects-v2", "port": 8001, "weight": 30}]
+    assert "filters" not in rule
+
+
+def test_shadow_route_mirrors_to_candidate_without_weight() -> None:
+    rule = grpc_route(md(), SetTraffic(1, 2, 0, 25))["spec"]["rules"][0]
+    assert [b["weight"] for b in rule["backendRefs"]] == [100, 0]
+    assert rule["filters"] == [{"type": "RequestMirror", "requestMirror": {
+        "backendRef": {"name": "defects-v2", "port": 8001}, "percent": 25}}]
+
+
+def test_route_without_candidate_sends_all_to_stable() -> None:
+    rule = grpc_route(md(), SetTraffic(3, None, 0, 0))["spec"]["rules"][0]
+    assert rule["backendRefs"] == [{"name": "defects-v3", "port": 8001, "weight": 100}]
+
+
+@pytest.mark.parametrize(("provider", "weight", "versions"), [
+    ("gateway", 50, {"1"}),
+    ("replicas", 0, {"1"}),
+    ("replicas", 40, None),
+    ("replicas", 100, {"2"}),
+])
+def test_stable_service_selector(provider: str, weight: int, versions: set[str] | None) -> None:
+    selector = stable_selector(md(provider), SetTraffic(1, 2, weight, 0))
+    assert selector["modelship.io/modeldeployment"] == "defects"
+    if versions is None:
+        assert "modelship.io/model-version" not in selector
+    else:
+        assert {selector["modelship.io/model-version"]} == versions
+
+
+@pytest.mark.parametrize(("stable", "weight", "candidate"), [
+    (4, 20, 1), (4, 50, 4), (3, 25, 1), (1, 10, 1), (4, 75, 12), (2, 0, 2), (2, 100, 2)])
+def test_candidate_replicas_approximate_the_weight(stable: int, weight: int,
+                                                   candidate: int) -> None:
+    assert candidate_replicas(stable, weight) == candidate
