@@ -149,7 +149,13 @@ class Baseline(ApiModel):
     )
     production_version: int | None = Field(
         default=None, ge=1,
-        description="Version to compare against; default: the newest published version.",
+        description="Version to compare against; default: modelDeployment's stable version, "
+        "else the newest published version.",
+    )
+    model_deployment: DnsLabel | None = Field(
+        default=None,
+        description="A ModelDeployment in this namespace whose stable version is the one in "
+        "production: the operator pins productionVersion to it when the Job starts.",
     )
 
 

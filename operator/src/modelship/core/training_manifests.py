@@ -15,7 +15,7 @@ from modelship.api.training_result import (
     EXIT_REJECTED,
     TERMINATION_MESSAGE_PATH,
 )
-from modelship.api.trainingrun import TrainingRun
+from modelship.api.trainingrun import TrainingRun, TrainingRunSpec
 from modelship.core.triton_manifests import REPO_VOLUME, repository_root
 
 DATA_VOLUME = "dataset"
@@ -61,8 +61,21 @@ def _volumes(tr: TrainingRun) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     return volumes, mounts
 
 
-def job(tr: TrainingRun) -> dict[str, Any]:
-    spec = tr.spec
+def effective_spec(tr: TrainingRun, production_version: int | None) -> TrainingRunSpec:
+    """The spec the trainer receives: the baseline pinned to the version in production."""
+    baseline = tr.spec.gate.baseline if tr.spec.gate is not None else None
+    if baseline is None or baseline.production_version is not None or production_version is None:
+        return tr.spec
+    spec = tr.spec.model_copy(deep=True)
+    assert spec.gate is not None and spec.gate.baseline is not None
+    spec.gate.baseline.production_version = production_version
+    return spec
+
+
+def job(tr: TrainingRun, production_version: int | None = None) -> dict[str, Any]:
+    """The Job; `production_version` is the stable version of the baseline's
+    ModelDeployment, when it names one."""
+    spec = effective_spec(tr, production_version)
     trainer = spec.trainer
     volumes, mounts = _volumes(tr)
     env = [

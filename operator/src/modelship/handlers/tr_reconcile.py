@@ -21,6 +21,16 @@ KIND = constants.TRAINING_RUN_KIND
 _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
+async def _production_version(kube: Kube, run: TrainingRun) -> int | None:
+    baseline = run.spec.gate.baseline if run.spec.gate is not None else None
+    if baseline is None or baseline.model_deployment is None:
+        return None
+    md = await kube.get(constants.API_VERSION, constants.MODEL_DEPLOYMENT_KIND,
+                        baseline.model_deployment, run.metadata.namespace)
+    stable = ((md or {}).get("status") or {}).get("stableVersion")
+    return int(stable) if isinstance(stable, int) else None
+
+
 async def reconcile(kube: Kube, namespace: str, name: str) -> None:
     async with _locks[(namespace, name)]:
         await _reconcile(kube, namespace, name)
@@ -49,7 +59,7 @@ async def _reconcile(kube: Kube, namespace: str, name: str) -> None:
         if job is not None else []
     result = training_status.plan(run, job, pods, now)
     if result.create_job:
-        await kube.apply(training_manifests.job(run))
+        await kube.apply(training_manifests.job(run, await _production_version(kube, run)))
     if await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
                                run.status.to_api(), result.status.to_api()):
         for type_, reason, message in result.events:

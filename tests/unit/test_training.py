@@ -1,0 +1,105 @@
+"""TrainingRun: the Job renderer and the status derived from a Job and its pods (pure)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from modelship.api.training_result import TrainingResult
+from modelship.api.trainingrun import GateStatus, TrainingRun
+from modelship.core import training_manifests
+from modelship.core.training_status import plan
+
+NOW = "2026-11-22T10:00:00Z"
+
+
+def run(status: dict[str, Any] | None = None, **spec: Any) -> TrainingRun:
+    base: dict[str, Any] = {
+        "model": "defects",
+        "dataset": {"volume": {"persistentVolumeClaim": "data", "path": "defects/v3"}},
+        "publish": {"repository": {"persistentVolumeClaim": {"claimName": "repo"},
+                                   "subPath": "triton"}},
+        "gate": {"baseline": {"metric": "accuracy", "modelDeployment": "defects"}},
+    }
+    base.update(spec)
+    return TrainingRun.model_validate({
+        "metadata": {"name": "nightly", "namespace": "vision", "uid": "u", "generation": 1},
+        "spec": base, "status": status or {}})
+
+
+def env_of(job: dict[str, Any]) -> dict[str, str]:
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def test_job_mounts_repository_and_dataset_and_pins_production() -> None:
+    job = training_manifests.job(run(), production_version=7)
+    env = env_of(job)
+    assert env["MODELSHIP_REPOSITORY"] == "/models/triton"
+    assert env["MODELSHIP_DATASET_DIR"] == "/data/defects/v3"
+    spec = json.loads(env["MODELSHIP_TRAINING_SPEC"])
+    assert spec["gate"]["baseline"]["productionVersion"] == 7
+    volumes = job["spec"]["template"]["spec"]["volumes"]
+    assert volumes[1]["persistentVolumeClaim"] == {"claimName": "data", "readOnly": True}
+    assert job["metadata"]["name"] == "nightly-train"
+
+
+def test_pinned_production_version_wins() -> None:
+    tr = run(gate={"baseline": {"productionVersion": 3, "modelDeployment": "defects"}})
+    spec = json.loads(env_of(training_manifests.job(tr, 7))["MODELSHIP_TRAINING_SPEC"])
+    assert spec["gate"]["baseline"]["productionVersion"] == 3
+
+
+def _job(condition: str | None = None, reason: str = "") -> dict[str, Any]:
+    conds = [{"type": condition, "status": "True", "reason": reason,
+              "lastTransitionTime": NOW}] if condition else []
+    return {"metadata": {"name": "nightly-train"}, "status": {"conditions": conds}}
+
+
+def _pod(phase: str, exit_code: int | None = None, message: str = "",
+         ready: bool = False) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase, "conditions": [
+        {"type": "Ready", "status": "True" if ready else "False"}]}
+    if exit_code is not None:
+        status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": {
+            "exitCode": exit_code, "message": message}}}]
+    return {"metadata": {"name": "nightly-train-x", "creationTimestamp": NOW},
+            "status": status}
+
+
+def test_no_job_yet_creates_it() -> None:
+    p = plan(run(), None, [], NOW)
+    assert p.create_job and p.status.phase == "Pending"
+
+
+def test_running_then_evaluating() -> None:
+    assert plan(run(), _job(), [_pod("Running")], NOW).status.phase == "Running"
+    assert plan(run(), _job(), [_pod("Running", ready=True)], NOW).status.phase == "Evaluating"
+
+
+def test_succeeded_result_becomes_status() -> None:
+    result = TrainingResult(outcome="Succeeded", reason="Published", model="defects",
+                            version=4, key_metric="accuracy=0.950",
+                            metrics={"accuracy": 0.95},
+                            gate=GateStatus(verdict="Blessed", reason="ok"))
+    p = plan(run(), _job("Complete"), [_pod("Succeeded", 0,
+                                            result.to_termination_message())], NOW)
+    st = p.status
+    assert (st.phase, st.version, st.key_metric) == ("Succeeded", 4, "accuracy=0.950")
+    assert st.gate is not None and st.gate.verdict == "Blessed"
+    assert ("Normal", "Succeeded", "Published") in p.events
+
+
+def test_failed_job_without_result_says_why() -> None:
+    p = plan(run(), _job("Failed", "DeadlineExceeded"), [_pod("Failed", 137, "")], NOW)
+    assert p.status.phase == "Failed"
+    assert p.status.message.startswith("DeadlineExceeded")
+    garbage = plan(run(), _job("Failed", "BackoffLimitExceeded"),
+                   [_pod("Failed", 1, "Traceback: boom")], NOW)
+    assert "not a modelship result: Traceback: boom" in garbage.status.message
+
+
+def test_finished_runs_never_change_or_recreate_the_job() -> None:
+    done = run(status={"phase": "Succeeded", "version": 4})
+    p = plan(done, None, [], NOW)  # the Job was removed by its TTL
+    assert not p.create_job and p.status.phase == "Succeeded" and p.events == []
