@@ -1,4 +1,5 @@
-"""A real tritonserver (from the nvidia-pytriton wheel) on 127.0.0.1, started and stopped by tests.
+"""A real tritonserver (from the nvidia-pytriton wheel) on 127.0.0.1, for tests, benchmarks
+and the demo.
 
 The wheel ships the server binary, its libraries (nvidia_pytriton.libs) and Python-backend
 stubs per Python version; the stub matching this interpreter is placed next to the backend,
@@ -12,7 +13,6 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +20,8 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
-import pytest
+
+from modelship.devenv.cluster import free_port
 
 HOST = "127.0.0.1"
 # Exposition format: name{label="value",...} value  (names kept exactly as Triton writes them)
@@ -32,8 +33,8 @@ def wheel_paths() -> tuple[Path, Path, Path, Path]:
     """(tritonserver binary, library dir, python backend dir, stub) or a failing test."""
     spec = importlib.util.find_spec("pytriton")
     if spec is None or spec.origin is None:
-        pytest.fail("nvidia-pytriton is not installed: pip install nvidia-pytriton "
-                    "(it provides the real tritonserver these tests run)")
+        raise RuntimeError("nvidia-pytriton is not installed: pip install nvidia-pytriton "
+                           "(it provides the real tritonserver)")
     root = Path(spec.origin).parent
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     server = root / "tritonserver"
@@ -42,14 +43,8 @@ def wheel_paths() -> tuple[Path, Path, Path, Path]:
              server / "python_backend_stubs" / version / "triton_python_backend_stub")
     for p in paths:
         if not p.exists():
-            pytest.fail(f"nvidia-pytriton is incomplete: {p} is missing")
+            raise RuntimeError(f"nvidia-pytriton is incomplete: {p} is missing")
     return paths
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 class TritonServer:
@@ -97,14 +92,16 @@ class TritonServer:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                pytest.fail(f"tritonserver exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"tritonserver exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 if httpx.get(url, timeout=2.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.25)
-        pytest.fail(f"tritonserver not ready in {self.ready_timeout_s}s:\n{self.log_tail()}")
+        raise TimeoutError(
+            f"tritonserver not ready in {self.ready_timeout_s}s:\n{self.log_tail()}")
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]

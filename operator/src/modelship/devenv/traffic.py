@@ -1,0 +1,192 @@
+"""Real Triton model versions that behave well or badly, and a traffic generator that plays
+the gateway's part.
+
+Until the full data plane exists, no gateway routes the traffic: the generator
+reads the GRPCRoute the operator wrote from the real API server and honours it, sending each
+request to the version its weights pick and mirroring the share its RequestMirror filter
+names. Requests really go over gRPC to a real Triton, whose real metrics a real Prometheus
+scrapes, and the operator judges the candidate from those.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
+
+from modelship.devenv.cluster import LocalCluster
+
+Behaviour = Literal["good", "failing", "slow"]
+
+# A Python-backend model whose behaviour is fixed per version folder. Like modelship's
+# runner, a failing version raises from execute() (Triton then counts the request in
+# nv_inference_request_failure) and counts it in modelship_runner_errors_total.
+MODEL_PY = textwrap.dedent('''
+    import time
+    import numpy as np
+    import triton_python_backend_utils as pb_utils
+
+    BEHAVIOUR = "{behaviour}"
+
+    class TritonPythonModel:
+        def initialize(self, args):
+            family = pb_utils.MetricFamily(
+                name="modelship_runner_errors_total", description="runner errors",
+                kind=pb_utils.MetricFamily.COUNTER)
+            self.errors = family.Metric(labels={{"model": args["model_name"],
+                                                 "version": args["model_version"],
+                                                 "reason": "inference"}})
+
+        def execute(self, requests):
+            if BEHAVIOUR == "failing":
+                self.errors.increment(len(requests))
+                raise pb_utils.TritonModelException("inference failed: bad weights")
+            if BEHAVIOUR == "slow":
+                time.sleep(0.04)
+            out = []
+            for request in requests:
+                x = pb_utils.get_input_tensor_by_name(request, "x").as_numpy()
+                out.append(pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor("y", (x * 2).astype(np.float32))]))
+            return out
+''')
+CONFIG = textwrap.dedent('''
+    name: "{model}"
+    backend: "python"
+    max_batch_size: 0
+    input [ {{ name: "x" data_type: TYPE_FP32 dims: [ 4 ] }} ]
+    output [ {{ name: "y" data_type: TYPE_FP32 dims: [ 4 ] }} ]
+    instance_group [ {{ kind: KIND_CPU count: 1 }} ]
+    version_policy: {{ all: {{}} }}
+''')
+
+
+def write_model(repository: Path, model: str, behaviours: dict[int, Behaviour]) -> None:
+    """`<repository>/<model>/` with one version folder per behaviour."""
+    root = repository / model
+    for version, behaviour in behaviours.items():
+        (root / str(version)).mkdir(parents=True, exist_ok=True)
+        (root / str(version) / "model.py").write_text(MODEL_PY.format(behaviour=behaviour))
+    (root / "config.pbtxt").write_text(CONFIG.format(model=model))
+
+
+@dataclass
+class Route:
+    """The traffic split as the GRPCRoute says: version -> weight, mirror target, percent."""
+
+    weights: dict[int, int]
+    mirror_version: int | None = None
+    mirror_percent: int = 0
+
+
+def read_route(cluster: LocalCluster, namespace: str, name: str) -> Route | None:
+    out = cluster.kubectl("-n", namespace, "get", "grpcroute", name, "-o", "json", check=False)
+    if out.returncode != 0:
+        return None
+    rule = json.loads(out.stdout)["spec"]["rules"][0]
+    version_of = {}
+    for ref in rule["backendRefs"]:
+        version_of[ref["name"]] = int(ref["name"].rsplit("-v", 1)[1])
+    route = Route({version_of[r["name"]]: int(r.get("weight", 1)) for r in rule["backendRefs"]})
+    for f in rule.get("filters") or []:
+        if f["type"] == "RequestMirror":
+            ref = f["requestMirror"]["backendRef"]["name"]
+            route.mirror_version = int(ref.rsplit("-v", 1)[1])
+            route.mirror_percent = int(f["requestMirror"].get("percent", 100))
+    return route
+
+
+@dataclass
+class TrafficStats:
+    sent: dict[int, int] = field(default_factory=dict)
+    failed: dict[int, int] = field(default_factory=dict)
+    mirrored: int = 0
+    weights_seen: list[dict[int, int]] = field(default_factory=list)
+    first_failure_at: dict[int, float] = field(default_factory=dict)  # time.monotonic()
+
+
+class TrafficGenerator:
+    """Bounded background traffic: `rate` requests a second for at most `max_seconds`."""
+
+    def __init__(self, cluster: LocalCluster, namespace: str, name: str, model: str,
+                 grpc_url: str, rate: float = 40.0, max_seconds: float = 240.0,
+                 preview_percent: int = 0) -> None:
+        self.cluster, self.namespace, self.name, self.model = cluster, namespace, name, model
+        self.client = grpcclient.InferenceServerClient(url=grpc_url)
+        self.rate, self.max_seconds = rate, max_seconds
+        # Blue-green previews get synthetic requests on the preview Service, as a smoke
+        # tester would; `preview_percent` of requests go to a weight-0 candidate.
+        self.preview_percent = preview_percent
+        self.stats = TrafficStats()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._rng = random.Random(7)
+        self.route: Route | None = None
+
+    def __enter__(self) -> TrafficGenerator:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.client.close()
+
+    def _infer(self, version: int) -> bool:
+        x = grpcclient.InferInput("x", [4], "FP32")
+        x.set_data_from_numpy(np.ones(4, dtype=np.float32))
+        try:
+            self.client.infer(self.model, [x], model_version=str(version),
+                              client_timeout=10)
+            return True
+        except Exception:  # any error response is a failed request for the stats
+            return False
+
+    def _pick(self, route: Route) -> int:
+        total = sum(route.weights.values())
+        if total == 0:
+            return min(route.weights)
+        point = self._rng.uniform(0, total)
+        for version, weight in sorted(route.weights.items()):
+            point -= weight
+            if point <= 0 and weight > 0:
+                return version
+        return max(v for v, w in route.weights.items() if w > 0)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        next_read = 0.0
+        while not self._stop.is_set() and time.monotonic() - started < self.max_seconds:
+            now = time.monotonic()
+            if now >= next_read:
+                self.route = read_route(self.cluster, self.namespace, self.name) or self.route
+                if self.route is not None:
+                    self.stats.weights_seen.append(dict(self.route.weights))
+                next_read = now + 0.3
+            route = self.route
+            if route is not None:
+                version = self._pick(route)
+                zero = [v for v, w in route.weights.items() if w == 0]
+                if zero and self._rng.uniform(0, 100) < self.preview_percent:
+                    version = zero[0]
+                ok = self._infer(version)
+                self.stats.sent[version] = self.stats.sent.get(version, 0) + 1
+                if not ok:
+                    self.stats.failed[version] = self.stats.failed.get(version, 0) + 1
+                    self.stats.first_failure_at.setdefault(version, time.monotonic())
+                if (route.mirror_version is not None
+                        and self._rng.uniform(0, 100) < route.mirror_percent):
+                    self._infer(route.mirror_version)  # the mirror's answer is discarded
+                    self.stats.mirrored += 1
+            self._stop.wait(1.0 / self.rate)
