@@ -1,59 +1,154 @@
-"""Prometheus instant queries for analysis: every failure becomes an error text, never an
-exception, so the state machine can call the result Inconclusive."""
+"""Prometheus instant queries for analysis.
+
+Every failure (HTTP error, timeout, connection refused, an answer that is not one number)
+becomes an error text, never an exception, so the state machine calls the check
+Inconclusive instead of crashing a reconcile. NaN and infinities are returned as they are:
+they are values with no meaning (0/0 when a version served nothing), and the verdict treats
+them as Inconclusive too.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
 
 import httpx
 
 from modelship.core.analysis import CheckQuery, Measurement
 
+# Label sets named in the "more than one series" error, enough to see which label differs.
+_SHOWN_SERIES = 3
 
-async def query(client: httpx.AsyncClient, address: str, promql: str,
-                timeout_s: float) -> tuple[float | None, str]:
-    """(value, error): value None with no error means "no data"."""
-    try:
-        resp = await client.get(f"{address.rstrip('/')}/api/v1/query",
-                                params={"query": promql}, timeout=timeout_s)
-    except httpx.TimeoutException:
-        return None, f"Prometheus did not answer within {timeout_s:g}s"
-    except httpx.HTTPError as err:
-        return None, f"Prometheus unreachable: {type(err).__name__}: {err}"
-    try:
-        body = resp.json()
-    except ValueError:
-        return None, f"Prometheus answered HTTP {resp.status_code} without JSON"
-    if resp.status_code != 200 or body.get("status") != "success":
-        return None, f"Prometheus error ({resp.status_code}): {body.get('error', '')}"
-    data = body.get("data") or {}
-    result = data.get("result")
-    if data.get("resultType") == "scalar" and isinstance(result, list):
-        return float(result[1]), ""
-    if data.get("resultType") != "vector":
-        return None, f"expected a number, got a {data.get('resultType')}"
-    if not isinstance(result, list) or not result:
-        return None, ""
+
+@dataclass(frozen=True)
+class QueryResult:
+    """One instant query: `value` None without `error` means the query matched nothing."""
+
+    value: float | None = None
+    error: str = ""
+    seconds: float = 0.0  # how long Prometheus took to answer (or not)
+
+    @property
+    def no_data(self) -> bool:
+        return self.value is None and not self.error
+
+
+class AnswerError(ValueError):
+    """Prometheus answered, but not with a single number."""
+
+
+def _labels(series: Mapping[str, Any]) -> str:
+    metric = series.get("metric") or {}
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(metric.items())) + "}"
+
+
+def parse_answer(status_code: int, body: Any) -> float | None:
+    """The number in a /api/v1/query answer; None for an empty vector; AnswerError else."""
+    if not isinstance(body, dict):
+        raise AnswerError(f"HTTP {status_code} without a JSON object")
+    if status_code != 200 or body.get("status") != "success":
+        kind = body.get("errorType") or "error"
+        raise AnswerError(f"HTTP {status_code}, {kind}: {body.get('error', '')}".rstrip(": "))
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise AnswerError("the answer has no data")
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar" and isinstance(result, list) and len(result) == 2:
+        return float(result[1])
+    if kind != "vector" or not isinstance(result, list):
+        raise AnswerError(f"expected a scalar or an instant vector, got a {kind}")
+    if not result:
+        return None
     if len(result) > 1:
-        return None, f"the query returned {len(result)} series; it must return one"
-    value = float(result[0]["value"][1])
-    return (value if not math.isnan(value) else math.nan), ""
+        shown = ", ".join(_labels(s) for s in result[:_SHOWN_SERIES])
+        more = ", ..." if len(result) > _SHOWN_SERIES else ""
+        raise AnswerError(f"the query returned {len(result)} series ({shown}{more}); "
+                          "it must return one: aggregate it, e.g. sum(...)")
+    sample = result[0]
+    if "value" not in sample:
+        raise AnswerError(f"the sample of {_labels(sample)} is a native histogram, "
+                          "not a number")
+    return float(sample["value"][1])
 
 
-async def _measure(client: httpx.AsyncClient, address: str, q: CheckQuery,
-                   timeout_s: float) -> Measurement:
-    value, error = await query(client, address, q.candidate, timeout_s)
-    stable: float | None = None
-    if not error and q.stable is not None:
-        stable, error = await query(client, address, q.stable, timeout_s)
-    return Measurement(value=value, stable=stable, error=error)
+class PrometheusClient:
+    """Instant queries against one Prometheus. Reuses one HTTP connection pool; give it an
+    httpx.AsyncClient to share one, or use it as an async context manager."""
+
+    def __init__(self, address: str, client: httpx.AsyncClient | None = None) -> None:
+        self.address = address.rstrip("/")
+        self._client = client or httpx.AsyncClient()
+        self._owns_client = client is None
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> PrometheusClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def query(self, promql: str, timeout_s: float) -> QueryResult:
+        """Evaluate `promql` now. Bounded by `timeout_s` in all (connect, wait, read), and
+        Prometheus is told the same limit so it abandons the evaluation too."""
+        started = time.monotonic()
+
+        def failed(error: str) -> QueryResult:
+            return QueryResult(error=error, seconds=time.monotonic() - started)
+
+        try:
+            # POST: generated queries can outgrow a URL; Prometheus accepts both.
+            resp = await asyncio.wait_for(
+                self._client.post(f"{self.address}/api/v1/query",
+                                  data={"query": promql, "timeout": f"{timeout_s:g}"},
+                                  timeout=timeout_s),
+                timeout=timeout_s)
+        except (TimeoutError, httpx.TimeoutException):
+            return failed(f"Prometheus at {self.address} did not answer within {timeout_s:g}s")
+        except (httpx.HTTPError, httpx.InvalidURL) as err:
+            return failed(f"Prometheus at {self.address} unreachable: "
+                          f"{type(err).__name__}: {err}")
+        try:
+            body = resp.json()
+        except ValueError:
+            snippet = resp.text[:200].strip()
+            return failed(f"Prometheus answered HTTP {resp.status_code} without JSON: {snippet}")
+        try:
+            value = parse_answer(resp.status_code, body)
+        except AnswerError as err:
+            return failed(str(err))
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            return failed(f"unexpected answer from Prometheus: {type(err).__name__}: {err}")
+        return QueryResult(value=value, seconds=time.monotonic() - started)
+
+    async def measure(self, query: CheckQuery, timeout_s: float) -> Measurement:
+        """One check: the candidate's query and, for checks relative to stable, the stable
+        version's, concurrently."""
+        if query.stable is None:
+            candidate = await self.query(query.candidate, timeout_s)
+            stable = QueryResult()
+        else:
+            candidate, stable = await asyncio.gather(self.query(query.candidate, timeout_s),
+                                                     self.query(query.stable, timeout_s))
+        error = candidate.error or (f"stable version: {stable.error}" if stable.error else "")
+        return Measurement(value=candidate.value, stable=stable.value, error=error)
+
+    async def measure_all(self, queries: Sequence[CheckQuery],
+                          timeout_s: float) -> dict[str, Measurement]:
+        """Every check concurrently: {check name: Measurement}, as Observations expects."""
+        results = await asyncio.gather(*(self.measure(q, timeout_s) for q in queries))
+        return {q.name: m for q, m in zip(queries, results, strict=True)}
 
 
-async def measure_checks(address: str, queries: list[CheckQuery],
+async def measure_checks(address: str, queries: Sequence[CheckQuery],
                          timeout_s: float) -> dict[str, Measurement]:
-    """Run every check's queries concurrently: {check name: Measurement}."""
-    async with httpx.AsyncClient() as client:
-        results = await asyncio.gather(*(_measure(client, address, q, timeout_s)
-                                         for q in queries))
-    return {q.name: m for q, m in zip(queries, results, strict=True)}
+    """Run every check's queries concurrently against the Prometheus at `address`."""
+    async with PrometheusClient(address) as prometheus:
+        return await prometheus.measure_all(queries, timeout_s)

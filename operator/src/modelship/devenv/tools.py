@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from modelship.devenv.versions import ETCD_VERSION, KUBERNETES_VERSION, KWOK_VERSION
+from modelship.devenv.versions import (
+    ETCD_VERSION,
+    KUBERNETES_VERSION,
+    KWOK_VERSION,
+    PROMETHEUS_VERSION,
+)
 
 
 def cache_root() -> Path:
@@ -135,7 +140,29 @@ KWOK = Component(
     packages={"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
     ldflags=lambda v: [f"-X sigs.k8s.io/kwok/pkg/consts.Version={v}"],
 )
-COMPONENTS = (ETCD, KUBERNETES, KWOK)
+
+
+def prometheus_ldflags(version: str) -> list[str]:
+    """Module v0.3XX.Y is Prometheus 3.XX.Y; `--version` and prometheus_build_info show that."""
+    minor, patch = version.removeprefix("v0.").split(".", 1)
+    values = {
+        "Version": f"3.{int(minor) - 300}.{patch}",
+        "Revision": f"module-{version}",
+        "Branch": "module",
+        "BuildUser": "modelship",
+        "BuildDate": datetime.now(UTC).strftime("%Y%m%d-%H:%M:%S"),
+    }
+    return [f"-X github.com/prometheus/common/version.{k}={v}" for k, v in values.items()]
+
+
+PROMETHEUS = Component(
+    name="prometheus",
+    module="github.com/prometheus/prometheus",
+    version=PROMETHEUS_VERSION,
+    packages={"prometheus": "github.com/prometheus/prometheus/cmd/prometheus"},
+    ldflags=prometheus_ldflags,
+)
+COMPONENTS = (ETCD, KUBERNETES, KWOK, PROMETHEUS)
 
 
 def wrapper_gomod(component: Component) -> str:

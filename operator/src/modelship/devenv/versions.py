@@ -6,3 +6,4 @@ KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.5"  # the etcd that Kubernetes v1.35 is tested against
 KWOK_VERSION = "v0.8.0"
 GATEWAY_API_VERSION = "v1.4.0"  # standard channel: GRPCRoute with RequestMirror percent
+PROMETHEUS_VERSION = "v0.315.0"  # Prometheus 3.15.0; 3.16.0 needs modules the proxy lacks
