@@ -1,0 +1,163 @@
+"""Rollback speed and false rollbacks, on the real control plane, Triton and Prometheus.
+
+For each run a fresh model gets a good stable version 1 and a candidate 2 behind a canary
+(one step at 50%, held long): with a failing candidate we time the first failed request to
+the GRPCRoute's candidate weight reaching 0; with a healthy candidate we count rollbacks
+(there should be none). Scrape interval 1 s, analysis interval 1 s, failureLimit 2.
+
+    .venv/bin/python hack/bench/rollback.py [--runs 10] [--healthy 10]
+
+The traffic generator plays the gateway's part (modelship.devenv.traffic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from modelship.devenv import gateway_api, tools
+from modelship.devenv.cluster import LocalCluster
+from modelship.devenv.demo import install_crds
+from modelship.devenv.operator_process import OperatorProcess
+from modelship.devenv.prometheus import PrometheusProcess
+from modelship.devenv.traffic import Behaviour, TrafficGenerator, read_route, write_model
+from modelship.devenv.triton import TritonServer
+
+NAMESPACE = "bench"
+
+
+def deployment(model: str, version: int, prometheus: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelship.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "md", "namespace": NAMESPACE},
+        "spec": {
+            "model": {"name": model, "version": version},
+            "repository": {"hostPath": {"path": "/models"}},
+            "runtime": {"backend": "python"},
+            "traffic": {"provider": "gateway",
+                        "gateway": {"parentRefs": [{"name": "inference-gateway"}]}},
+            "rollout": {
+                "canary": {"steps": [{"weight": 50, "pause": "20s"}]},
+                "analysis": {"prometheus": {"address": prometheus}, "interval": "1s",
+                             "window": "5s", "failureLimit": 2,
+                             "checks": [{"name": "errors", "builtin": "errorRatio",
+                                         "max": 0.05}]},
+            },
+        },
+    }
+
+
+def phase(cluster: LocalCluster) -> dict[str, Any]:
+    out = cluster.kubectl("-n", NAMESPACE, "get", "md", "md", "-o", "yaml", check=False)
+    return dict((yaml.safe_load(out.stdout) or {}).get("status") or {}) if out.returncode == 0 \
+        else {}
+
+
+def wait(what: str, check: Any, timeout: float, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(what)
+
+
+def finished(status: dict[str, Any]) -> bool:
+    return status.get("phase") == "RolledBack" or (
+        status.get("phase") == "Ready" and status.get("stableVersion") == 2)
+
+
+def one_run(cluster: LocalCluster, triton: TritonServer, repo: Path, prom: str,
+            candidate: Behaviour) -> tuple[float | None, str]:
+    """(seconds from first failed request to weight 0, final phase)."""
+    model = f"b{uuid.uuid4().hex[:8]}"
+    write_model(repo, model, {1: "good", 2: candidate})
+    httpx.post(f"http://127.0.0.1:{triton.http_port}/v2/repository/models/{model}/load",
+               timeout=120).raise_for_status()
+    try:
+        cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(
+            deployment(model, 1, prom)))
+        wait("v1 Ready", lambda: phase(cluster).get("stableVersion") == 1, 60, 0.3)
+        gen = TrafficGenerator(cluster, NAMESPACE, "md", model, triton.grpc_url, rate=50)
+        with gen:
+            cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(
+                deployment(model, 2, prom)))
+            if candidate == "failing":
+                wait("candidate traffic", lambda: (read_route(cluster, NAMESPACE, "md")
+                                                   or None) and 2 in gen.stats.failed, 60)
+                wait("weight 0", lambda: (r := read_route(cluster, NAMESPACE, "md"))
+                     is not None and r.weights.get(2, 0) == 0, 60, 0.05)
+                took = time.monotonic() - gen.stats.first_failure_at[2]
+            else:
+                try:
+                    wait("finished", lambda: finished(phase(cluster)), 90, 0.3)
+                except TimeoutError:
+                    raise TimeoutError(f"healthy canary did not finish: {phase(cluster)}"
+                                       ) from None
+                took = None
+        return took, str(phase(cluster).get("phase"))
+    finally:
+        cluster.kubectl("-n", NAMESPACE, "delete", "md", "md", "--wait=true", check=False)
+        httpx.post(f"http://127.0.0.1:{triton.http_port}/v2/repository/models/"
+                   f"{model}/unload", timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--healthy", type=int, default=10)
+    args = parser.parse_args()
+    tools.build_all(log=lambda _line: None)
+    work = Path(tempfile.mkdtemp(prefix="modelship-bench-"))
+    repo = work / "repo"
+    repo.mkdir()
+    cluster = LocalCluster(work / "cluster", log=lambda _line: None)
+    cluster.up()
+    operator = OperatorProcess(cluster.kubeconfig, work / "logs", NAMESPACE,
+                               env={"MODELSHIP_ANALYSIS_NAMESPACE_LABEL": ""})
+    try:
+        install_crds(cluster)
+        gateway_api.install(cluster)
+        cluster.kubectl("create", "namespace", NAMESPACE)
+        operator.start()
+        with TritonServer(repo, work, extra_args=["--model-control-mode=explicit"]) as triton:
+            prometheus = PrometheusProcess(work / "prometheus", scrape_interval="1s",
+                                           static_targets=[f"127.0.0.1:{triton.metrics_port}"])
+            prometheus.start()
+            try:
+                times = []
+                for i in range(args.runs):
+                    took, final = one_run(cluster, triton, repo, prometheus.url, "failing")
+                    assert took is not None and final == "RolledBack", final
+                    times.append(took)
+                    print(f"failing candidate {i + 1}: weight 0 after {took:.2f}s")
+                false = 0
+                for i in range(args.healthy):
+                    _, final = one_run(cluster, triton, repo, prometheus.url, "good")
+                    false += final == "RolledBack"
+                    print(f"healthy candidate {i + 1}: {final}")
+            finally:
+                prometheus.stop()
+    finally:
+        operator.stop()
+        cluster.down()
+        shutil.rmtree(work, ignore_errors=True)
+    q = statistics.quantiles(times, n=20, method="inclusive")
+    print(f"\nfirst failing request -> candidate weight 0 ({len(times)} runs, 1 s scrape, "
+          f"1 s interval, failureLimit 2): p50 {statistics.median(times):.2f}s, "
+          f"p95 {q[18]:.2f}s, max {max(times):.2f}s")
+    print(f"false rollbacks: {false} of {args.healthy} healthy canaries")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""Rollouts judged by a real Prometheus scraping a real Triton, driven by the real operator
+against the real API server: canary, shadow and blue-green, each promoting a good version
+and rolling back a bad one; Prometheus lost mid-analysis; the operator killed mid-rollout.
+
+The traffic generator plays the gateway's part (see rollout_harness): it honours the
+weights and the mirror in the GRPCRoute that the operator wrote.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.conftest import Kubectl, wait_for
+
+from modelship.devenv.cluster import LocalCluster
+from modelship.devenv.operator_process import OperatorProcess
+from modelship.devenv.prometheus import PrometheusProcess
+from modelship.devenv.traffic import Behaviour, TrafficGenerator, read_route, write_model
+from modelship.devenv.triton import TritonServer
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rollout-repo")
+
+
+@pytest.fixture(scope="module")
+def triton(repository: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[TritonServer]:
+    """One Triton for the module; each test loads models of its own (explicit control)."""
+    with TritonServer(repository, tmp_path_factory.mktemp("triton"),
+                      extra_args=["--model-control-mode=explicit"]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def prometheus(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[PrometheusProcess]:
+    prom = PrometheusProcess(tmp_path_factory.mktemp("prometheus"), scrape_interval="1s",
+                             static_targets=[f"127.0.0.1:{triton.metrics_port}"])
+    prom.start()
+    try:
+        yield prom
+    finally:
+        prom.stop()
+
+
+@pytest.fixture
+def rollout_operator(cluster: LocalCluster, kubectl: Kubectl, tmp_path: Path
+                     ) -> Iterator[OperatorProcess]:
+    # One Triton serves every test's models, so series carry no namespace label.
+    op = OperatorProcess(cluster.kubeconfig, tmp_path, kubectl.namespace,
+                         env={"MODELSHIP_ANALYSIS_NAMESPACE_LABEL": ""})
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+class Scenario:
+    """One ModelDeployment `md` of a model of its own, loaded into the shared Triton."""
+
+    def __init__(self, kubectl: Kubectl, triton: TritonServer, repository: Path,
+                 prometheus: PrometheusProcess, behaviours: dict[int, Behaviour]) -> None:
+        self.kubectl, self.triton, self.prometheus = kubectl, triton, prometheus
+        self.model = f"m{uuid.uuid4().hex[:8]}"
+        write_model(repository, self.model, behaviours)
+        url = f"http://127.0.0.1:{triton.http_port}/v2/repository/models/{self.model}/load"
+        response = httpx.post(url, timeout=120)
+        assert response.status_code == 200, response.text
+
+    def apply(self, version: int, rollout: dict[str, Any]) -> None:
+        self.kubectl.apply({
+            "apiVersion": "modelship.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "md"},
+            "spec": {
+                "model": {"name": self.model, "version": version},
+                "repository": {"hostPath": {"path": "/models"}},
+                "runtime": {"backend": "python"},
+                "traffic": {"provider": "gateway",
+                            "gateway": {"parentRefs": [{"name": "inference-gateway"}]}},
+                "rollout": rollout,
+            },
+        })
+
+    def status(self) -> dict[str, Any]:
+        md = self.kubectl.get("md", "md") or {}
+        return dict(md.get("status") or {})
+
+    def wait_phase(self, phase: str, timeout: float = 90,
+                   stable: int | None = None) -> dict[str, Any]:
+        """Wait for `phase` (and, when given, that `stable` is the stable version)."""
+        def reached() -> dict[str, Any] | None:
+            st = self.status()
+            if st.get("phase") != phase:
+                return None
+            return st if stable is None or st.get("stableVersion") == stable else None
+        return dict(wait_for(f"phase {phase} (stable {stable})", reached, timeout=timeout,
+                             interval=0.3))
+
+    def traffic(self, **kwargs: Any) -> TrafficGenerator:
+        return TrafficGenerator(self.kubectl.cluster, self.kubectl.namespace, "md", self.model,
+                                self.triton.grpc_url, **kwargs)
+
+
+def analysis(prometheus: PrometheusProcess, *checks: dict[str, Any],
+             **extra: Any) -> dict[str, Any]:
+    return {
+        "prometheus": {"address": prometheus.url, "timeout": "2s"},
+        "interval": "1s",
+        "window": "4s",
+        "failureLimit": 2,
+        "inconclusiveLimit": 3,
+        "checks": list(checks) or [{"name": "errors", "builtin": "errorRatio", "max": 0.05}],
+        **extra,
+    }
+
+
+ERRORS = {"name": "errors", "builtin": "errorRatio", "max": 0.05}
+LATENCY = {"name": "latency", "builtin": "meanLatency", "relativeToStable": True, "max": 3}
+
+
+@pytest.fixture
+def scenario(kubectl: Kubectl, triton: TritonServer, repository: Path,
+             prometheus: PrometheusProcess, rollout_operator: OperatorProcess
+             ) -> Iterator[Any]:
+    made: list[Scenario] = []
+
+    def make(behaviours: dict[int, Behaviour]) -> Scenario:
+        sc = Scenario(kubectl, triton, repository, prometheus, behaviours)
+        made.append(sc)
+        return sc
+
+    yield make
+    for sc in made:
+        httpx.post(f"http://127.0.0.1:{triton.http_port}/v2/repository/models/"
+                   f"{sc.model}/unload", timeout=60)
+
+
+def _start_stable(sc: Scenario, rollout: dict[str, Any]) -> None:
+    sc.apply(1, rollout)
+    sc.wait_phase("Ready", stable=1)
+
+
+def test_canary_promotes_a_good_version(scenario: Any, prometheus: PrometheusProcess) -> None:
+    sc = scenario({1: "good", 2: "good"})
+    rollout = {"canary": {"steps": [{"weight": 20, "pause": "3s"}, {"weight": 50,
+                                                                      "pause": "3s"}]},
+               "analysis": analysis(prometheus, ERRORS, LATENCY)}
+    _start_stable(sc, rollout)
+    with sc.traffic() as gen:
+        sc.apply(2, rollout)
+        st = sc.wait_phase("Ready", timeout=120, stable=2)
+    assert st.get("candidateVersion") is None
+    assert st["history"][0]["outcome"] == "Promoted"
+    seen = {w.get(2) for w in gen.stats.weights_seen if 2 in w and 1 in w}
+    assert {20, 50} <= seen, seen  # the route really went through the steps
+    assert gen.stats.failed.get(2, 0) == 0
+    route = read_route(sc.kubectl.cluster, sc.kubectl.namespace, "md")
+    assert route is not None and route.weights == {2: 100}
+
+
+def test_canary_rolls_back_a_version_that_errors(
+        scenario: Any, prometheus: PrometheusProcess,
+        rollout_operator: OperatorProcess) -> None:
+    sc = scenario({1: "good", 2: "failing"})
+    rollout = {"canary": {"steps": [{"weight": 30, "pause": "30s"}]},
+               "analysis": analysis(prometheus, ERRORS)}
+    _start_stable(sc, rollout)
+    with sc.traffic() as gen:
+        sc.apply(2, rollout)
+        st = sc.wait_phase("RolledBack", timeout=90)
+        rolled_back_at = time.monotonic()
+    assert st["stableVersion"] == 1 and st.get("candidateVersion") is None
+    assert "errors" in st["message"] or "errors" in st["history"][0]["reason"]
+    assert gen.stats.failed.get(2, 0) > 0 and gen.stats.failed.get(1, 0) == 0
+    route = read_route(sc.kubectl.cluster, sc.kubectl.namespace, "md")
+    assert route is not None and route.weights.get(2, 0) == 0
+    wait_for("candidate scaled down", lambda: sc.kubectl.get("deployment", "md-v2") is None)
+    degraded = [c for c in st["conditions"] if c["type"] == "Degraded"]
+    assert degraded and degraded[0]["status"] == "True"
+    events = sc.kubectl("get", "events", "-o", "json").stdout
+    assert "RolledBack" in events
+    assert 'modelship_rollbacks_total{name="md"' in rollout_operator.metrics()
+    # The spec still names the bad version: it stays RolledBack, no new attempt.
+    time.sleep(3)
+    assert sc.status()["phase"] == "RolledBack"
+    assert time.monotonic() - rolled_back_at >= 3
+    # Reverting the spec to the stable version takes effect at once.
+    sc.apply(1, rollout)
+    st = sc.wait_phase("Ready", timeout=30, stable=1)
+    assert not [c for c in st["conditions"] if c["type"] == "Degraded" and c["status"] == "True"]
+
+
+def test_canary_rolls_back_a_version_slower_than_stable(
+        scenario: Any, prometheus: PrometheusProcess) -> None:
+    sc = scenario({1: "good", 2: "slow"})
+    rollout = {"canary": {"steps": [{"weight": 50, "pause": "30s"}]},
+               "analysis": analysis(prometheus, ERRORS, LATENCY)}
+    _start_stable(sc, rollout)
+    with sc.traffic():
+        sc.apply(2, rollout)
+        st = sc.wait_phase("RolledBack", timeout=90)
+    assert "latency" in st["history"][0]["reason"]
+    checks = {c["name"]: c for c in st["analysis"]["checks"]}
+    assert checks["latency"]["result"] == "Failed"
+    assert checks["latency"]["value"] > 3
+
+
+@pytest.mark.parametrize(("behaviour", "outcome"), [("good", "Ready"),
+                                                    ("failing", "RolledBack")])
+def test_shadow(scenario: Any, prometheus: PrometheusProcess, behaviour: Behaviour,
+                outcome: str) -> None:
+    sc = scenario({1: "good", 2: behaviour})
+    rollout = {"shadow": {"mirrorPercent": 100, "duration": "5s"},
+               "analysis": analysis(prometheus, ERRORS)}
+    _start_stable(sc, rollout)
+    with sc.traffic() as gen:
+        sc.apply(2, rollout)
+        st = sc.wait_phase(outcome, timeout=90, stable=2 if outcome == "Ready" else 1)
+    assert gen.stats.mirrored > 0
+    # Clients only ever saw stable's answers while the candidate was shadowed.
+    assert gen.stats.failed.get(1, 0) == 0
+    assert st["stableVersion"] == (2 if outcome == "Ready" else 1)
+
+
+@pytest.mark.parametrize(("behaviour", "outcome"), [("good", "Ready"),
+                                                    ("failing", "RolledBack")])
+def test_blue_green(scenario: Any, prometheus: PrometheusProcess, behaviour: Behaviour,
+                    outcome: str) -> None:
+    sc = scenario({1: "good", 2: behaviour})
+    rollout = {"blueGreen": {"previewDuration": "4s", "postSwitchDuration": "3s"},
+               "analysis": analysis(prometheus, ERRORS), "scaleDownDelay": "5s"}
+    _start_stable(sc, rollout)
+    with sc.traffic(preview_percent=30) as gen:
+        sc.apply(2, rollout)
+        st = sc.wait_phase(outcome, timeout=90, stable=2 if outcome == "Ready" else 1)
+    weights = {w.get(2, 0) for w in gen.stats.weights_seen}
+    if outcome == "Ready":
+        assert weights <= {0, 100}  # all at once: never a split
+        assert st["stableVersion"] == 2
+        assert st["warmVersions"][0]["version"] == 1  # old stays warm for a switch-back
+    else:
+        assert st["stableVersion"] == 1
+        assert 100 not in weights  # the bad preview never took traffic
+
+
+def test_prometheus_lost_mid_analysis_never_promotes(
+        scenario: Any, prometheus: PrometheusProcess) -> None:
+    sc = scenario({1: "good", 2: "good"})
+    rollout = {"canary": {"steps": [{"weight": 20, "pause": "2s"}, {"weight": 60,
+                                                                      "pause": "2s"}]},
+               "analysis": analysis(prometheus, ERRORS, inconclusivePolicy="Hold")}
+    _start_stable(sc, rollout)
+    with sc.traffic():
+        sc.apply(2, rollout)
+        wait_for("first step", lambda: (sc.status().get("weights") or {}).get(
+            "candidate") == 20, timeout=60)
+        prometheus.stop()
+        try:
+            time.sleep(8)  # several analysis intervals without Prometheus
+            st = sc.status()
+            assert st["weights"]["candidate"] == 20, st
+            assert st["stableVersion"] == 1
+            assert st["analysis"]["lastResult"] == "Inconclusive"
+            assert st["rollout"]["paused"] is True  # held by the inconclusive policy
+        finally:
+            prometheus.start()
+
+
+def test_operator_killed_mid_rollout_resumes_where_it_was(
+        scenario: Any, prometheus: PrometheusProcess,
+        rollout_operator: OperatorProcess) -> None:
+    sc = scenario({1: "good", 2: "good"})
+    rollout = {"canary": {"steps": [{"weight": 25, "pause": "4s"}, {"weight": 75,
+                                                                      "pause": "4s"}]},
+               "analysis": analysis(prometheus, ERRORS)}
+    _start_stable(sc, rollout)
+    with sc.traffic():
+        sc.apply(2, rollout)
+        wait_for("second step", lambda: (sc.status().get("weights") or {}).get(
+            "candidate") == 75, timeout=60)
+        before = sc.status()
+        rollout_operator.kill()
+        time.sleep(2)
+        rollout_operator.start()
+        time.sleep(0.5)
+        after = sc.status()
+        assert after["rollout"]["startedAt"] == before["rollout"]["startedAt"]
+        assert after["weights"]["candidate"] >= 75  # never back to the first step
+        st = sc.wait_phase("Ready", timeout=90, stable=2)
+    assert [h["outcome"] for h in st["history"]] == ["Promoted"]
