@@ -1,0 +1,328 @@
+"""The local node agent: pods bound to its node run as real processes in their own network
+namespaces, with real probes, exit codes, termination messages, volumes and deletion."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from modelship.core.triton_manifests import VIEW_MOUNT, view_script
+from modelship.devenv.cluster import LocalCluster
+from modelship.devenv.nodeagent import hostnet
+from tests.conftest import Kubectl, wait_for
+
+pytestmark = pytest.mark.integration
+
+NODE = "local-0"
+TAINT_KEY = "modelship.io/local-processes"
+PLACEMENT: dict[str, Any] = {
+    "nodeSelector": {"modelship.io/node-class": "local"},
+    "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
+def _netns() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
+
+
+def _links() -> list[str]:
+    return [p.name for p in Path("/sys/class/net").iterdir()]
+
+
+def _processes_with(text: str) -> list[int]:
+    """Pids whose command line or environment holds `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in blob:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it is dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def agent(cluster: LocalCluster) -> Iterator[Path]:
+    """The node agent, started with the cluster's hook; afterwards nothing may be left."""
+    if os.geteuid() != 0:
+        pytest.fail("the node agent needs root (network and mount namespaces)")
+    if shutil.which("ip") is None or shutil.which("nsenter") is None:
+        pytest.fail("the node agent needs `ip` (iproute2) and `nsenter` (util-linux)")
+    folder = cluster.start_node_agent(NODE, taints=[f"{TAINT_KEY}=true:NoSchedule"])
+    tag = hostnet.agent_tag(folder)
+    try:
+        yield folder
+    finally:
+        cluster.stop_node_agent(NODE)
+        assert [n for n in _netns() if n.startswith(f"ms-{tag}-")] == []
+        assert [n for n in _links() if n.startswith(f"ms{tag}")] == []
+        assert _processes_with(str(folder)) == []
+        assert not (folder / "pods").exists() or list((folder / "pods").iterdir()) == []
+        assert cluster.kubectl("get", "node", NODE, check=False).returncode != 0
+
+
+def _pod_spec(containers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {**PLACEMENT, "terminationGracePeriodSeconds": 5, "containers": containers, **extra}
+
+
+def _pod(name: str, containers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": _pod_spec(containers, **extra)}
+
+
+def _condition(obj: dict[str, Any] | None, kind: str) -> str | None:
+    for cond in (obj or {}).get("status", {}).get("conditions") or []:
+        if cond["type"] == kind:
+            return str(cond["status"])
+    return None
+
+
+def _only_pod(kubectl: Kubectl, selector: str) -> dict[str, Any] | None:
+    pods = kubectl.list("pods", selector)
+    return pods[0] if len(pods) == 1 else None
+
+
+def _get(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=2.0, trust_env=False).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def test_node_is_ready_and_its_lease_renews(cluster: LocalCluster, agent: Path) -> None:
+    node = json.loads(cluster.kubectl("get", "node", NODE, "-o", "json").stdout)
+    assert _condition(node, "Ready") == "True"
+    assert node["metadata"]["labels"]["modelship.io/node-class"] == "local"
+    assert "kwok.x-k8s.io/node" not in (node["metadata"].get("annotations") or {})
+    assert {"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"} in node["spec"]["taints"]
+
+    def renew_time() -> str:
+        lease = cluster.kubectl("get", "lease", NODE, "-n", "kube-node-lease", "-o", "json")
+        return str(json.loads(lease.stdout)["spec"]["renewTime"])
+
+    first = renew_time()
+    wait_for("lease renewal", lambda: renew_time() != first, timeout=40, interval=1)
+
+
+def test_deployment_is_ready_only_once_it_serves(kubectl: Kubectl, agent: Path) -> None:
+    labels = {"app": "web"}
+    container = {"name": "web", "image": "ignored",
+                 "command": ["sh", "-c", "sleep 4; exec python -m http.server 8080"],
+                 "ports": [{"name": "http", "containerPort": 8080}],
+                 "readinessProbe": {"httpGet": {"path": "/", "port": "http"},
+                                    "periodSeconds": 1}}
+    kubectl.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                   "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                            "template": {"metadata": {"labels": labels},
+                                         "spec": _pod_spec([container])}}})
+    kubectl.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                   "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": "http"}]}})
+    pod = wait_for("pod running with an address", lambda: (p := _only_pod(kubectl, "app=web"))
+                   and p["status"].get("phase") == "Running" and p["status"].get("podIP")
+                   and p, timeout=90)
+    ip = pod["status"]["podIP"]
+    address = ipaddress.ip_address(ip)
+    assert not address.is_loopback and address in hostnet.GATEWAY.network
+    assert pod["spec"]["nodeName"] == NODE and pod["status"]["hostIP"] == str(hostnet.GATEWAY.ip)
+    # Before the server listens the pod runs but is not Ready.
+    assert _condition(pod, "Ready") == "False" and _get(f"http://{ip}:8080/") is None
+    wait_for("pod Ready", lambda: _condition(_only_pod(kubectl, "app=web"), "Ready") == "True",
+             timeout=60)
+    assert _get(f"http://{ip}:8080/") == 200
+
+    def ready_endpoints() -> list[str]:
+        slices = kubectl.list("endpointslices", "kubernetes.io/service-name=web")
+        return [a for s in slices for e in s.get("endpoints") or []
+                if (e.get("conditions") or {}).get("ready") for a in e["addresses"]]
+
+    assert wait_for("endpoint slice", ready_endpoints, timeout=30) == [ip]
+
+
+def test_failing_readiness_probe_never_becomes_ready(kubectl: Kubectl, agent: Path) -> None:
+    kubectl.apply(_pod("unready", [{
+        "name": "web", "image": "ignored", "command": ["python", "-m", "http.server", "8080"],
+        "readinessProbe": {"httpGet": {"path": "/missing", "port": 8080}, "periodSeconds": 1,
+                           "failureThreshold": 1}}]))
+    wait_for("server answering", lambda: (p := kubectl.get("pod", "unready"))
+             and p["status"].get("podIP")
+             and _get(f"http://{p['status']['podIP']}:8080/") == 200, timeout=90)
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        pod = kubectl.get("pod", "unready")
+        assert pod is not None and _condition(pod, "Ready") == "False"
+        status = pod["status"]["containerStatuses"][0]
+        assert status["ready"] is False and "running" in status["state"]
+        time.sleep(0.5)
+
+
+def test_exec_probe_runs_inside_the_container(kubectl: Kubectl, agent: Path) -> None:
+    kubectl.apply(_pod("marker", [{
+        "name": "work", "image": "ignored",
+        "command": ["sh", "-c", "sleep 2; mkdir -p /tmp/m; touch /tmp/m/ready; exec sleep 600"],
+        "readinessProbe": {"exec": {"command": ["test", "-e", "/tmp/m/ready"]},
+                           "periodSeconds": 1}}]))
+    wait_for("pod Ready by its exec probe",
+             lambda: _condition(kubectl.get("pod", "marker"), "Ready") == "True", timeout=90)
+    # The container's /tmp is its own: the host has no such file.
+    assert not Path("/tmp/m/ready").exists()
+
+
+def _job(name: str, script: str) -> dict[str, Any]:
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "template": {"spec": _pod_spec([{
+                "name": "main", "image": "ignored", "command": ["python", "-c", script],
+                "terminationMessagePath": "/dev/termination-log"}],
+                restartPolicy="Never")}}}
+
+
+def _job_condition(kubectl: Kubectl, name: str) -> str | None:
+    job = kubectl.get("job", name)
+    for cond in (job or {}).get("status", {}).get("conditions") or []:
+        if cond["type"] in ("Complete", "Failed") and cond["status"] == "True":
+            return str(cond["type"])
+    return None
+
+
+def test_job_outcome_comes_from_the_real_exit_code(kubectl: Kubectl, agent: Path) -> None:
+    message = json.dumps({"result": "rejected", "accuracy": 0.42})
+    kubectl.apply(_job("fails", "import sys\n"
+                       f"open('/dev/termination-log', 'w').write({message!r})\nsys.exit(3)"))
+    kubectl.apply(_job("passes", "print('done')"))
+    assert wait_for("failing job", lambda: _job_condition(kubectl, "fails"),
+                    timeout=120) == "Failed"
+    pod = _only_pod(kubectl, "job-name=fails")
+    assert pod is not None and pod["status"]["phase"] == "Failed"
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 3 and terminated["reason"] == "Error"
+    assert terminated["message"] == message
+    assert wait_for("passing job", lambda: _job_condition(kubectl, "passes"),
+                    timeout=120) == "Complete"
+    pod = _only_pod(kubectl, "job-name=passes")
+    assert pod is not None and pod["status"]["phase"] == "Succeeded"
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+
+
+def test_volumes_and_init_containers(kubectl: Kubectl, agent: Path, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("from the host")
+    mounts = [{"name": "host", "mountPath": "/hostdata"},
+              {"name": "scratch", "mountPath": "/scratch"}]
+    kubectl.apply(_pod("volumes", [{
+        "name": "main", "image": "ignored", "volumeMounts": mounts,
+        "command": ["sh", "-c", "cat /hostdata/in.txt /scratch/init.txt > /hostdata/out.txt"]}],
+        restartPolicy="Never",
+        initContainers=[{"name": "init", "image": "ignored", "volumeMounts": mounts,
+                         "command": ["sh", "-c", "printf ' and init' > /scratch/init.txt"]}],
+        volumes=[{"name": "host", "hostPath": {"path": str(tmp_path), "type": "Directory"}},
+                 {"name": "scratch", "emptyDir": {}}]))
+    pod = wait_for("pod Succeeded", lambda: (p := kubectl.get("pod", "volumes"))
+                   and p["status"].get("phase") in ("Succeeded", "Failed") and p, timeout=90)
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    assert (tmp_path / "out.txt").read_text() == "from the host and init"
+    assert _condition(pod, "Initialized") == "True"
+    init = pod["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    assert init["exitCode"] == 0
+
+
+def test_crashing_container_restarts(kubectl: Kubectl, agent: Path) -> None:
+    kubectl.apply(_pod("crash", [{"name": "main", "image": "ignored",
+                                  "command": ["sh", "-c", "echo boom; exit 7"],
+                                  "terminationMessagePolicy": "FallbackToLogsOnError"}]))
+    status = wait_for("a restart", lambda: (p := kubectl.get("pod", "crash"))
+                      and (s := (p["status"].get("containerStatuses") or [{}])[0])
+                      .get("restartCount", 0) >= 1 and s, timeout=90)
+    last = status["lastState"]["terminated"]
+    assert last["exitCode"] == 7 and last["message"].strip() == "boom"
+
+
+def test_deleting_a_pod_kills_its_processes(kubectl: Kubectl, agent: Path) -> None:
+    marker = f"ms-test-{uuid.uuid4().hex}"
+    # Ignores SIGTERM (the child inherits that): only the SIGKILL after the grace ends it.
+    kubectl.apply(_pod("victim", [{
+        "name": "main", "image": "ignored", "env": [{"name": "MARKER", "value": marker}],
+        "command": ["sh", "-c", "trap '' TERM; python -c 'import time; time.sleep(600)' & wait"]
+    }], terminationGracePeriodSeconds=2))
+    pids = wait_for("processes running", lambda: len(found := _processes_with(marker)) >= 2
+                    and found, timeout=90)
+    pod = kubectl.get("pod", "victim")
+    assert pod is not None
+    netns, veth = hostnet.pod_names(hostnet.agent_tag(agent), pod["metadata"]["uid"])
+    assert netns in _netns() and veth in _links()
+    kubectl("delete", "pod", "victim", "--wait=false")
+    wait_for("pod object gone", lambda: kubectl.get("pod", "victim") is None, timeout=60)
+    assert _processes_with(marker) == []
+    assert not any(_alive(pid) for pid in pids)
+    assert netns not in _netns() and veth not in _links()
+
+
+ECHO_CONFIG = """name: "echo"
+backend: "python"
+max_batch_size: 0
+input [{ name: "IN", data_type: TYPE_FP32, dims: [ -1 ] }]
+output [{ name: "OUT", data_type: TYPE_FP32, dims: [ -1 ] }]
+"""
+ECHO_MODEL = """import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())]) for r in requests]
+"""
+
+
+def test_triton_pod_serves_from_the_wheel(kubectl: Kubectl, agent: Path,
+                                          tmp_path: Path) -> None:
+    """The operator's init script and `tritonserver` command, as its Deployments run them."""
+    (tmp_path / "echo" / "1").mkdir(parents=True)
+    (tmp_path / "echo" / "config.pbtxt").write_text(ECHO_CONFIG)
+    (tmp_path / "echo" / "1" / "model.py").write_text(ECHO_MODEL)
+    mounts = [{"name": "repo", "mountPath": "/models", "readOnly": True},
+              {"name": "view", "mountPath": VIEW_MOUNT}]
+
+    def probe(path: str) -> dict[str, Any]:
+        return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": 1,
+                "timeoutSeconds": 2, "failureThreshold": 120}
+
+    kubectl.apply(_pod("triton", [{
+        "name": "triton", "image": "ignored", "command": ["tritonserver"],
+        "args": [f"--model-repository={VIEW_MOUNT}", "--model-control-mode=explicit",
+                 "--load-model=echo", "--strict-readiness=true", "--http-port=8000",
+                 "--grpc-port=8001", "--metrics-port=8002"],
+        "ports": [{"name": "http", "containerPort": 8000}],
+        "startupProbe": probe("/v2/health/live"),
+        "readinessProbe": probe("/v2/models/echo/versions/1/ready"),
+        "volumeMounts": mounts, "terminationMessagePolicy": "FallbackToLogsOnError"}],
+        initContainers=[{"name": "select-version", "image": "ignored", "volumeMounts": mounts,
+                         "command": ["sh", "-c", view_script("/models", "echo", 1)]}],
+        volumes=[{"name": "repo", "hostPath": {"path": str(tmp_path), "type": "Directory"}},
+                 {"name": "view", "emptyDir": {}}]))
+    pod = wait_for("Triton Ready", lambda: (p := kubectl.get("pod", "triton"))
+                   and _condition(p, "Ready") == "True" and p, timeout=180, interval=1)
+    resp = httpx.post(f"http://{pod['status']['podIP']}:8000/v2/models/echo/infer",
+                      json={"inputs": [{"name": "IN", "datatype": "FP32", "shape": [3],
+                                        "data": [1, 2, 3]}]}, timeout=10, trust_env=False)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["outputs"][0]["data"] == [1.0, 2.0, 3.0]
