@@ -15,6 +15,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -229,6 +230,9 @@ class LocalCluster:
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--config={STAGES}",
+            # Renew each node's Lease as a kubelet would: without it the node lifecycle
+            # controller marks the nodes NotReady after 40 s and flips every pod unready.
+            "--node-lease-duration-seconds=40",
             f"--cidr={POD_CIDR}", "--node-ip=10.244.0.1",
             f"--server-address=127.0.0.1:{ports['kwok']}",
         ])
@@ -269,8 +273,61 @@ class LocalCluster:
         }
         self.kubeconfig.write_text(json.dumps(config, indent=2))
 
+    def node_agent_dir(self, node: str) -> Path:
+        return self.state_dir / "nodes" / node
+
+    def _node_ready(self, node: str) -> bool:
+        out = self.kubectl("get", "node", node, "-o", "json", check=False)
+        return out.returncode == 0 and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in json.loads(out.stdout).get("status", {}).get("conditions", []))
+
+    def start_node_agent(self, node: str = "local-0", taints: Sequence[str] = (),
+                         timeout: float = 90) -> Path:
+        """Start a node agent whose pods run as real processes (needs root) and wait until
+        its node is Ready; `down` stops it. Returns the agent's state folder."""
+        state = self._state()
+        agents = state.setdefault("node_agents", {})
+        folder = self.node_agent_dir(node)
+        if node in agents and self._ours(agents[node]):
+            return folder
+        log = self.state_dir / "logs" / f"node-agent-{node}.log"
+        log.parent.mkdir(exist_ok=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "modelship.devenv.nodeagent",
+                 f"--kubeconfig={self.kubeconfig}", f"--node={node}", f"--state-dir={folder}",
+                 *(f"--taint={t}" for t in taints)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=self.state_dir)
+        agents[node] = proc.pid
+        self._save(state)
+        _wait(f"node {node} Ready", lambda: self._node_ready(node), timeout, proc, log)
+        return folder
+
+    def stop_node_agent(self, node: str = "local-0", timeout: float = 45) -> None:
+        """Stop a node agent (its pods' processes and namespaces go with it)."""
+        state = self._state()
+        pid = state.get("node_agents", {}).pop(node, None)
+        if pid is not None and self._ours(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self._ours(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if self._ours(pid):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        if self.node_agent_dir(node).is_dir():
+            # Whatever a killed agent could not stop is removed from its records.
+            from modelship.devenv.nodeagent import sandbox
+            sandbox.clean_leftovers(self.node_agent_dir(node))
+        self._save(state)
+
     def down(self, quiet: bool = False) -> None:
         """Stop every process this cluster started and delete its state."""
+        for node in list(self._state().get("node_agents", {})):
+            self.stop_node_agent(node)
         pids = self._state().get("pids", {})
         for name in reversed(ORDER):
             pid = pids.get(name)
