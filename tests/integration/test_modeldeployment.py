@@ -220,3 +220,34 @@ def test_spec_the_cluster_cannot_use_gets_invalid_spec_without_hot_loop(
     kubectl.apply(doc)
     md = wait_for("Ready after fix", lambda: ready(kubectl, "d" * 50, 3))
     assert condition(md, "InvalidSpec") == {}
+
+
+def test_replica_provider_canary_splits_by_pod_count_and_switches_the_service(
+        kubectl: Kubectl, operator: OperatorProcess) -> None:
+    rollout = {"canary": {"steps": [{"weight": 50, "pause": "4s"}]}}
+    doc = sample(version=1, replicas=2)
+    doc["spec"]["rollout"] = rollout
+    kubectl.apply(doc)
+    wait_for("v1 Ready", lambda: ready(kubectl, "defects-dev", 1))
+    stable_svc = kubectl.get("service", "defects-dev")
+    assert stable_svc is not None
+    assert stable_svc["spec"]["selector"]["modelship.io/model-version"] == "1"
+
+    doc = sample(version=2, replicas=2)
+    doc["spec"]["rollout"] = rollout
+    kubectl.apply(doc)
+
+    def split() -> dict[str, Any] | None:
+        svc = kubectl.get("service", "defects-dev") or {}
+        selector = svc.get("spec", {}).get("selector", {})
+        return svc if "modelship.io/model-version" not in selector else None
+
+    wait_for("Service across both versions", split)
+    candidate = kubectl.get("deployment", "defects-dev-v2")
+    assert candidate is not None and candidate["spec"]["replicas"] == 2  # 2 of 4 pods: 50%
+    md = kubectl.get("md", "defects-dev")
+    assert md is not None and md["status"]["weights"]["candidate"] == 50
+    wait_for("v2 promoted", lambda: ready(kubectl, "defects-dev", 2), timeout=60)
+    svc = kubectl.get("service", "defects-dev")
+    assert svc is not None
+    assert svc["spec"]["selector"]["modelship.io/model-version"] == "2"
