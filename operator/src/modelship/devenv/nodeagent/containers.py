@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from modelship.devenv.nodeagent import triton
+from modelship.devenv.nodeagent.launch import PRIVATE_TOP
 from modelship.devenv.nodeagent.sandbox import Sandbox
 
 LAUNCHER = Path(__file__).with_name("launch.py")
@@ -119,6 +120,17 @@ def termination_path(container: dict[str, Any]) -> str:
     return str(container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH)
 
 
+def project_mounts() -> list[dict[str, Any]]:
+    """This project (and its virtualenv in it) when it lives under a folder each container
+    gets privately (/tmp, /run — a clean clone often does): commands, the editable install
+    and the Triton wheel resolve there, so the container sees it read-only at the same
+    path."""
+    project = Path(sys.prefix).resolve().parent
+    if len(project.parts) > 2 and project.parts[1] in PRIVATE_TOP:
+        return [{"source": str(project), "target": str(project), "readOnly": True}]
+    return []
+
+
 def launch_spec(pod: dict[str, Any], container: dict[str, Any], sandbox: Sandbox,
                 backends: Path) -> dict[str, Any]:
     """Everything the launcher needs to start `container` in `sandbox`."""
@@ -129,6 +141,7 @@ def launch_spec(pod: dict[str, Any], container: dict[str, Any], sandbox: Sandbox
     volume_mounts = mounts(pod, container, sandbox, backends if is_triton else None)
     volume_mounts.append({"source": str(message), "target": termination_path(container),
                           "file": True})
+    volume_mounts += project_mounts()
     return {"root": str(sandbox.root(name)), "tmp": str(sandbox.tmp), "mounts": volume_mounts,
             "argv": argv, "env": env, "cwd": container.get("workingDir") or "/",
             "terminationSource": str(message), "terminationPath": termination_path(container)}
