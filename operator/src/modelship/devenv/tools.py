@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from modelship.devenv.versions import (
+    ENVOY_GATEWAY_VERSION,
     ETCD_VERSION,
     KUBERNETES_VERSION,
     KWOK_VERSION,
@@ -162,7 +163,15 @@ PROMETHEUS = Component(
     packages={"prometheus": "github.com/prometheus/prometheus/cmd/prometheus"},
     ldflags=prometheus_ldflags,
 )
-COMPONENTS = (ETCD, KUBERNETES, KWOK, PROMETHEUS)
+ENVOY_GATEWAY = Component(
+    name="envoy-gateway",
+    module="github.com/envoyproxy/gateway",
+    version=ENVOY_GATEWAY_VERSION,
+    packages={"envoy-gateway": "github.com/envoyproxy/gateway/cmd/envoy-gateway"},
+    ldflags=lambda v: [
+        f"-X github.com/envoyproxy/gateway/internal/cmd/version.envoyGatewayVersion={v}"],
+)
+COMPONENTS = (ETCD, KUBERNETES, KWOK, PROMETHEUS, ENVOY_GATEWAY)
 
 
 def wrapper_gomod(component: Component) -> str:
