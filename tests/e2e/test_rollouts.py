@@ -100,13 +100,19 @@ class Scenario:
     def wait_phase(self, phase: str, timeout: float = 90,
                    stable: int | None = None) -> dict[str, Any]:
         """Wait for `phase` (and, when given, that `stable` is the stable version)."""
+        last: dict[str, Any] = {}
+
         def reached() -> dict[str, Any] | None:
-            st = self.status()
-            if st.get("phase") != phase:
+            last.clear()
+            last.update(self.status())
+            if last.get("phase") != phase:
                 return None
-            return st if stable is None or st.get("stableVersion") == stable else None
-        return dict(wait_for(f"phase {phase} (stable {stable})", reached, timeout=timeout,
-                             interval=0.3))
+            return dict(last) if stable is None or last.get("stableVersion") == stable else None
+        try:
+            return dict(wait_for(f"phase {phase} (stable {stable})", reached, timeout=timeout,
+                                 interval=0.3))
+        except AssertionError as err:
+            raise AssertionError(f"{err}; status: {last}") from None
 
     def traffic(self, **kwargs: Any) -> TrafficGenerator:
         return TrafficGenerator(self.kubectl.cluster, self.kubectl.namespace, "md", self.model,
@@ -127,7 +133,8 @@ def analysis(prometheus: PrometheusProcess, *checks: dict[str, Any],
 
 
 ERRORS = {"name": "errors", "builtin": "errorRatio", "max": 0.05}
-LATENCY = {"name": "latency", "builtin": "meanLatency", "relativeToStable": True, "max": 3}
+# Far from both sides: the slow version is ~100x stable, a loaded machine adds noise.
+LATENCY = {"name": "latency", "builtin": "meanLatency", "relativeToStable": True, "max": 5}
 
 
 @pytest.fixture
@@ -214,7 +221,7 @@ def test_canary_rolls_back_a_version_slower_than_stable(
     assert "latency" in st["history"][0]["reason"]
     checks = {c["name"]: c for c in st["analysis"]["checks"]}
     assert checks["latency"]["result"] == "Failed"
-    assert checks["latency"]["value"] > 3
+    assert checks["latency"]["value"] > 5
 
 
 @pytest.mark.parametrize(("behaviour", "outcome"), [("good", "Ready"),

@@ -50,7 +50,7 @@ MODEL_PY = textwrap.dedent('''
                 self.errors.increment(len(requests))
                 raise pb_utils.TritonModelException("inference failed: bad weights")
             if BEHAVIOUR == "slow":
-                time.sleep(0.04)
+                time.sleep(0.1)
             out = []
             for request in requests:
                 x = pb_utils.get_input_tensor_by_name(request, "x").as_numpy()
