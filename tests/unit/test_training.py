@@ -77,6 +77,15 @@ def test_running_then_evaluating() -> None:
     assert plan(run(), _job(), [_pod("Running", ready=True)], NOW).status.phase == "Evaluating"
 
 
+def test_a_finished_pod_before_the_job_completes_keeps_the_phase() -> None:
+    evaluating = run({"phase": "Evaluating"})
+    p = plan(evaluating, _job(), [_pod("Succeeded", 0)], NOW)
+    assert p.status.phase == "Evaluating"
+    assert p.events == []
+    assert plan(run(), _job(), [_pod("Succeeded", 0)], NOW).status.phase == "Running"
+    assert plan(run(), _job(), [], NOW).status.phase == "Pending"
+
+
 def test_succeeded_result_becomes_status() -> None:
     result = TrainingResult(outcome="Succeeded", reason="Published", model="defects",
                             version=4, key_metric="accuracy=0.950",

@@ -129,6 +129,13 @@ def _finish(st: TrainingRunStatus, complete: dict[str, Any] | None,
 def _active(st: TrainingRunStatus, pods: list[dict[str, Any]], gen: int, now: str) -> None:
     live = [p for p in pods if (p.get("status") or {}).get("phase") in ("Pending", "Running")]
     if not live:
+        if any((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in pods):
+            # The pod ended; the Job controller has yet to mark the Job finished. Going back
+            # to Pending would only flap the phase and send a needless event.
+            if st.phase not in ("Running", "Evaluating"):
+                _set(st, "Running", "Training", "the training pod finished; waiting for the "
+                     "Job to complete", gen, now)
+            return
         _set(st, "Pending", "Starting", "waiting for the training pod", gen, now)
         return
     pod = live[-1]

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -73,7 +74,18 @@ async def _tcp(spec: dict[str, Any], target: Target, limit_s: float) -> tuple[bo
     return True, ""
 
 
+def _own_mount_namespace(pid: int) -> bool:
+    """Whether the container's process has left the agent's mount namespace: until the
+    launcher has built its root, joining the process's namespaces would probe the host."""
+    try:
+        return Path(f"/proc/{pid}/ns/mnt").readlink() != Path("/proc/self/ns/mnt").readlink()
+    except OSError:
+        return False
+
+
 async def _exec(spec: dict[str, Any], target: Target, limit_s: float) -> tuple[bool, str]:
+    if not _own_mount_namespace(target.pid):
+        return False, "container is starting"
     proc = await asyncio.create_subprocess_exec(
         "nsenter", f"--target={target.pid}", "--mount", "--net", "--root", "--wd", "--",
         *[str(a) for a in spec.get("command") or []],
