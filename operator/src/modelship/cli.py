@@ -94,11 +94,17 @@ for _action, _help in (
 
 
 @main.command()
-@click.option("--keep", is_flag=True, help="Leave the cluster and operator running.")
-def demo(keep: bool) -> None:
-    """Build what is missing, bring up a local cluster and the operator, deploy a model and
-    show it Ready, then tear everything down."""
-    demo_run.run(log=click.echo, keep=keep)
+@click.option("--keep", is_flag=True,
+              help="Keep everything running after the story until Ctrl-C (at most an hour).")
+@click.option("--chart", type=click.Path(path_type=Path), default=Path("modelship-demo.png"),
+              show_default=True, help="Where to write the PNG chart.")
+def demo(keep: bool, chart: Path) -> None:
+    """The whole loop on this machine: build what is missing, bring up a cluster with a node
+    whose pods are real processes, a gateway, Prometheus and the operator; train v1 and serve
+    it; send gRPC traffic through the gateway; promote a better v2 by canary, see the gate
+    reject a run, roll back a slow v3 automatically; print the timeline, write a chart, and
+    tear everything down."""
+    demo_run.run(log=click.echo, keep=keep, chart=chart)
 
 
 @main.group()

@@ -1,26 +1,38 @@
-"""`modelship demo`: the whole local loop, from nothing to a Ready ModelDeployment.
+"""`modelship demo`: the whole loop on one machine, every part real.
 
-It builds what is missing, starts the real control plane and the operator, applies the
-local sample, prints a timeline of what the operator reports, and tears everything down.
+It builds what is missing, brings up the control plane, a node whose pods are real processes,
+the gateway, Prometheus and the operator; trains v1 through a TrainingRun and serves it;
+sends gRPC traffic through the gateway; trains a better v2 that a canary promotes, a run the
+gate rejects, and a v3 that passes the gate but is too slow in production and is rolled back
+automatically. It prints a timeline, writes a chart, and tears everything down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelship.api import crdgen
 from modelship.devenv import gateway_api, tools
+from modelship.devenv.chart import Sample, write_chart
 from modelship.devenv.cluster import LocalCluster
-from modelship.devenv.operator_process import OperatorProcess
+from modelship.devenv.stack import LocalStack
+from modelship.devenv.workload import InferenceLoad, model_deployment, training_run
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
-SAMPLE = REPO_ROOT / "crds" / "samples" / "modeldeployment-local.yaml"
+NAMESPACE = "modelship-demo"
+MODEL = "surface-defects"
+MD = "defects"
+FOLLOW = {"pipeline": "defects"}
+KEEP_S = 3600
+ROLLOUT = {"canary": {"steps": [{"weight": 20, "pause": "10s"}, {"weight": 50, "pause": "10s"}]}}
 
 
 def install_crds(cluster: LocalCluster) -> None:
@@ -32,56 +44,204 @@ def install_crds(cluster: LocalCluster) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
 
 
-def _status(cluster: LocalCluster, name: str) -> dict[str, Any]:
-    out = cluster.kubectl("get", "md", name, "-o", "json", check=False)
-    if out.returncode != 0:
-        return {}
-    status: dict[str, Any] = json.loads(out.stdout).get("status") or {}
-    return status
+@dataclass
+class Timeline:
+    """Timestamped lines, printed as they happen and kept for the summary."""
+
+    log: Callable[[str], None]
+    started: float = field(default_factory=time.monotonic)
+    lines: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+    def __call__(self, text: str) -> None:
+        line = f"[{self.now():6.1f}s] {text}"
+        with self.lock:
+            self.lines.append(line)
+        self.log(line)
 
 
-def run(log: Callable[[str], None] = print, keep: bool = False, timeout: float = 120) -> None:
-    started = time.monotonic()
+class Watcher:
+    """Polls the ModelDeployment and the TrainingRuns (bounded by `stop`), reports each
+    change to the timeline and samples the traffic split for the chart."""
 
-    def step(text: str) -> None:
-        log(f"[{time.monotonic() - started:6.1f}s] {text}")
+    def __init__(self, cluster: LocalCluster, timeline: Timeline) -> None:
+        self.cluster, self.timeline = cluster, timeline
+        self.samples: list[Sample] = []
+        self.events: list[tuple[float, str]] = []
+        self._seen: dict[str, tuple[Any, ...]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-watcher", daemon=True)
 
-    step("building the control plane from Go modules (cached after the first time)")
-    tools.build_all(log=lambda line: step(f"  {line}"))
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _get(self, kind: str) -> list[dict[str, Any]]:
+        out = self.cluster.kubectl("-n", NAMESPACE, "get", kind, "-o", "json", check=False)
+        return list(json.loads(out.stdout)["items"]) if out.returncode == 0 else []
+
+    def _changed(self, key: str, value: tuple[Any, ...]) -> bool:
+        if self._seen.get(key) == value:
+            return False
+        self._seen[key] = value
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for run in self._get("trainingruns"):
+                st = run.get("status") or {}
+                name = run["metadata"]["name"]
+                if st.get("phase") and self._changed(name, (st.get("phase"),)):
+                    detail = st.get("message") or ""
+                    self.timeline(f"TrainingRun {name}: {st['phase']}"
+                                  + (f" - {detail}" if detail else ""))
+            for md in self._get("modeldeployments"):
+                self._deployment(md.get("status") or {})
+
+    def _deployment(self, st: dict[str, Any]) -> None:
+        weights = st.get("weights") or {}
+        stable, candidate = st.get("stableVersion"), st.get("candidateVersion")
+        stage = (st.get("rollout") or {}).get("stage", "")
+        self.samples.append(Sample(self.timeline.now(), stable, candidate,
+                                   int(weights.get("candidate", 0))))
+        state = (st.get("phase"), stable, candidate, weights.get("candidate"), stage)
+        if st.get("phase") and self._changed("md", state):
+            split = "no version serving yet" if stable is None else (
+                f"v{stable} {weights.get('stable', 100)}%"
+                + (f" / v{candidate} {weights.get('candidate', 0)}%" if candidate else ""))
+            text = f"ModelDeployment {MD}: {st['phase']}{' ' + stage if stage else ''}, {split}"
+            if st.get("phase") in ("RolledBack", "Ready") and st.get("message"):
+                text += f" - {st['message']}"
+            self.timeline(text)
+            self.events.append((self.timeline.now(), f"{st['phase']} {stage}".strip()))
+
+
+def _wait_run(cluster: LocalCluster, name: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = cluster.kubectl("-n", NAMESPACE, "get", "trainingrun", name, "-o", "json",
+                              check=False)
+        st = (json.loads(out.stdout).get("status") or {}) if out.returncode == 0 else {}
+        if st.get("phase") in ("Succeeded", "Failed", "Rejected"):
+            return dict(st)
+        time.sleep(0.5)
+    raise TimeoutError(f"TrainingRun {name} did not finish in {timeout:.0f}s")
+
+
+def _wait_md(cluster: LocalCluster, phase: str, stable: int, timeout: float
+             ) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    st: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        out = cluster.kubectl("-n", NAMESPACE, "get", "md", MD, "-o", "json", check=False)
+        st = (json.loads(out.stdout).get("status") or {}) if out.returncode == 0 else {}
+        if st.get("phase") == phase and st.get("stableVersion") == stable:
+            return st
+        time.sleep(0.5)
+    raise TimeoutError(f"ModelDeployment {MD} not {phase} with stable v{stable} after "
+                       f"{timeout:.0f}s; status: {json.dumps(st)[:2000]}")
+
+
+def _apply(cluster: LocalCluster, obj: dict[str, Any]) -> None:
+    cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", input_text=json.dumps(obj))
+
+
+def _train(cluster: LocalCluster, timeline: Timeline, repository: Path, name: str,
+           seed: int, **kwargs: Any) -> dict[str, Any]:
+    _apply(cluster, training_run(name, MODEL, repository, labels=FOLLOW, seed=seed, **kwargs))
+    timeline(f"applied TrainingRun {name}")
+    st = _wait_run(cluster, name, timeout=300)
+    return st
+
+
+def run(log: Callable[[str], None] = print, keep: bool = False,
+        chart: Path = Path("modelship-demo.png")) -> None:
+    timeline = Timeline(log)
+    timeline("building what is missing from Go modules (cached after the first time)")
+    tools.build_all(log=lambda line: timeline(f"  {line}"))
     workdir = Path(tempfile.mkdtemp(prefix="modelship-demo-"))
-    cluster = LocalCluster(workdir / "cluster", log=step)
-    operator = OperatorProcess(cluster.kubeconfig, workdir / "logs", resync_seconds=5)
+    cluster = LocalCluster(workdir / "cluster", log=timeline)
+    repository = workdir / "model-repository"
+    repository.mkdir()
+    stack = LocalStack(cluster, workdir, NAMESPACE, log=timeline)
     try:
         cluster.up()
         install_crds(cluster)
-        step("CRDs installed: modeldeployments.modelship.io, trainingruns.modelship.io")
-        operator.start()
-        step("operator running")
-        cluster.kubectl("apply", "-f", str(SAMPLE))
-        step(f"applied {SAMPLE.relative_to(REPO_ROOT)}")
-        seen: tuple[Any, ...] = ()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = _status(cluster, "defects-dev")
-            now = (status.get("phase"), status.get("stableVersion"), status.get("message"))
-            if now != seen and now[0]:
-                step(f"ModelDeployment defects-dev: phase={now[0]} stable={now[1]} ({now[2]})")
-                seen = now
-            if status.get("phase") == "Ready":
-                break
-            time.sleep(0.5)
-        else:
-            raise TimeoutError(f"not Ready after {timeout}s:\n{operator.log_tail()}")
-        log(cluster.kubectl("get", "modeldeployments,deployments,services,pods",
-                            "-o", "wide").stdout)
-        step("done")
+        timeline("CRDs installed: modeldeployments.modelship.io, trainingruns.modelship.io, "
+                 "Gateway API")
+        stack.start()
+        _story(cluster, stack, timeline, repository, chart)
         if keep:
-            log(f"left running: export KUBECONFIG={cluster.kubeconfig}; "
-                f"stop with `modelship dev down --state-dir {cluster.state_dir}` "
-                f"and kill the operator (pid {operator.proc.pid if operator.proc else '?'})")
+            log(f"still running for up to {KEEP_S // 60} minutes; look around with "
+                f"`export KUBECONFIG={cluster.kubeconfig}`, `modelship status {MD} "
+                f"-n {NAMESPACE}`; Ctrl-C tears everything down")
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(KEEP_S)
     finally:
-        if not keep:
-            operator.stop()
-            cluster.down()
-            shutil.rmtree(workdir, ignore_errors=True)
-            step("torn down: no process and no state left")
+        stack.close()
+        cluster.down()
+        shutil.rmtree(workdir, ignore_errors=True)
+        timeline("torn down: no process and no state left")
+
+
+def _story(cluster: LocalCluster, stack: LocalStack, timeline: Timeline, repository: Path,
+           chart: Path) -> None:
+    with Watcher(cluster, timeline) as watcher:
+        st = _train(cluster, timeline, repository, "defects-1", seed=1)
+        _expect(st, "Succeeded")
+        timeline(f"v{st['version']} published ({st.get('keyMetric')}) into {repository}")
+        _apply(cluster, model_deployment(MD, MODEL, repository, follow=FOLLOW,
+                                         parent_ref=stack.gateway.parent_ref,
+                                         prometheus_url=stack.prometheus.url,
+                                         rollout=ROLLOUT))
+        timeline(f"applied ModelDeployment {MD}: follows blessed TrainingRuns labelled "
+                 "pipeline=defects, canary 20% -> 50% -> 100% judged by Prometheus")
+        _wait_md(cluster, "Ready", 1, timeout=240)
+        with InferenceLoad(stack.gateway.url, MODEL, rate=20, max_seconds=540) as load:
+            timeline(f"clients: 20 gRPC inferences/s through the gateway {stack.gateway.url}")
+            time.sleep(5)
+            st = _train(cluster, timeline, repository, "defects-2", seed=2,
+                        hyperparameters={"epochs": "5"}, baseline_deployment=MD,
+                        max_regression=0.02)
+            _expect(st, "Succeeded")
+            _wait_md(cluster, "Ready", 2, timeout=240)
+            st = _train(cluster, timeline, repository, "defects-3-rejected", seed=3,
+                        hyperparameters={"epochs": "1", "lr": "0.0005"},
+                        baseline_deployment=MD, max_regression=0.02)
+            _expect(st, "Rejected")
+            timeline(f"gate vetoed defects-3-rejected: {st['gate']['reason']}")
+            st = _train(cluster, timeline, repository, "defects-3", seed=4,
+                        hyperparameters={"width": "96", "epochs": "3"}, baseline_deployment=MD,
+                        max_regression=0.02)
+            _expect(st, "Succeeded")
+            timeline(f"v{st['version']} passed the gate ({st.get('keyMetric')}): a network six "
+                     "times wider, about 36 times the compute per image")
+            final = _wait_md(cluster, "RolledBack", 2, timeout=240)
+            time.sleep(5)
+        last = (final.get("history") or [{}])[0]
+        timeline(f"v{final.get('rolledBackVersion')} rolled back automatically: "
+                 f"{last.get('reason', '')}")
+        answered: dict[int, int] = {}
+        for _, ok, _, _ in load.series():
+            for version, n in ok.items():
+                answered[version] = answered.get(version, 0) + n
+        failed = sum(f for _, _, f, _ in load.series())
+        timeline(f"clients got {sum(answered.values())} answers "
+                 f"({', '.join(f'v{v}: {n}' for v, n in sorted(answered.items()))}) "
+                 f"and {failed} errors")
+        write_chart(chart, load.series(), watcher.samples, watcher.events,
+                    load_offset=load.started - timeline.started)
+        timeline(f"chart of weights, error ratio and latency written to {chart.resolve()}")
+
+
+def _expect(status: dict[str, Any], phase: str) -> None:
+    if status.get("phase") != phase:
+        raise RuntimeError(f"expected {phase}, got {status.get('phase')}: "
+                           f"{status.get('message')}")

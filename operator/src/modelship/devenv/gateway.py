@@ -44,7 +44,7 @@ FIXED_PORTS = (18000, 18001, 18002, 19000, 19001, 19003, 8080, 8081, 9443)
 CERTS_MOUNT = Path("/certs")
 LISTENER = "grpc"
 START_ATTEMPTS = 3
-STALL_S = 15.0
+STALL_S = 8.0
 
 
 def envoy_binary() -> Path:

@@ -1,0 +1,69 @@
+"""The data plane and control loop on top of a running local cluster, brought up and torn
+down together: a node agent whose pods are real processes, the local gateway, a Prometheus
+that discovers the namespace's pods through the API server, and the operator.
+
+Everything started is stopped by `close()`, in reverse order, even when a later start failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+from modelship.devenv.cluster import LocalCluster
+from modelship.devenv.gateway import LocalGateway
+from modelship.devenv.operator_process import OperatorProcess
+from modelship.devenv.prometheus import KubernetesPods, PrometheusProcess
+from modelship.devenv.workload import NODE, NODE_TAINT
+
+
+class LocalStack:
+    def __init__(self, cluster: LocalCluster, workdir: Path, namespace: str,
+                 log: Callable[[str], None] = lambda _m: None) -> None:
+        self.cluster, self.workdir, self.namespace, self.log = cluster, workdir, namespace, log
+        self.gateway = LocalGateway(cluster, workdir / "gateway", log=log)
+        self.prometheus = PrometheusProcess(
+            workdir / "prometheus", scrape_interval="1s",
+            kubernetes=KubernetesPods(cluster.kubeconfig, [namespace]))
+        self.operator = OperatorProcess(cluster.kubeconfig, workdir / "operator", namespace)
+        self._cleanup = contextlib.ExitStack()
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        ns = self.namespace
+        if self.cluster.kubectl("get", "namespace", ns, check=False).returncode != 0:
+            self.cluster.kubectl("create", "namespace", ns)
+        self.cluster.start_node_agent(NODE, taints=[f"{NODE_TAINT}=true:NoSchedule"])
+        self._cleanup.callback(self.cluster.stop_node_agent, NODE)
+        self.log(f"node agent up: pods on node {NODE} run as local processes")
+        self._cleanup.callback(self.gateway.stop)
+        self.gateway.start()
+        self._cleanup.callback(self.prometheus.stop)
+        self.prometheus.start()
+        self.log(f"Prometheus up at {self.prometheus.url}, discovering pods in {ns}")
+        self._cleanup.callback(self.operator.stop)
+        self.operator.start()
+        self.log(f"operator running (watching namespace {ns})")
+        # On close, first the namespace, while the agent still kills the pods' processes;
+        # before it, the resources, while the operator still releases its finalizers: a
+        # namespace-scoped Kopf operator stops watching a namespace as soon as its deletion
+        # reports only False conditions, which it does before it lists what remains.
+        self._cleanup.callback(self.cluster.kubectl, "delete", "namespace", ns,
+                               "--timeout=120s", check=False)
+        self._cleanup.callback(self.cluster.kubectl, "-n", ns, "delete",
+                               "modeldeployments,trainingruns", "--all", "--timeout=60s",
+                               check=False)
+
+    def close(self) -> None:
+        self._cleanup.close()

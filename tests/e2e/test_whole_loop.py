@@ -1,0 +1,264 @@
+"""The whole loop with every part real: TrainingRun Jobs whose pods are the real trainer
+(processes run by the node agent) publish into a model repository on the node; the operator
+serves each version with real Triton pods; clients send gRPC inference requests through a
+real gateway (Envoy Gateway reading the operator's GRPCRoute); Prometheus finds the Triton
+pods through Kubernetes service discovery and the operator judges each rollout from it.
+
+The tests share one namespace and run in order, each starting from the stable version the
+previous one left (as a model's life goes: v1, a better v2, a slower v3 rolled back, v4 by
+shadow, v5 by blue-green); each checks that starting point first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from tests.conftest import Kubectl, wait_for
+
+from modelship import constants
+from modelship.devenv.cluster import LocalCluster
+from modelship.devenv.gateway import LocalGateway
+from modelship.devenv.operator_process import OperatorProcess
+from modelship.devenv.prometheus import PrometheusProcess
+from modelship.devenv.stack import LocalStack
+from modelship.devenv.workload import InferenceLoad, model_deployment, training_run
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "surface-defects"
+MD = "defects"
+FOLLOW = {"pipeline": "defects"}
+CANARY = {"canary": {"steps": [{"weight": 20, "pause": "5s"}, {"weight": 50, "pause": "5s"}]}}
+
+
+@dataclass
+class Loop:
+    kubectl: Kubectl
+    gateway: LocalGateway
+    prometheus: PrometheusProcess
+    operator: OperatorProcess
+    repository: Path
+
+    def train(self, name: str, seed: int, timeout: float = 300, **kwargs: Any
+              ) -> dict[str, Any]:
+        self.kubectl.apply(training_run(name, MODEL, self.repository, labels=FOLLOW,
+                                        seed=seed, **kwargs))
+
+        def finished() -> dict[str, Any] | None:
+            status = (self.kubectl.get("trainingrun", name) or {}).get("status") or {}
+            return status if status.get("phase") in ("Succeeded", "Failed", "Rejected") \
+                else None
+        status: dict[str, Any] = wait_for(f"TrainingRun {name} finished", finished,
+                                          timeout=timeout, interval=1)
+        return status
+
+    def deploy(self, rollout: dict[str, Any]) -> None:
+        self.kubectl.apply(model_deployment(MD, MODEL, self.repository, follow=FOLLOW,
+                                            parent_ref=self.gateway.parent_ref,
+                                            prometheus_url=self.prometheus.url,
+                                            rollout=rollout))
+
+    def status(self) -> dict[str, Any]:
+        return dict((self.kubectl.get("md", MD) or {}).get("status") or {})
+
+    def wait(self, phase: str, stable: int, timeout: float = 240) -> dict[str, Any]:
+        last: dict[str, Any] = {}
+
+        def reached() -> dict[str, Any] | None:
+            last.clear()
+            last.update(self.status())
+            ok = last.get("phase") == phase and last.get("stableVersion") == stable
+            return dict(last) if ok else None
+        try:
+            result: dict[str, Any] = wait_for(f"{phase} with stable v{stable}", reached,
+                                              timeout=timeout, interval=0.5)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\nstatus: {yaml.safe_dump(last)}\noperator:\n"
+                                 f"{self.operator.log_tail()}") from None
+        return result
+
+    def route_weights(self) -> dict[str, int]:
+        route = self.kubectl.get("grpcroute", MD) or {}
+        refs = route["spec"]["rules"][0]["backendRefs"]
+        return {ref["name"]: int(ref.get("weight", 1)) for ref in refs}
+
+    def replicas(self, version: int) -> int:
+        dep = self.kubectl.get("deployment", f"{MD}-v{version}") or {}
+        return int(dep.get("spec", {}).get("replicas", 0))
+
+    def load(self, rate: float = 20) -> InferenceLoad:
+        return InferenceLoad(self.gateway.url, MODEL, rate=rate, max_seconds=420)
+
+    def served_by_prometheus(self, version: int) -> float:
+        """Successful inferences Prometheus scraped from the pods of `version`."""
+        query = (f'sum(nv_inference_request_success{{namespace="{self.kubectl.namespace}",'
+                 f'model="{MODEL}",version="{version}"}})')
+        data = httpx.get(f"{self.prometheus.url}/api/v1/query", params={"query": query},
+                         timeout=5).json()["data"]["result"]
+        return float(data[0]["value"][1]) if data else 0.0
+
+
+@pytest.fixture(scope="module")
+def loop(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
+    if os.geteuid() != 0:
+        pytest.fail("the node agent and the gateway need root (network and mount namespaces)")
+    for tool in ("ip", "nsenter", "unshare"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"`{tool}` is required (iproute2, util-linux)")
+    work = tmp_path_factory.mktemp("loop")
+    repository = work / "model-repository"
+    repository.mkdir()
+    with LocalStack(cluster, work, f"loop-{uuid.uuid4().hex[:6]}") as stack:
+        yield Loop(Kubectl(cluster, stack.namespace), stack.gateway, stack.prometheus,
+                   stack.operator, repository)
+    assert stack.gateway.processes() == []
+
+
+def test_trained_versions_are_served_and_a_better_one_is_promoted(loop: Loop) -> None:
+    st = loop.train("defects-1", seed=1)
+    assert st["phase"] == "Succeeded", st
+    assert st["version"] == 1
+    assert (loop.repository / MODEL / "1" / "model.onnx").is_file()
+
+    loop.deploy(CANARY)
+    loop.wait("Ready", stable=1)
+    with loop.load() as load:
+        wait_for("answers through the gateway", lambda: load.answered().get(1, 0) >= 20,
+                 timeout=60)
+        # Prometheus found the Triton pod through the API server and scrapes it.
+        wait_for("Prometheus scraping v1 by discovery",
+                 lambda: loop.served_by_prometheus(1) > 0, timeout=30)
+
+        st = loop.train("defects-2", seed=2, hyperparameters={"epochs": "4"},
+                        baseline_deployment=MD, max_regression=0.05)
+        assert st["phase"] == "Succeeded", st
+        assert st["version"] == 2
+        started = load.now_s()
+        loop.wait("Ready", stable=2)
+        promoted = load.now_s()
+        # Clients saw both versions while the canary ran, then only v2, and no failure.
+        during = load.answered(started)
+        assert during.get(1, 0) > 0 and during.get(2, 0) > 0, during
+        time.sleep(3)
+        after = load.answered(promoted + 2)
+        assert set(after) == {2}, after
+        assert load.failed() == 0, dict(load.errors)
+
+    history = loop.status()["history"]
+    assert history[0]["version"] == 2 and history[0]["outcome"] == "Promoted"
+    assert loop.route_weights() == {f"{MD}-v2": 100}
+    wait_for("v1 scaled down after the delay", lambda: loop.replicas(1) == 0, timeout=60)
+
+    # A run the gate rejects publishes nothing and changes nothing.
+    st = loop.train("defects-rejected", seed=9, min_accuracy=0.999)
+    assert st["phase"] == "Rejected", st
+    assert "accuracy" in st["gate"]["reason"]
+    assert sorted(p.name for p in (loop.repository / MODEL).iterdir()
+                  if p.is_dir()) == ["1", "2"]
+    assert loop.status()["stableVersion"] == 2
+
+
+def test_a_version_that_passed_the_gate_but_is_slow_is_rolled_back(loop: Loop) -> None:
+    assert loop.status().get("stableVersion") == 2
+    with loop.load() as load:
+        # Six times wider: as accurate offline, about 36 times the compute per image.
+        st = loop.train("defects-3", seed=3, hyperparameters={"width": "96", "epochs": "3"},
+                        baseline_deployment=MD, max_regression=0.05)
+        assert st["phase"] == "Succeeded", st
+        assert st["version"] == 3
+        st = loop.wait("RolledBack", stable=2)
+        rolled_back = load.now_s()
+        time.sleep(3)
+        assert set(load.answered(rolled_back + 1)) == {2}
+        assert load.failed() == 0, dict(load.errors)
+
+    assert st["rolledBackVersion"] == 3
+    assert st["history"][0]["outcome"] == "RolledBack"
+    assert "latency" in st["history"][0]["reason"]
+    checks = {c["name"]: c for c in st["analysis"]["checks"]}
+    assert checks["latency"]["result"] == "Failed" and checks["latency"]["value"] > 2.0
+    assert loop.route_weights() == {f"{MD}-v2": 100}
+    wait_for("v3 scaled to zero", lambda: loop.replicas(3) == 0, timeout=30)
+
+
+def test_shadow_mirrors_to_the_candidate_then_promotes(loop: Loop) -> None:
+    assert loop.status().get("stableVersion") == 2
+    loop.deploy({"shadow": {"mirrorPercent": 100, "duration": "8s"}})
+    with loop.load() as load:
+        st = loop.train("defects-4", seed=4, hyperparameters={"epochs": "4"},
+                        baseline_deployment=MD, max_regression=0.05)
+        assert st["phase"] == "Succeeded", st
+        assert st["version"] == 4
+        wait_for("the shadow stage", lambda: (loop.status().get("rollout") or {}).get(
+            "stage") == "Shadow", timeout=180, interval=0.5)
+        shadow_from = load.now_s()
+        wait_for("mirrored requests served by v4",
+                 lambda: loop.served_by_prometheus(4) >= 20, timeout=60)
+        shadow_to = load.now_s()
+        # Clients are answered by the stable version only; v4 got copies.
+        assert set(load.answered(shadow_from, shadow_to)) == {2}
+        loop.wait("Ready", stable=4)
+        assert load.failed() == 0, dict(load.errors)
+    assert loop.status()["history"][0]["strategy"] == "shadow"
+
+
+def test_blue_green_previews_then_switches(loop: Loop) -> None:
+    assert loop.status().get("stableVersion") == 4
+    loop.deploy({"blueGreen": {"previewDuration": "6s", "postSwitchDuration": "4s"}})
+    with loop.load() as load:
+        st = loop.train("defects-5", seed=5, hyperparameters={"epochs": "4"},
+                        baseline_deployment=MD, max_regression=0.05)
+        assert st["phase"] == "Succeeded", st
+        assert st["version"] == 5
+        preview = wait_for("the preview stage", lambda: (loop.status().get("rollout") or {})
+                           .get("stage") == "Preview", timeout=180, interval=0.5)
+        assert preview
+        # A smoke tester sends requests to the preview directly; clients still get v4.
+        smoke = InferenceLoad(f"{_pod_ip(loop, 5)}:{constants.PORT_GRPC}", MODEL, rate=20,
+                              max_seconds=120)
+        with smoke:
+            preview_from = load.now_s()
+            # The last time the route was read still sending everything to v4 (taken before
+            # the read, so the gateway cannot have had the switch yet).
+            before_switch = preview_from
+
+            def switched() -> bool:
+                nonlocal before_switch
+                asked = load.now_s()
+                weights = loop.route_weights()
+                if weights.get(f"{MD}-v5", 0) == 0:
+                    before_switch = asked
+                return weights == {f"{MD}-v5": 100}
+            wait_for("the switch", switched, timeout=120, interval=0.2)
+            switch_seen = load.now_s()
+            assert before_switch - preview_from > 3, "the preview was too short to judge"
+            assert set(load.answered(preview_from, before_switch - 1)) == {4}
+        loop.wait("Ready", stable=5)
+        time.sleep(max(0.0, switch_seen + 4 - load.now_s()))
+        assert set(load.answered(switch_seen + 2)) == {5}
+        assert load.failed() == 0, dict(load.errors)
+    assert smoke.failed() == 0 and smoke.answered().get(5, 0) > 0
+    assert loop.status()["history"][0]["strategy"] == "blueGreen"
+
+
+def _pod_ip(loop: Loop, version: int) -> str:
+    selector = f"{constants.LABEL_DEPLOYMENT}={MD},{constants.LABEL_MODEL_VERSION}={version}"
+
+    def ready_ip() -> str | None:
+        for pod in loop.kubectl.list("pods", selector):
+            conditions = pod.get("status", {}).get("conditions") or []
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                return str(pod["status"]["podIP"])
+        return None
+    ip: str = wait_for(f"a Ready v{version} pod", ready_ip, timeout=180, interval=0.5)
+    return ip
