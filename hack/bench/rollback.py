@@ -5,9 +5,12 @@ For each run a fresh model gets a good stable version 1 and a candidate 2 behind
 the GRPCRoute's candidate weight reaching 0; with a healthy candidate we count rollbacks
 (there should be none). Scrape interval 1 s, analysis interval 1 s, failureLimit 2.
 
-    .venv/bin/python hack/bench/rollback.py [--runs 10] [--healthy 10]
+    .venv/bin/python hack/bench/rollback.py [--runs 10] [--healthy 10] [--data-plane full]
 
-The traffic generator plays the gateway's part (modelship.devenv.traffic).
+`--data-plane simulated` (default): one Triton process serves both versions and the traffic
+generator plays the gateway's part (modelship.devenv.traffic). `--data-plane full`: the
+whole local loop (devenv.stack): Triton pods run by the node agent, clients going through
+Envoy Gateway, Prometheus discovering the pods; needs root.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import argparse
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 import yaml
 
 from modelship.devenv import gateway_api, tools
@@ -29,8 +35,10 @@ from modelship.devenv.cluster import LocalCluster
 from modelship.devenv.demo import install_crds
 from modelship.devenv.operator_process import OperatorProcess
 from modelship.devenv.prometheus import PrometheusProcess
+from modelship.devenv.stack import LocalStack
 from modelship.devenv.traffic import Behaviour, TrafficGenerator, read_route, write_model
 from modelship.devenv.triton import TritonServer
+from modelship.devenv.workload import PLACEMENT
 
 NAMESPACE = "bench"
 
@@ -112,12 +120,134 @@ def one_run(cluster: LocalCluster, triton: TritonServer, repo: Path, prom: str,
                    f"{model}/unload", timeout=60)
 
 
+class GatewayClient:
+    """Requests at `rate` per second through the gateway (bounded in time); records when the
+    first one failed (only a failing candidate can fail them)."""
+
+    def __init__(self, target: str, model: str, rate: float = 50, max_seconds: float = 120
+                 ) -> None:
+        self.client = grpcclient.InferenceServerClient(
+            target, channel_args=[("grpc.enable_http_proxy", 0)])
+        self.model, self.rate, self.max_seconds = model, rate, max_seconds
+        self.first_failure_at: float | None = None
+        self.failed = self.ok = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> GatewayClient:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.client.close()
+
+    def _run(self) -> None:
+        x = grpcclient.InferInput("x", [4], "FP32")
+        x.set_data_from_numpy(np.ones(4, dtype=np.float32))
+        started = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() - started < self.max_seconds:
+            try:
+                self.client.infer(self.model, [x], client_timeout=10)
+                self.ok += 1
+            except grpcclient.InferenceServerException:
+                self.failed += 1
+                if self.first_failure_at is None:
+                    self.first_failure_at = time.monotonic()
+            self._stop.wait(1.0 / self.rate)
+
+
+def full_deployment(model: str, version: int, prom: str, repo: Path,
+                    parent_ref: dict[str, str]) -> dict[str, Any]:
+    md = deployment(model, version, prom)
+    md["spec"]["repository"] = {"hostPath": {"path": str(repo)}}
+    md["spec"]["runtime"] = {"backend": "python", **PLACEMENT}
+    md["spec"]["traffic"]["gateway"] = {"parentRefs": [parent_ref]}
+    return md
+
+
+def one_full_run(stack: LocalStack, repo: Path, candidate: Behaviour
+                 ) -> tuple[float | None, str]:
+    """As one_run, with Triton pods and the real gateway: a fresh model whose v1 is good."""
+    cluster = stack.cluster
+    model = f"b{uuid.uuid4().hex[:8]}"
+    write_model(repo, model, {1: "good", 2: candidate})
+
+    def apply(version: int) -> None:
+        cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(full_deployment(
+            model, version, stack.prometheus.url, repo, stack.gateway.parent_ref)))
+    try:
+        apply(1)
+        wait("v1 Ready", lambda: phase(cluster).get("stableVersion") == 1, 180, 0.3)
+        with GatewayClient(stack.gateway.url, model) as client:
+            wait("answers through the gateway", lambda: client.ok >= 50, 60)
+            # Requests sent before the gateway had the route may have failed: start counting
+            # from here, where only v1 answers.
+            client.failed, client.first_failure_at = 0, None
+            apply(2)
+            if candidate == "failing":
+                wait("a failed request", lambda: client.first_failure_at is not None, 180)
+                wait("weight 0", lambda: (r := read_route(cluster, NAMESPACE, "md"))
+                     is not None and r.weights.get(2, 0) == 0, 60, 0.05)
+                assert client.first_failure_at is not None
+                took: float | None = time.monotonic() - client.first_failure_at
+            else:
+                try:
+                    wait("finished", lambda: finished(phase(cluster)), 180, 0.3)
+                except TimeoutError:
+                    raise TimeoutError(f"healthy canary did not finish: {phase(cluster)}"
+                                       ) from None
+                took = None
+        return took, str(phase(cluster).get("phase"))
+    finally:
+        cluster.kubectl("-n", NAMESPACE, "delete", "md", "md", "--wait=true", check=False)
+
+
+def report(times: list[float], false: int, healthy: int, plane: str) -> None:
+    q = statistics.quantiles(times, n=20, method="inclusive")
+    print(f"\n{plane} data plane: first failing request -> candidate weight 0 "
+          f"({len(times)} runs, 1 s scrape, 1 s interval, failureLimit 2): "
+          f"p50 {statistics.median(times):.2f}s, p95 {q[18]:.2f}s, max {max(times):.2f}s")
+    print(f"false rollbacks: {false} of {healthy} healthy canaries")
+
+
+def main_full(runs: int, healthy: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="modelship-bench-"))
+    repo = work / "repo"
+    repo.mkdir()
+    cluster = LocalCluster(work / "cluster", log=lambda _line: None)
+    try:
+        cluster.up()
+        install_crds(cluster)
+        with LocalStack(cluster, work, NAMESPACE) as stack:
+            times = []
+            for i in range(runs):
+                took, final = one_full_run(stack, repo, "failing")
+                assert took is not None and final == "RolledBack", final
+                times.append(took)
+                print(f"failing candidate {i + 1}: weight 0 after {took:.2f}s")
+            false = 0
+            for i in range(healthy):
+                _, final = one_full_run(stack, repo, "good")
+                false += final == "RolledBack"
+                print(f"healthy candidate {i + 1}: {final}")
+    finally:
+        cluster.down()
+        shutil.rmtree(work, ignore_errors=True)
+    report(times, false, healthy, "full")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--healthy", type=int, default=10)
+    parser.add_argument("--data-plane", choices=["simulated", "full"], default="simulated")
     args = parser.parse_args()
     tools.build_all(log=lambda _line: None)
+    if args.data_plane == "full":
+        main_full(args.runs, args.healthy)
+        return
     work = Path(tempfile.mkdtemp(prefix="modelship-bench-"))
     repo = work / "repo"
     repo.mkdir()
@@ -152,11 +282,7 @@ def main() -> None:
         operator.stop()
         cluster.down()
         shutil.rmtree(work, ignore_errors=True)
-    q = statistics.quantiles(times, n=20, method="inclusive")
-    print(f"\nfirst failing request -> candidate weight 0 ({len(times)} runs, 1 s scrape, "
-          f"1 s interval, failureLimit 2): p50 {statistics.median(times):.2f}s, "
-          f"p95 {q[18]:.2f}s, max {max(times):.2f}s")
-    print(f"false rollbacks: {false} of {args.healthy} healthy canaries")
+    report(times, false, args.healthy, "simulated")
 
 
 if __name__ == "__main__":
