@@ -96,7 +96,8 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("signals") / "repo"
     # The trainer's config, plus a policy that serves every version from one Triton (the
     # operator's pods each pin one version instead).
-    config = (triton_config.render(MODEL, "python", 8, (FEATURES,), CLASSES)
+    # No warmup: the failing version must load and fail on requests, not at load.
+    config = (triton_config.render(MODEL, "python", 8, (FEATURES,), CLASSES, warmup=False)
               + "version_policy: { all: {} }\n")
     for expected, indices in ((GOOD, [0, 1, 2]), (FAILING, [0, 1, 7]), (IDLE, [2, 1, 0])):
         onnx_bytes = tiny_onnx(indices)

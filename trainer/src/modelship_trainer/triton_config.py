@@ -16,7 +16,7 @@ MODEL_FILES: dict[str, str] = {"onnxruntime": "model.onnx", "tensorrt": "model.p
 
 
 def render(model: str, backend: Backend, max_batch_size: int, sample_shape: tuple[int, ...],
-           num_classes: int) -> str:
+           num_classes: int, warmup: bool = True) -> str:
     # With max_batch_size 0 Triton does not add the batch axis, so the dims must carry it.
     batch = [] if max_batch_size > 0 else [-1]
     in_dims = ", ".join(str(d) for d in [*batch, *sample_shape])
@@ -32,9 +32,12 @@ def render(model: str, backend: Backend, max_batch_size: int, sample_shape: tupl
     if backend == "python":
         # The runner is CPU-only (onnxruntime's CPU provider).
         lines.append("instance_group [ { kind: KIND_CPU count: 1 } ]")
+    if not warmup:
+        return "\n".join(lines) + "\n"
     # Triton runs these requests before it reports the version ready, so the first real
     # requests do not pay for lazy initialisation (tens of ms to over 100 ms measured on the
-    # Python-backend runner): a canary's latency is its steady latency from the start.
+    # Python-backend runner): a canary's latency is its steady latency from the start. A
+    # model that fails on them never becomes ready.
     warm_dims = ", ".join(str(d) for d in ([] if max_batch_size > 0 else [1]) + [*sample_shape])
     lines.append(
         f'model_warmup [ {{ name: "zeros" batch_size: {1 if max_batch_size > 0 else 0} '
