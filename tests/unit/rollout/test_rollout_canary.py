@@ -128,11 +128,24 @@ def test_inconclusive_never_advances_and_holds() -> None:
     assert sim.status.rollout is not None and sim.status.rollout.paused
     assert "3 inconclusive runs in a row" in sim.status.rollout.pause_reason
     assert sim.reasons().count("RolloutHeld") == 1
-    # Held, even once Prometheus answers again: a person resumes.
+    assert sim.status.rollout.held_for_data
+    # The hold lasts while data is missing; the first conclusive, successful run lifts it.
     sim.measure = healthy
-    sim.run(5)
+    sim.tick(1)
+    assert sim.status.rollout is not None and not sim.status.rollout.paused
+    assert sim.reasons().count("Resumed") == 1
+    sim.run_until(lambda s: s.status.phase == "Ready", limit=30)
+
+
+def test_a_pause_by_a_person_outlasts_successful_runs() -> None:
+    sim = start(canary((20, "2s"), (60, "2s")))
+    sim.run_until(lambda s: weights(s) == (80, 20, 0))
+    sim.tick(1, command="pause@1")
+    sim.run(10)
     assert weights(sim) == (80, 20, 0)
-    sim.tick(1, command="resume@1")
+    assert sim.status.phase == "Paused"
+    assert sim.status.rollout is not None and not sim.status.rollout.held_for_data
+    sim.tick(1, command="resume@2")
     sim.run_until(lambda s: s.status.phase == "Ready", limit=30)
 
 

@@ -324,8 +324,9 @@ class Analysis(ApiModel):
     )
     inconclusive_policy: Literal["Hold", "Rollback"] = Field(
         default="Hold",
-        description="Hold: stay at the current step and pause. Rollback: roll back. "
-        "Inconclusive results never promote.",
+        description="Hold: stay at the current step, paused, until a run is conclusive and "
+        "successful again (or `modelship resume`). Rollback: roll back. Inconclusive results "
+        "never promote.",
     )
     checks: list[Check] | None = Field(
         default=None, max_length=20,
@@ -439,6 +440,11 @@ class RolloutStatus(ApiModel):
     stage_started_at: str | None = Field(default=None, description="When the stage began.")
     paused: bool = Field(default=False, description="Held by `modelship pause` or a policy.")
     pause_reason: str = Field(default="", description="Why it is paused.")
+    held_for_data: bool = Field(
+        default=False,
+        description="Paused by inconclusive analysis (inconclusivePolicy Hold): lifts itself "
+        "at the next conclusive, successful run. A pause by `modelship pause` does not.",
+    )
     traffic_since: str | None = Field(
         default=None,
         description="When the first stage began, the candidate ready and routed (mirrored, "

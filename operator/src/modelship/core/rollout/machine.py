@@ -158,10 +158,12 @@ def _progress(t: Tick) -> None:
         return
     if t.take("pause"):
         rollout.paused = True
+        rollout.held_for_data = False
         rollout.pause_reason = "paused by `modelship pause`"
         t.emit("Normal", "Paused", f"rollout of version {candidate} paused")
     if t.take("resume"):
         rollout.paused = False
+        rollout.held_for_data = False
         rollout.pause_reason = ""
         if st.analysis is not None:
             st.analysis.consecutive_inconclusive = 0  # a hold starts counting afresh
@@ -242,7 +244,9 @@ def _analyse(t: Tick) -> bool:
         tr.roll_back(t, "RolledBack", outcome.reason)
         return False
     if outcome.action == "hold":
-        tr.hold(t, outcome.reason)
+        tr.hold(t, outcome.reason, for_data=True)
+    elif st.analysis.last_result == "Successful":
+        tr.lift_hold(t)
     return True
 
 

@@ -129,17 +129,33 @@ def supersede(t: Tick, reason: str) -> None:
     t.emit("Normal", "Superseded", f"rollout of version {candidate} stopped: {reason}")
 
 
-def hold(t: Tick, reason: str) -> None:
+def hold(t: Tick, reason: str, for_data: bool = False) -> None:
     """Pause the rollout; an existing pause keeps its first reason (and is not re-announced
-    on every later inconclusive run)."""
+    on every later inconclusive run). `for_data`: the hold lifts itself once analysis is
+    conclusive again (see lift_hold)."""
     rollout = t.status.rollout
     assert rollout is not None
     if rollout.paused:
         return
     rollout.paused = True
     rollout.pause_reason = reason
+    rollout.held_for_data = for_data
     t.emit("Warning", "RolloutHeld", f"rollout of version {t.status.candidate_version} "
                                      f"held: {reason}")
+
+
+def lift_hold(t: Tick) -> None:
+    """A hold for missing data ends at a conclusive, successful run: the step goes on from
+    there (its pause counts from the start of the step, as before the hold)."""
+    rollout = t.status.rollout
+    assert rollout is not None
+    if not (rollout.paused and rollout.held_for_data):
+        return
+    rollout.paused = False
+    rollout.held_for_data = False
+    rollout.pause_reason = ""
+    t.emit("Normal", "Resumed", f"rollout of version {t.status.candidate_version} resumed: "
+                                "analysis is conclusive again")
 
 
 def fast_track(t: Tick, version: int) -> bool:
