@@ -179,13 +179,34 @@ def test_failing_readiness_probe_never_becomes_ready(kubectl: Kubectl, agent: Pa
 
 
 def test_exec_probe_runs_inside_the_container(kubectl: Kubectl, agent: Path) -> None:
-    kubectl.apply(_pod("marker", [{
+    # The same path exists on the host: a probe that looked there (for instance while the
+    # container's root was still being built) would make the pod Ready too early.
+    decoy = Path(f"/tmp/modelship-probe-{kubectl.namespace}/ready")
+    decoy.parent.mkdir()
+    decoy.touch()
+    try:
+        kubectl.apply(_pod("marker", [{
+            "name": "work", "image": "ignored",
+            "command": ["sh", "-c", f"sleep 4; touch {decoy}; exec sleep 600"],
+            "readinessProbe": {"exec": {"command": ["test", "-e", str(decoy)]},
+                               "periodSeconds": 1}}]))
+        # Not Ready while the container's own /tmp lacks the file (its folder too: touch
+        # fails there, so the file never appears and the pod never becomes Ready) ...
+        started = time.monotonic()
+        while time.monotonic() - started < 8:
+            assert _condition(kubectl.get("pod", "marker"), "Ready") != "True"
+            time.sleep(0.5)
+    finally:
+        decoy.unlink()
+        decoy.parent.rmdir()
+    # ... and Ready once the container creates it in its own /tmp.
+    kubectl.apply(_pod("marker2", [{
         "name": "work", "image": "ignored",
         "command": ["sh", "-c", "sleep 2; mkdir -p /tmp/m; touch /tmp/m/ready; exec sleep 600"],
         "readinessProbe": {"exec": {"command": ["test", "-e", "/tmp/m/ready"]},
                            "periodSeconds": 1}}]))
     wait_for("pod Ready by its exec probe",
-             lambda: _condition(kubectl.get("pod", "marker"), "Ready") == "True", timeout=90)
+             lambda: _condition(kubectl.get("pod", "marker2"), "Ready") == "True", timeout=90)
     # The container's /tmp is its own: the host has no such file.
     assert not Path("/tmp/m/ready").exists()
 

@@ -74,17 +74,21 @@ async def _tcp(spec: dict[str, Any], target: Target, limit_s: float) -> tuple[bo
     return True, ""
 
 
-def _own_mount_namespace(pid: int) -> bool:
-    """Whether the container's process has left the agent's mount namespace: until the
-    launcher has built its root, joining the process's namespaces would probe the host."""
+def _in_its_own_root(pid: int) -> bool:
+    """Whether the container's process has its own mount namespace and root: until the
+    launcher has built the root and changed into it, joining the process's namespaces would
+    probe the host's files."""
     try:
-        return Path(f"/proc/{pid}/ns/mnt").readlink() != Path("/proc/self/ns/mnt").readlink()
+        if Path(f"/proc/{pid}/ns/mnt").readlink() == Path("/proc/self/ns/mnt").readlink():
+            return False
+        root, host = Path(f"/proc/{pid}/root").stat(), Path("/").stat()
     except OSError:
         return False
+    return (root.st_dev, root.st_ino) != (host.st_dev, host.st_ino)
 
 
 async def _exec(spec: dict[str, Any], target: Target, limit_s: float) -> tuple[bool, str]:
-    if not _own_mount_namespace(target.pid):
+    if not _in_its_own_root(target.pid):
         return False, "container is starting"
     proc = await asyncio.create_subprocess_exec(
         "nsenter", f"--target={target.pid}", "--mount", "--net", "--root", "--wd", "--",
