@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import random
 import textwrap
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Literal
 import numpy as np
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 
+from modelship.devenv.background import Background
 from modelship.devenv.cluster import LocalCluster
 
 Behaviour = Literal["good", "failing", "slow"]
@@ -113,12 +113,13 @@ class TrafficStats:
     first_failure_at: dict[int, float] = field(default_factory=dict)  # time.monotonic()
 
 
-class TrafficGenerator:
+class TrafficGenerator(Background):
     """Bounded background traffic: `rate` requests a second for at most `max_seconds`."""
 
     def __init__(self, cluster: LocalCluster, namespace: str, name: str, model: str,
                  grpc_url: str, rate: float = 40.0, max_seconds: float = 240.0,
                  preview_percent: int = 0) -> None:
+        super().__init__("traffic-generator")
         self.cluster, self.namespace, self.name, self.model = cluster, namespace, name, model
         self.client = grpcclient.InferenceServerClient(url=grpc_url)
         self.rate, self.max_seconds = rate, max_seconds
@@ -126,21 +127,10 @@ class TrafficGenerator:
         # tester would; `preview_percent` of requests go to a weight-0 candidate.
         self.preview_percent = preview_percent
         self.stats = TrafficStats()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
         self._rng = random.Random(7)
         self.route: Route | None = None
 
-    def __enter__(self) -> TrafficGenerator:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+    def _stopped(self) -> None:
         self.client.close()
 
     def _infer(self, version: int) -> bool:

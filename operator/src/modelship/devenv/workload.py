@@ -18,6 +18,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 
 from modelship import constants
+from modelship.devenv.background import Background
 from modelship.devenv.nodeagent.node import NODE_CLASS_LABEL
 
 NODE = "local-0"
@@ -101,13 +102,14 @@ class Second:
     latency_ms: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
-class InferenceLoad:
+class InferenceLoad(Background):
     """Bounded background gRPC traffic to `model` through `target`: `rate` requests a second,
     each a batch of `BATCH` images, for at most `max_seconds`. Triton names the version that
     answered in each response, so the split the gateway made is measured, not assumed."""
 
     def __init__(self, target: str, model: str, rate: float = 20.0,
                  max_seconds: float = 600.0, seed: int = 5) -> None:
+        super().__init__("inference-load")
         self.target, self.model = target, model
         self.rate, self.max_seconds = rate, max_seconds
         rng = np.random.default_rng(seed)
@@ -117,20 +119,9 @@ class InferenceLoad:
         self.errors: dict[str, int] = defaultdict(int)
         self.started = time.monotonic()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="inference-load", daemon=True)
 
-    def __enter__(self) -> InferenceLoad:
+    def _starting(self) -> None:
         self.started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
     def _run(self) -> None:
         client = grpcclient.InferenceServerClient(
