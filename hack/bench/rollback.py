@@ -19,9 +19,9 @@ import argparse
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 import yaml
 
 from modelship.devenv import gateway_api, tools
+from modelship.devenv.background import Background
 from modelship.devenv.cluster import LocalCluster
 from modelship.devenv.demo import install_crds
 from modelship.devenv.operator_process import OperatorProcess
@@ -85,6 +86,27 @@ def finished(status: dict[str, Any]) -> bool:
         status.get("phase") == "Ready" and status.get("stableVersion") == 2)
 
 
+def outcome(cluster: LocalCluster, candidate: Behaviour,
+            first_failure_at: Callable[[], float | None], failure_timeout: float,
+            finish_timeout: float) -> tuple[float | None, str]:
+    """(seconds from the first failed request to candidate weight 0, final phase) for a
+    failing candidate; (None, final phase) for a healthy one, once its canary finished."""
+    took: float | None = None
+    if candidate == "failing":
+        wait("a failed request", lambda: first_failure_at() is not None, failure_timeout)
+        wait("weight 0", lambda: (r := read_route(cluster, NAMESPACE, "md"))
+             is not None and r.weights.get(2, 0) == 0, 60, 0.05)
+        failed_at = first_failure_at()
+        assert failed_at is not None
+        took = time.monotonic() - failed_at
+    else:
+        try:
+            wait("finished", lambda: finished(phase(cluster)), finish_timeout, 0.3)
+        except TimeoutError:
+            raise TimeoutError(f"healthy canary did not finish: {phase(cluster)}") from None
+    return took, str(phase(cluster).get("phase"))
+
+
 def one_run(cluster: LocalCluster, triton: TritonServer, repo: Path, prom: str,
             candidate: Behaviour) -> tuple[float | None, str]:
     """(seconds from first failed request to weight 0, final phase)."""
@@ -100,47 +122,28 @@ def one_run(cluster: LocalCluster, triton: TritonServer, repo: Path, prom: str,
         with gen:
             cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(
                 deployment(model, 2, prom)))
-            if candidate == "failing":
-                wait("candidate traffic", lambda: (read_route(cluster, NAMESPACE, "md")
-                                                   or None) and 2 in gen.stats.failed, 60)
-                wait("weight 0", lambda: (r := read_route(cluster, NAMESPACE, "md"))
-                     is not None and r.weights.get(2, 0) == 0, 60, 0.05)
-                took = time.monotonic() - gen.stats.first_failure_at[2]
-            else:
-                try:
-                    wait("finished", lambda: finished(phase(cluster)), 90, 0.3)
-                except TimeoutError:
-                    raise TimeoutError(f"healthy canary did not finish: {phase(cluster)}"
-                                       ) from None
-                took = None
-        return took, str(phase(cluster).get("phase"))
+            return outcome(cluster, candidate, lambda: gen.stats.first_failure_at.get(2), 60,
+                           90)
     finally:
         cluster.kubectl("-n", NAMESPACE, "delete", "md", "md", "--wait=true", check=False)
         httpx.post(f"http://127.0.0.1:{triton.http_port}/v2/repository/models/"
                    f"{model}/unload", timeout=60)
 
 
-class GatewayClient:
+class GatewayClient(Background):
     """Requests at `rate` per second through the gateway (bounded in time); records when the
     first one failed (only a failing candidate can fail them)."""
 
     def __init__(self, target: str, model: str, rate: float = 50, max_seconds: float = 120
                  ) -> None:
+        super().__init__("gateway-client")
         self.client = grpcclient.InferenceServerClient(
             target, channel_args=[("grpc.enable_http_proxy", 0)])
         self.model, self.rate, self.max_seconds = model, rate, max_seconds
         self.first_failure_at: float | None = None
         self.failed = self.ok = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> GatewayClient:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+    def _stopped(self) -> None:
         self.client.close()
 
     def _run(self) -> None:
@@ -186,20 +189,7 @@ def one_full_run(stack: LocalStack, repo: Path, candidate: Behaviour
             # from here, where only v1 answers.
             client.failed, client.first_failure_at = 0, None
             apply(2)
-            if candidate == "failing":
-                wait("a failed request", lambda: client.first_failure_at is not None, 180)
-                wait("weight 0", lambda: (r := read_route(cluster, NAMESPACE, "md"))
-                     is not None and r.weights.get(2, 0) == 0, 60, 0.05)
-                assert client.first_failure_at is not None
-                took: float | None = time.monotonic() - client.first_failure_at
-            else:
-                try:
-                    wait("finished", lambda: finished(phase(cluster)), 180, 0.3)
-                except TimeoutError:
-                    raise TimeoutError(f"healthy canary did not finish: {phase(cluster)}"
-                                       ) from None
-                took = None
-        return took, str(phase(cluster).get("phase"))
+            return outcome(cluster, candidate, lambda: client.first_failure_at, 180, 180)
     finally:
         cluster.kubectl("-n", NAMESPACE, "delete", "md", "md", "--wait=true", check=False)
 
