@@ -65,6 +65,26 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60,
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
+def wait_for_status(what: str, read: Callable[[], dict[str, Any]],
+                    reached: Callable[[dict[str, Any]], bool], timeout: float,
+                    interval: float = 0.3, context: Callable[[], str] | None = None
+                    ) -> dict[str, Any]:
+    """Poll a resource's status until `reached` holds; on timeout the error shows the last
+    status read (and `context`, e.g. the operator's log)."""
+    last: dict[str, Any] = {}
+
+    def check() -> dict[str, Any] | None:
+        last.clear()
+        last.update(read())
+        return dict(last) if reached(last) else None
+    try:
+        result: dict[str, Any] = wait_for(what, check, timeout=timeout, interval=interval)
+    except AssertionError as err:
+        extra = f"\n{context()}" if context is not None else ""
+        raise AssertionError(f"{err}\nstatus: {yaml.safe_dump(last)}{extra}") from None
+    return result
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     tools.build_all()

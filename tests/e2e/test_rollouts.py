@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import Kubectl, wait_for
+from tests.conftest import Kubectl, wait_for, wait_for_status
 
 from modelship.devenv.cluster import LocalCluster
 from modelship.devenv.operator_process import OperatorProcess
@@ -100,19 +100,10 @@ class Scenario:
     def wait_phase(self, phase: str, timeout: float = 90,
                    stable: int | None = None) -> dict[str, Any]:
         """Wait for `phase` (and, when given, that `stable` is the stable version)."""
-        last: dict[str, Any] = {}
-
-        def reached() -> dict[str, Any] | None:
-            last.clear()
-            last.update(self.status())
-            if last.get("phase") != phase:
-                return None
-            return dict(last) if stable is None or last.get("stableVersion") == stable else None
-        try:
-            return dict(wait_for(f"phase {phase} (stable {stable})", reached, timeout=timeout,
-                                 interval=0.3))
-        except AssertionError as err:
-            raise AssertionError(f"{err}; status: {last}") from None
+        return wait_for_status(
+            f"phase {phase} (stable {stable})", self.status,
+            lambda st: st.get("phase") == phase and (
+                stable is None or st.get("stableVersion") == stable), timeout)
 
     def traffic(self, **kwargs: Any) -> TrafficGenerator:
         return TrafficGenerator(self.kubectl.cluster, self.kubectl.namespace, "md", self.model,

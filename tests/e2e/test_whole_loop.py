@@ -22,8 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
-from tests.conftest import Kubectl, wait_for
+from tests.conftest import Kubectl, wait_for, wait_for_status
 
 from modelship import constants
 from modelship.devenv.cluster import LocalCluster
@@ -72,20 +71,10 @@ class Loop:
         return dict((self.kubectl.get("md", MD) or {}).get("status") or {})
 
     def wait(self, phase: str, stable: int, timeout: float = 240) -> dict[str, Any]:
-        last: dict[str, Any] = {}
-
-        def reached() -> dict[str, Any] | None:
-            last.clear()
-            last.update(self.status())
-            ok = last.get("phase") == phase and last.get("stableVersion") == stable
-            return dict(last) if ok else None
-        try:
-            result: dict[str, Any] = wait_for(f"{phase} with stable v{stable}", reached,
-                                              timeout=timeout, interval=0.5)
-        except AssertionError as err:
-            raise AssertionError(f"{err}\nstatus: {yaml.safe_dump(last)}\noperator:\n"
-                                 f"{self.operator.log_tail()}") from None
-        return result
+        return wait_for_status(
+            f"{phase} with stable v{stable}", self.status,
+            lambda st: st.get("phase") == phase and st.get("stableVersion") == stable,
+            timeout, interval=0.5, context=lambda: "operator:\n" + self.operator.log_tail())
 
     def route_weights(self) -> dict[str, int]:
         route = self.kubectl.get("grpcroute", MD) or {}
