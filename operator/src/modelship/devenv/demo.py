@@ -22,6 +22,7 @@ from typing import Any
 
 from modelship.api import crdgen
 from modelship.devenv import gateway_api, tools
+from modelship.devenv.background import Background
 from modelship.devenv.chart import Sample, write_chart
 from modelship.devenv.cluster import LocalCluster
 from modelship.devenv.stack import LocalStack
@@ -63,25 +64,16 @@ class Timeline:
         self.log(line)
 
 
-class Watcher:
+class Watcher(Background):
     """Polls the ModelDeployment and the TrainingRuns (bounded by `stop`), reports each
     change to the timeline and samples the traffic split for the chart."""
 
     def __init__(self, cluster: LocalCluster, timeline: Timeline) -> None:
+        super().__init__("demo-watcher")
         self.cluster, self.timeline = cluster, timeline
         self.samples: list[Sample] = []
         self.events: list[tuple[float, str]] = []
         self._seen: dict[str, tuple[Any, ...]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="demo-watcher", daemon=True)
-
-    def __enter__(self) -> Watcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
     def _get(self, kind: str) -> list[dict[str, Any]]:
         out = self.cluster.kubectl("-n", NAMESPACE, "get", kind, "-o", "json", check=False)
@@ -123,30 +115,32 @@ class Watcher:
             self.events.append((self.timeline.now(), f"{st['phase']} {stage}".strip()))
 
 
-def _wait_run(cluster: LocalCluster, name: str, timeout: float) -> dict[str, Any]:
+def _wait_status(cluster: LocalCluster, kind: str, name: str,
+                 reached: Callable[[dict[str, Any]], bool], what: str, timeout: float
+                 ) -> dict[str, Any]:
+    """Poll the status of `kind/name` until `reached` holds (bounded by `timeout`)."""
     deadline = time.monotonic() + timeout
+    st: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        out = cluster.kubectl("-n", NAMESPACE, "get", "trainingrun", name, "-o", "json",
-                              check=False)
+        out = cluster.kubectl("-n", NAMESPACE, "get", kind, name, "-o", "json", check=False)
         st = (json.loads(out.stdout).get("status") or {}) if out.returncode == 0 else {}
-        if st.get("phase") in ("Succeeded", "Failed", "Rejected"):
+        if reached(st):
             return dict(st)
         time.sleep(0.5)
-    raise TimeoutError(f"TrainingRun {name} did not finish in {timeout:.0f}s")
+    raise TimeoutError(f"{kind} {name} {what} after {timeout:.0f}s; "
+                       f"status: {json.dumps(st)[:2000]}")
+
+
+def _wait_run(cluster: LocalCluster, name: str, timeout: float) -> dict[str, Any]:
+    return _wait_status(cluster, "trainingrun", name, lambda st: st.get("phase") in (
+        "Succeeded", "Failed", "Rejected"), "did not finish", timeout)
 
 
 def _wait_md(cluster: LocalCluster, phase: str, stable: int, timeout: float
              ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    st: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        out = cluster.kubectl("-n", NAMESPACE, "get", "md", MD, "-o", "json", check=False)
-        st = (json.loads(out.stdout).get("status") or {}) if out.returncode == 0 else {}
-        if st.get("phase") == phase and st.get("stableVersion") == stable:
-            return st
-        time.sleep(0.5)
-    raise TimeoutError(f"ModelDeployment {MD} not {phase} with stable v{stable} after "
-                       f"{timeout:.0f}s; status: {json.dumps(st)[:2000]}")
+    return _wait_status(cluster, "modeldeployment", MD, lambda st: st.get(
+        "phase") == phase and st.get("stableVersion") == stable,
+        f"not {phase} with stable v{stable}", timeout)
 
 
 def _apply(cluster: LocalCluster, obj: dict[str, Any]) -> None:
