@@ -77,9 +77,15 @@ class Loop:
             timeout, interval=0.5, context=lambda: "operator:\n" + self.operator.log_tail())
 
     def route_weights(self) -> dict[str, int]:
-        route = self.kubectl.get("grpcroute", MD) or {}
-        refs = route["spec"]["rules"][0]["backendRefs"]
-        return {ref["name"]: int(ref.get("weight", 1)) for ref in refs}
+        return self.route()[0]
+
+    def route(self) -> tuple[dict[str, int], str | None]:
+        """The GRPCRoute's backend weights and the backend it mirrors to, if any."""
+        rule = (self.kubectl.get("grpcroute", MD) or {})["spec"]["rules"][0]
+        weights = {ref["name"]: int(ref.get("weight", 1)) for ref in rule["backendRefs"]}
+        mirrors = [f["requestMirror"]["backendRef"]["name"] for f in rule.get("filters") or []
+                   if f["type"] == "RequestMirror"]
+        return weights, (mirrors[0] if mirrors else None)
 
     def replicas(self, version: int) -> int:
         dep = self.kubectl.get("deployment", f"{MD}-v{version}") or {}
@@ -188,14 +194,26 @@ def test_shadow_mirrors_to_the_candidate_then_promotes(loop: Loop) -> None:
                         baseline_deployment=MD, max_regression=0.05)
         assert st["phase"] == "Succeeded", st
         assert st["version"] == 4
-        wait_for("the shadow stage", lambda: (loop.status().get("rollout") or {}).get(
-            "stage") == "Shadow", timeout=180, interval=0.5)
+
+        def shadowing() -> bool:
+            weights, mirror = loop.route()
+            return weights.get(f"{MD}-v4", 0) == 0 and mirror == f"{MD}-v4"
+        wait_for("the route mirroring to v4", shadowing, timeout=180, interval=0.3)
         shadow_from = load.now_s()
-        wait_for("mirrored requests served by v4",
-                 lambda: loop.served_by_prometheus(4) >= 20, timeout=60)
-        shadow_to = load.now_s()
+        # The last time the route was read still mirroring (taken before the read).
+        still_shadowing = shadow_from
+
+        def mirrored() -> bool:
+            nonlocal still_shadowing
+            asked = load.now_s()
+            if shadowing():
+                still_shadowing = asked
+            return (loop.served_by_prometheus(4) >= 20
+                    and still_shadowing - shadow_from >= 2)
+        wait_for("mirrored requests served by v4 during 2 s of shadow", mirrored,
+                 timeout=60, interval=0.3)
         # Clients are answered by the stable version only; v4 got copies.
-        assert set(load.answered(shadow_from, shadow_to)) == {2}
+        assert set(load.answered(shadow_from, still_shadowing - 1)) == {2}
         loop.wait("Ready", stable=4)
         assert load.failed() == 0, dict(load.errors)
     assert loop.status()["history"][0]["strategy"] == "shadow"
