@@ -6,6 +6,7 @@ reconcile makes no API writes at all; every write that happens is counted.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from lightkube.types import CascadeType, PatchType
 
 from modelship import constants
 from modelship.adapters import metrics
+from modelship.core.quantities import same_quantity
 
 _KINDS: dict[tuple[str, str], type[NamespacedResource]] = {
     ("apps/v1", "Deployment"): Deployment,
@@ -58,18 +60,27 @@ def _plain(obj: Any) -> dict[str, Any]:
     return out
 
 
-def contains(actual: Any, desired: Any) -> bool:
+# Maps whose values are resource quantities (a container's requests and limits).
+QUANTITY_MAPS = frozenset({"requests", "limits"})
+
+
+def contains(actual: Any, desired: Any, quantities: bool = False) -> bool:
     """True when every field of `desired` is in `actual` with the same value.
 
     Fields the API server adds (defaults, status, managedFields) are ignored, so a freshly
-    rendered manifest `contains`-matches the object that was applied from it."""
+    rendered manifest `contains`-matches the object that was applied from it. Values in
+    `requests` and `limits` are compared as quantities: the server returns them in
+    canonical form (a GPU limit rendered as 1 reads back as "1", "1000m" as "1")."""
     if isinstance(desired, Mapping):
         return isinstance(actual, Mapping) and all(
-            k in actual and contains(actual[k], v) for k, v in desired.items()
+            k in actual and contains(actual[k], v, quantities=quantities or k in QUANTITY_MAPS)
+            for k, v in desired.items()
         )
     if isinstance(desired, list):
         return (isinstance(actual, list) and len(actual) == len(desired)
                 and all(contains(a, d) for a, d in zip(actual, desired, strict=True)))
+    if quantities and same_quantity(actual, desired):
+        return True
     return bool(actual == desired)
 
 
@@ -159,10 +170,13 @@ class Kube:
         """Record a Kubernetes Event on `involved` (kubectl describe shows it)."""
         meta = involved["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # Named as the kubelet and controllers name theirs, `<object>.<nanoseconds in hex>`:
+        # a list is sorted by name, so events of the same second still read in order.
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {"name": f"{meta['name']}.{time.time_ns():x}",
+                         "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": involved["apiVersion"], "kind": involved["kind"],
                 "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid"),
