@@ -22,4 +22,4 @@ integration: setup
 	.venv/bin/python -m pytest tests/integration
 
 crds:
-	.venv/bin/python -m modelship.api.crdgen crds charts/modelship/crds
+	.venv/bin/python -m modelship_api.crdgen crds charts/modelship/crds

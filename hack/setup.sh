@@ -18,10 +18,10 @@ command -v go >/dev/null || { echo "modelship builds its control plane with Go >
 
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 stamp=.venv/.modelship-installed
-if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || operator/api/pyproject.toml -nt $stamp ]]; then
   echo "==> installing Python dependencies into .venv (first run downloads PyTorch)"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev,train,local]'
+  .venv/bin/python -m pip install --quiet -e operator/api -e '.[dev,train,local]'
   touch "$stamp"
 fi
 

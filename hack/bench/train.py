@@ -20,7 +20,7 @@ _START = time.perf_counter()
 
 import torch  # noqa: E402  (timed: importing torch is part of a real run's cost)
 
-from modelship.api.trainingrun import TrainingRunSpec  # noqa: E402
+from modelship_api.trainingrun import TrainingRunSpec  # noqa: E402
 from modelship_trainer.pipeline import STAGES, RunConfig, run  # noqa: E402
 
 

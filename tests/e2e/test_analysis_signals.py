@@ -27,7 +27,6 @@ import numpy as np
 import pytest
 
 from modelship.adapters.prometheus import PrometheusClient, QueryResult, measure_checks
-from modelship.api.modeldeployment import Check
 from modelship.core.analysis import (
     DEFAULT_CHECKS,
     QueryContext,
@@ -39,6 +38,7 @@ from modelship.core.analysis import (
 from modelship.devenv import tools
 from modelship.devenv.prometheus import KubernetesPods, PrometheusProcess
 from modelship.devenv.triton import TritonServer
+from modelship_api.modeldeployment import Check
 
 try:
     import onnx

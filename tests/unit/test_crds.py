@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelship.api import crdgen
+from modelship_api import crdgen
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_checked_in_crds_match_the_models() -> None:
     dirs = [str(ROOT / "crds"), str(ROOT / "charts" / "modelship" / "crds")]
     assert crdgen.main([*dirs, "--check"]) == 0, (
-        "crds/ or the chart's crds/ drifted from modelship.api: run `make crds`")
+        "crds/ or the chart's crds/ drifted from modelship_api: run `make crds`")
 
 
 def test_check_fails_on_drift(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from modelship.adapters.prometheus import PrometheusClient, QueryResult, measure_checks
-from modelship.api.modeldeployment import Check
 from modelship.core.analysis import CheckQuery, Measurement, verdict
+from modelship_api.modeldeployment import Check
 
 SLOW_S = 8.0  # the slow answer; every timeout below is far shorter
 

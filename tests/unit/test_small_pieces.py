@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from modelship.adapters.kube import contains, merge_patch
-from modelship.api.common import Condition
-from modelship.api.modeldeployment import ModelRef
 from modelship.core.conditions import set_condition
 from modelship.core.durations import parse_duration
 from modelship.core.versions import resolve
+from modelship_api.common import Condition
+from modelship_api.modeldeployment import ModelRef
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from modelship.api.modeldeployment import ModelDeployment
 from modelship.core.status_view import render
+from modelship_api.modeldeployment import ModelDeployment
 
 
 def test_status_view_shows_weights_and_each_check() -> None:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from modelship.api.modeldeployment import ModelDeployment
 from modelship.core.rollout import SetTraffic
 from modelship.core.traffic import candidate_replicas, grpc_route, stable_selector
+from modelship_api.modeldeployment import ModelDeployment
 
 
 def md(provider: str = "gateway") -> ModelDeployment:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelship.api.training_result import TrainingResult
-from modelship.api.trainingrun import GateStatus, TrainingRun
 from modelship.core import training_manifests
 from modelship.core.training_status import plan
+from modelship_api.training_result import TrainingResult
+from modelship_api.trainingrun import GateStatus, TrainingRun
 
 NOW = "2026-11-22T10:00:00Z"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from modelship.api.modeldeployment import ModelDeployment
 from modelship.core import triton_manifests
+from modelship_api.modeldeployment import ModelDeployment
 
 
 def md(**spec: Any) -> ModelDeployment:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-GROUP = "modelship.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-MODEL_DEPLOYMENT_KIND = "ModelDeployment"
-MODEL_DEPLOYMENT_PLURAL = "modeldeployments"
-TRAINING_RUN_KIND = "TrainingRun"
-TRAINING_RUN_PLURAL = "trainingruns"
+# The API's group, version, kinds and plurals are defined with the CRD models.
+from modelship_api.names import API_VERSION as API_VERSION
+from modelship_api.names import GROUP as GROUP
+from modelship_api.names import MODEL_DEPLOYMENT_KIND as MODEL_DEPLOYMENT_KIND
+from modelship_api.names import MODEL_DEPLOYMENT_PLURAL as MODEL_DEPLOYMENT_PLURAL
+from modelship_api.names import TRAINING_RUN_KIND as TRAINING_RUN_KIND
+from modelship_api.names import TRAINING_RUN_PLURAL as TRAINING_RUN_PLURAL
+from modelship_api.names import VERSION as VERSION
 
 FIELD_MANAGER = "modelship-operator"
 FINALIZER = f"{GROUP}/finalizer"

@@ -9,8 +9,8 @@ from lightkube.types import PatchType
 
 from modelship import constants
 from modelship.adapters.kube import Kube, ModelDeploymentRes
-from modelship.api.modeldeployment import ModelDeployment
 from modelship.core import status_view
+from modelship_api.modeldeployment import ModelDeployment
 
 
 async def send(namespace: str, name: str, action: str) -> str:

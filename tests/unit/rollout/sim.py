@@ -9,13 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modelship.api.modeldeployment import (
-    Analysis,
-    ModelDeploymentSpec,
-    ModelDeploymentStatus,
-    PrometheusEndpoint,
-    Rollout,
-)
 from modelship.core.analysis import CheckQuery, Measurement
 from modelship.core.observations import VersionObservation
 from modelship.core.rollout import (
@@ -28,6 +21,13 @@ from modelship.core.rollout import (
     due_queries,
     parse_command,
     step,
+)
+from modelship_api.modeldeployment import (
+    Analysis,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    PrometheusEndpoint,
+    Rollout,
 )
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from modelship.api.modeldeployment import Check
 from modelship.core.analysis import (
     DEFAULT_CHECKS,
     QueryContext,
@@ -18,6 +17,7 @@ from modelship.core.analysis import (
     template_errors,
 )
 from modelship.core.analysis.queries import label_selector, promql_duration
+from modelship_api.modeldeployment import Check
 from tests.unit.rollout.sim import analysis
 
 CTX = QueryContext(model="resnet", namespace="prod", candidate=2, stable=1, window="1m")

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from modelship.api.modeldeployment import AnalysisStatus, Check, CheckResult
 from modelship.core.analysis import Measurement, aggregate, record_run, threshold_text, verdict
+from modelship_api.modeldeployment import AnalysisStatus, Check, CheckResult
 from tests.unit.rollout.sim import analysis
 
 ERRORS = Check(name="errors", builtin="errorRatio", max=0.01)

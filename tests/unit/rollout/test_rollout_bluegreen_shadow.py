@@ -3,8 +3,8 @@ continue into canary steps)."""
 
 from __future__ import annotations
 
-from modelship.api.modeldeployment import BlueGreen, CanaryStep, Rollout, Shadow
 from modelship.core.rollout import RemoveVersion, SetTraffic
+from modelship_api.modeldeployment import BlueGreen, CanaryStep, Rollout, Shadow
 from tests.unit.rollout.sim import Sim, analysis, erroring, make_spec, serving, unreachable
 
 

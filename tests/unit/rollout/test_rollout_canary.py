@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from modelship.api.modeldeployment import Canary, CanaryStep, Rollout
 from modelship.core.rollout import RemoveVersion, SetTraffic
+from modelship_api.modeldeployment import Canary, CanaryStep, Rollout
 from tests.unit.rollout.sim import (
     Sim,
     analysis,

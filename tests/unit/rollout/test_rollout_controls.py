@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelship.api.modeldeployment import Canary, CanaryStep, Rollout
 from modelship.core.rollout import Command, RemoveVersion, SetTraffic, parse_command
+from modelship_api.modeldeployment import Canary, CanaryStep, Rollout
 from tests.unit.rollout.sim import Sim, analysis, healthy, make_spec, phase, serving, unreachable
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from modelship.api.modeldeployment import Canary, CanaryStep, Check, Rollout
 from modelship.core.rollout import (
     HISTORY_LIMIT,
     EnsureVersion,
@@ -11,6 +10,7 @@ from modelship.core.rollout import (
     SetTraffic,
     step,
 )
+from modelship_api.modeldeployment import Canary, CanaryStep, Check, Rollout
 from tests.unit.rollout.sim import T0, Sim, analysis, erroring, make_spec, phase, serving
 
 

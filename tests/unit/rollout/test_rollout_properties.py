@@ -12,16 +12,6 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelship.api.modeldeployment import (
-    BlueGreen,
-    Canary,
-    CanaryStep,
-    Check,
-    ModelDeploymentSpec,
-    ModelDeploymentStatus,
-    Rollout,
-    Shadow,
-)
 from modelship.core.analysis import CheckQuery, Measurement, aggregate
 from modelship.core.rollout import (
     COMMAND_ACTIONS,
@@ -30,6 +20,16 @@ from modelship.core.rollout import (
     SetTraffic,
     stages_of,
     step,
+)
+from modelship_api.modeldeployment import (
+    BlueGreen,
+    Canary,
+    CanaryStep,
+    Check,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    Rollout,
+    Shadow,
 )
 from tests.unit.rollout.sim import analysis, make_spec, serving, stored
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 from trainer_harness import SMALL, TrainerRun, run_trainer
 
-from modelship.api.training_result import (
+from modelship_api.training_result import (
     ENV_TRAINING_SPEC,
     EXIT_FAILED,
     EXIT_INVALID_SPEC,
     EXIT_REJECTED,
     TrainingResult,
 )
-from modelship.api.trainingrun import GeneratedDataset
+from modelship_api.trainingrun import GeneratedDataset
 from modelship_trainer.export import tensorrt_unavailable
 from modelship_trainer.surface_defects import generate
 

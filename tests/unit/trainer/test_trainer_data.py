@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelship.api.trainingrun import GeneratedDataset
+from modelship_api.trainingrun import GeneratedDataset
 from modelship_trainer.data import load_directory, split
 from modelship_trainer.errors import InvalidSpecError
 from modelship_trainer.surface_defects import CLASSES, generate

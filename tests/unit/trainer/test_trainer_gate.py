@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelship.api.trainingrun import Baseline, Gate, Threshold
+from modelship_api.trainingrun import Baseline, Gate, Threshold
 from modelship_trainer.gate import Production, decide
 
 METRICS = {"accuracy": 0.95, "loss": 0.2}

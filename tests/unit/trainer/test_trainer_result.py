@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 from trainer_harness import TrainerRun
 
-from modelship.api.training_result import MAX_TERMINATION_MESSAGE_BYTES, TrainingResult
-from modelship.api.trainingrun import (
+from modelship_api.training_result import MAX_TERMINATION_MESSAGE_BYTES, TrainingResult
+from modelship_api.trainingrun import (
     Artifact,
     GateCheck,
     GateStatus,

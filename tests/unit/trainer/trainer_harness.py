@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelship.api.training_result import ENV_PROGRESS_MARKER
+from modelship_api.training_result import ENV_PROGRESS_MARKER
 
 SMALL = ["--generated", "samples=600", "--hp", "epochs=2", "--threads", "2"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pydantic
 
-from modelship.api.training_result import (
+from modelship_api.training_result import (
     DEFAULT_PROGRESS_MARKER,
     ENV_DATASET_DIR,
     ENV_PROGRESS_MARKER,
@@ -36,7 +36,7 @@ from modelship.api.training_result import (
     TERMINATION_MESSAGE_PATH,
     TrainingResult,
 )
-from modelship.api.trainingrun import TrainingRunSpec
+from modelship_api.trainingrun import TrainingRunSpec
 from modelship_trainer.errors import InvalidSpecError, TerminatedError, TrainerError
 
 _GENERATED_KEYS = {"seed": "seed", "samples": "samples", "image_size": "imageSize",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from modelship.api.trainingrun import Gate, GateCheck, GateStatus
+from modelship_api.trainingrun import Gate, GateCheck, GateStatus
 
 # Metrics are means over a finite split; without slack, 0.95 - 0.90 >= 0.05 can be False.
 EPSILON = 1e-9

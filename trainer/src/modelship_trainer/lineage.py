@@ -8,7 +8,7 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from modelship.api.training_result import ENV_CODE_VERSION
+from modelship_api.training_result import ENV_CODE_VERSION
 
 
 @cache

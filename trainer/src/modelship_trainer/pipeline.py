@@ -13,8 +13,8 @@ from pathlib import Path
 
 from torch import nn
 
-from modelship.api.training_result import TrainingResult
-from modelship.api.trainingrun import Artifact, Lineage, TrainingRunSpec
+from modelship_api.training_result import TrainingResult
+from modelship_api.trainingrun import Artifact, Lineage, TrainingRunSpec
 from modelship_trainer import triton_config
 from modelship_trainer.data import ArrayDataset, load_directory, split
 from modelship_trainer.errors import InvalidSpecError

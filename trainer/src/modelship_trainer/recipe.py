@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from torch import nn
 
-from modelship.api.trainingrun import GeneratedDataset
+from modelship_api.trainingrun import GeneratedDataset
 from modelship_trainer.data import ArrayDataset
 from modelship_trainer.errors import InvalidSpecError
 from modelship_trainer.hyperparameters import Hyperparameter, Value

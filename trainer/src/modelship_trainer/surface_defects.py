@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelship.api.trainingrun import GeneratedDataset
+from modelship_api.trainingrun import GeneratedDataset
 from modelship_trainer.data import ArrayDataset, FloatArray, IntArray
 from modelship_trainer.hyperparameters import Hyperparameter, Value
 from modelship_trainer.recipe import Recipe

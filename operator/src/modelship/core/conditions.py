@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelship.api.common import Condition
+from modelship_api.common import Condition
 
 
 def set_condition(

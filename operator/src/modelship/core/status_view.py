@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelship.api.modeldeployment import ModelDeployment
+from modelship_api.modeldeployment import ModelDeployment
 
 
 def _fmt(value: float | None) -> str:

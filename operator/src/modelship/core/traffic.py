@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from modelship import constants
-from modelship.api.modeldeployment import ModelDeployment
 from modelship.core import names
 from modelship.core.rollout import SetTraffic
 from modelship.core.triton_manifests import owner_reference
+from modelship_api.modeldeployment import ModelDeployment
 
 GRPC_ROUTE_API = "gateway.networking.k8s.io/v1"
 

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from modelship import constants
-from modelship.api.training_result import (
+from modelship.core.triton_manifests import REPO_VOLUME, repository_root
+from modelship_api.training_result import (
     DEFAULT_PROGRESS_MARKER,
     ENV_DATASET_DIR,
     ENV_REPOSITORY,
@@ -15,8 +16,7 @@ from modelship.api.training_result import (
     EXIT_REJECTED,
     TERMINATION_MESSAGE_PATH,
 )
-from modelship.api.trainingrun import TrainingRun, TrainingRunSpec
-from modelship.core.triton_manifests import REPO_VOLUME, repository_root
+from modelship_api.trainingrun import TrainingRun, TrainingRunSpec
 
 DATA_VOLUME = "dataset"
 DATA_MOUNT = "/data"

@@ -12,11 +12,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelship.api.common import Condition
-from modelship.api.training_result import TrainingResult
-from modelship.api.trainingrun import TrainingRun, TrainingRunStatus
 from modelship.core.conditions import set_condition
 from modelship.core.observations import pod_problems
+from modelship_api.common import Condition
+from modelship_api.training_result import TrainingResult
+from modelship_api.trainingrun import TrainingRun, TrainingRunStatus
 
 FINISHED = ("Succeeded", "Failed", "Rejected")
 EVALUATING_MARKER = "Evaluating"  # the trainer's pod is Ready while it evaluates (probe)

@@ -13,10 +13,10 @@ import shlex
 from typing import Any
 
 from modelship import constants
-from modelship.api.common import ModelRepository
-from modelship.api.modeldeployment import ModelDeployment
 from modelship.core import names
 from modelship.core.durations import parse_duration
+from modelship_api.common import ModelRepository
+from modelship_api.modeldeployment import ModelDeployment
 
 REPO_VOLUME = "model-repository"
 VIEW_VOLUME = "triton-repository"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modelship.api.modeldeployment import ModelDeployment
 from modelship.core import names
 from modelship.core.durations import parse_duration
+from modelship_api.modeldeployment import ModelDeployment
 
 
 @dataclass(frozen=True)

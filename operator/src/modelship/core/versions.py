@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from modelship.api.modeldeployment import ModelRef
+from modelship_api.modeldeployment import ModelRef
 
 
 @dataclass(frozen=True)

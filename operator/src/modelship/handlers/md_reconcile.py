@@ -19,8 +19,6 @@ from modelship import constants
 from modelship.adapters import metrics
 from modelship.adapters.kube import Kube
 from modelship.adapters.prometheus import measure_checks
-from modelship.api.common import Condition
-from modelship.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
 from modelship.core import names, traffic, triton_manifests, versions
 from modelship.core.analysis import check_errors
 from modelship.core.conditions import remove_condition, set_condition
@@ -41,6 +39,8 @@ from modelship.core.rollout import (
     step,
 )
 from modelship.core.validation import SpecError, model_deployment_errors
+from modelship_api.common import Condition
+from modelship_api.modeldeployment import ModelDeployment, ModelDeploymentStatus
 
 log = logging.getLogger(__name__)
 KIND = constants.MODEL_DEPLOYMENT_KIND

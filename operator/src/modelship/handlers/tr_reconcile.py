@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from modelship import constants
 from modelship.adapters import metrics
 from modelship.adapters.kube import Kube
-from modelship.api.trainingrun import TrainingRun, TrainingRunStatus
 from modelship.core import training_manifests, training_status
+from modelship_api.trainingrun import TrainingRun, TrainingRunStatus
 
 KIND = constants.TRAINING_RUN_KIND
 # The run, its Job and its pod each trigger a pass; one at a time per run.

@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from modelship.api.modeldeployment import Analysis, Check
 from modelship.core.durations import parse_duration
+from modelship_api.modeldeployment import Analysis, Check
 
 TRITON_SUCCESS = "nv_inference_request_success"
 TRITON_FAILURE = "nv_inference_request_failure"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from modelship.api.modeldeployment import Analysis, AnalysisStatus, CheckResult, CheckResultValue
+from modelship_api.modeldeployment import Analysis, AnalysisStatus, CheckResult, CheckResultValue
 
 
 def aggregate(results: Sequence[CheckResult]) -> CheckResultValue:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from modelship.api.modeldeployment import Check, CheckResult
+from modelship_api.modeldeployment import Check, CheckResult
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from modelship.api.modeldeployment import CheckResult, HistoryEntry, ModelDeploymentStatus
+from modelship_api.modeldeployment import CheckResult, HistoryEntry, ModelDeploymentStatus
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from modelship.api.modeldeployment import (
-    ModelDeploymentSpec,
-    ModelDeploymentStatus,
-    RolloutStatus,
-    Weights,
-)
 from modelship.core.analysis import Measurement, analysis_checks, check_errors, record_run, verdict
 from modelship.core.rollout import transitions as tr
 from modelship.core.rollout.clock import elapsed, format_time, parse_time
@@ -31,6 +25,12 @@ from modelship.core.rollout.schedule import active_analysis, analysis_due_at
 from modelship.core.rollout.stages import STARTING, Stage, locate, stages_of, strategy_of
 from modelship.core.rollout.summary import summarize
 from modelship.core.rollout.tick import Tick
+from modelship_api.modeldeployment import (
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    RolloutStatus,
+    Weights,
+)
 
 # While a version is not ready, look again this often even without a watch event.
 READINESS_POLL_S = 5.0

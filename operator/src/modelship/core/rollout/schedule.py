@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from modelship.api.modeldeployment import Analysis, ModelDeploymentSpec, ModelDeploymentStatus
 from modelship.core.analysis import CheckQuery, QueryContext, analysis_checks, check_errors
 from modelship.core.analysis import check_query as build_check_query
 from modelship.core.durations import parse_duration
 from modelship.core.rollout.clock import after, parse_time
 from modelship.core.rollout.stages import STARTING
+from modelship_api.modeldeployment import Analysis, ModelDeploymentSpec, ModelDeploymentStatus
 
 
 def active_analysis(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> Analysis | None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from modelship.api.modeldeployment import CanaryStep, Rollout
 from modelship.core.durations import parse_duration
+from modelship_api.modeldeployment import CanaryStep, Rollout
 
 Strategy = Literal["canary", "blueGreen", "shadow", "replace"]
 STARTING = "Starting"

@@ -3,13 +3,13 @@ the tick arrived at (one place, so they can never disagree)."""
 
 from __future__ import annotations
 
-from modelship.api.common import Condition
-from modelship.api.modeldeployment import Phase
 from modelship.core.conditions import set_condition
 from modelship.core.rollout.clock import elapsed
 from modelship.core.rollout.stages import STARTING, locate, stages_of
 from modelship.core.rollout.tick import Tick
 from modelship.core.rollout.transitions import describe_stage, progress_deadline
+from modelship_api.common import Condition
+from modelship_api.modeldeployment import Phase
 
 
 def _waiting(t: Tick, version: int) -> str:

@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from modelship.api.modeldeployment import (
+from modelship.core.rollout.decisions import Event
+from modelship.core.rollout.inputs import Command, Observations
+from modelship_api.modeldeployment import (
     CheckResult,
     HistoryEntry,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
 )
-from modelship.core.rollout.decisions import Event
-from modelship.core.rollout.inputs import Command, Observations
 
 HISTORY_LIMIT = 10
 

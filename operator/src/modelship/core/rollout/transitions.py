@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from modelship.api.modeldeployment import (
+from modelship.core.durations import parse_duration
+from modelship.core.rollout.clock import format_time
+from modelship.core.rollout.stages import STARTING, Stage, strategy_of
+from modelship.core.rollout.tick import Outcome, Tick
+from modelship_api.modeldeployment import (
     AnalysisStatus,
     Rollout,
     RolloutStatus,
     WarmVersion,
     Weights,
 )
-from modelship.core.durations import parse_duration
-from modelship.core.rollout.clock import format_time
-from modelship.core.rollout.stages import STARTING, Stage, strategy_of
-from modelship.core.rollout.tick import Outcome, Tick
 
 
 def progress_deadline(t: Tick) -> float:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
-from modelship.api.common import (
+from modelship_api.common import (
     ApiModel,
     Condition,
     DnsLabel,

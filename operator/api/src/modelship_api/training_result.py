@@ -6,7 +6,7 @@ document fits (long texts first, then timings, gate check details, hyperparamete
 and never produces invalid JSON. The operator copies it into TrainingRunStatus with
 `status_fields`.
 
-Only pydantic and modelship.api are imported here: the operator must not depend on torch.
+Only pydantic and modelship_api are imported here: the operator must not depend on torch.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from modelship.api.common import ApiModel
-from modelship.api.trainingrun import Artifact, GateCheck, GateStatus, Lineage
+from modelship_api.common import ApiModel
+from modelship_api.trainingrun import Artifact, GateCheck, GateStatus, Lineage
 
 # The contract between the trainer container and the operator that builds its Job.
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
