@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything modelship's tests and demo need, idempotently:
-#   - a virtualenv in .venv with modelship and its extras (pip's cache makes reruns fast)
+#   - a virtualenv in .venv with the four distributions, editable (pip's cache makes reruns fast)
 #   - the local control plane built from Go modules (cached under ~/.cache/modelship/bin)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,13 +17,21 @@ fi
 command -v go >/dev/null || { echo "modelship builds its control plane with Go >= 1.24: install Go" >&2; exit 1; }
 
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
+# The four distributions (README.md, "Layout"), installed editable together: the development
+# environment (hack/) depends on the operator (.) and the trainer, both on the api.
+projects=(operator/api/pyproject.toml pyproject.toml trainer/pyproject.toml hack/pyproject.toml)
 stamp=.venv/.modelship-installed
-if [[ ! -f $stamp || pyproject.toml -nt $stamp || operator/api/pyproject.toml -nt $stamp ]]; then
+stale=0
+[[ -f $stamp ]] || stale=1
+for project in "${projects[@]}"; do
+  if [[ $project -nt $stamp ]]; then stale=1; fi
+done
+if (( stale )); then
   echo "==> installing Python dependencies into .venv (first run downloads PyTorch)"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e operator/api -e '.[dev,train,local]'
+  .venv/bin/python -m pip install --quiet -e operator/api -e . -e trainer -e hack
   touch "$stamp"
 fi
 
 echo "==> building the local control plane from Go modules (cached)"
-.venv/bin/python -m modelship.devenv.tools
+.venv/bin/python -m modelship_dev.tools

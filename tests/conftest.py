@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from modelship.devenv import gateway_api, tools
-from modelship.devenv.cluster import LocalCluster
-from modelship.devenv.operator_process import OperatorProcess
+from modelship_dev import gateway_api, tools
+from modelship_dev.cluster import LocalCluster
+from modelship_dev.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
 

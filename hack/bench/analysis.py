@@ -31,9 +31,9 @@ from tritonclient.utils import InferenceServerException  # type: ignore[import-u
 
 from modelship.adapters.prometheus import PrometheusClient
 from modelship.core.analysis import error_ratio_query
-from modelship.devenv import tools
-from modelship.devenv.prometheus import PrometheusProcess
-from modelship.devenv.triton import TritonServer
+from modelship_dev import tools
+from modelship_dev.prometheus import PrometheusProcess
+from modelship_dev.triton import TritonServer
 from modelship_trainer import triton_config
 from modelship_trainer.repository import publish
 

@@ -25,11 +25,11 @@ import numpy as np
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 
 from modelship import constants
-from modelship.devenv import tools
-from modelship.devenv.cluster import LocalCluster
-from modelship.devenv.demo import install_crds
-from modelship.devenv.gateway import LocalGateway
-from modelship.devenv.workload import NODE, NODE_TAINT, echo_repository, triton_pod
+from modelship_dev import tools
+from modelship_dev.cluster import LocalCluster
+from modelship_dev.demo import install_crds
+from modelship_dev.gateway import LocalGateway
+from modelship_dev.workload import NODE, NODE_TAINT, echo_repository, triton_pod
 
 MODEL = "echo"
 NAME = "echo-v1"

@@ -8,8 +8,8 @@ the GRPCRoute's candidate weight reaching 0; with a healthy candidate we count r
     .venv/bin/python hack/bench/rollback.py [--runs 10] [--healthy 10] [--data-plane full]
 
 `--data-plane simulated` (default): one Triton process serves both versions and the traffic
-generator plays the gateway's part (modelship.devenv.traffic). `--data-plane full`: the
-whole local loop (devenv.stack): Triton pods run by the node agent, clients going through
+generator plays the gateway's part (modelship_dev.traffic). `--data-plane full`: the
+whole local loop (modelship_dev.stack): Triton pods run by the node agent, clients going through
 Envoy Gateway, Prometheus discovering the pods; needs root.
 """
 
@@ -30,16 +30,16 @@ import numpy as np
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 import yaml
 
-from modelship.devenv import gateway_api, tools
-from modelship.devenv.background import Background
-from modelship.devenv.cluster import LocalCluster
-from modelship.devenv.demo import install_crds
-from modelship.devenv.operator_process import OperatorProcess
-from modelship.devenv.prometheus import PrometheusProcess
-from modelship.devenv.stack import LocalStack
-from modelship.devenv.traffic import Behaviour, TrafficGenerator, read_route, write_model
-from modelship.devenv.triton import TritonServer
-from modelship.devenv.workload import PLACEMENT
+from modelship_dev import gateway_api, tools
+from modelship_dev.background import Background
+from modelship_dev.cluster import LocalCluster
+from modelship_dev.demo import install_crds
+from modelship_dev.operator_process import OperatorProcess
+from modelship_dev.prometheus import PrometheusProcess
+from modelship_dev.stack import LocalStack
+from modelship_dev.traffic import Behaviour, TrafficGenerator, read_route, write_model
+from modelship_dev.triton import TritonServer
+from modelship_dev.workload import PLACEMENT
 
 NAMESPACE = "bench"
 

@@ -35,10 +35,10 @@ from modelship.core.analysis import (
     mean_latency_query,
     verdict,
 )
-from modelship.devenv import tools
-from modelship.devenv.prometheus import KubernetesPods, PrometheusProcess
-from modelship.devenv.triton import TritonServer
 from modelship_api.modeldeployment import Check
+from modelship_dev import tools
+from modelship_dev.prometheus import KubernetesPods, PrometheusProcess
+from modelship_dev.triton import TritonServer
 
 try:
     import onnx

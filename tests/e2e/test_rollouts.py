@@ -18,11 +18,11 @@ import httpx
 import pytest
 from tests.conftest import Kubectl, wait_for, wait_for_status
 
-from modelship.devenv.cluster import LocalCluster
-from modelship.devenv.operator_process import OperatorProcess
-from modelship.devenv.prometheus import PrometheusProcess
-from modelship.devenv.traffic import Behaviour, TrafficGenerator, read_route, write_model
-from modelship.devenv.triton import TritonServer
+from modelship_dev.cluster import LocalCluster
+from modelship_dev.operator_process import OperatorProcess
+from modelship_dev.prometheus import PrometheusProcess
+from modelship_dev.traffic import Behaviour, TrafficGenerator, read_route, write_model
+from modelship_dev.triton import TritonServer
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ import torch
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 from tritonclient.utils import InferenceServerException  # type: ignore[import-untyped]
 
-from modelship.devenv.triton import TritonServer
 from modelship_api.trainingrun import TrainingRunSpec
+from modelship_dev.triton import TritonServer
 from modelship_trainer.data import ArrayDataset, FloatArray
 from modelship_trainer.pipeline import RunConfig, RunOutput, run
 from modelship_trainer.training import predict_logits

@@ -25,12 +25,12 @@ import pytest
 from tests.conftest import Kubectl, wait_for, wait_for_status
 
 from modelship import constants
-from modelship.devenv.cluster import LocalCluster
-from modelship.devenv.gateway import LocalGateway
-from modelship.devenv.operator_process import OperatorProcess
-from modelship.devenv.prometheus import PrometheusProcess
-from modelship.devenv.stack import LocalStack
-from modelship.devenv.workload import InferenceLoad, model_deployment, training_run
+from modelship_dev.cluster import LocalCluster
+from modelship_dev.gateway import LocalGateway
+from modelship_dev.operator_process import OperatorProcess
+from modelship_dev.prometheus import PrometheusProcess
+from modelship_dev.stack import LocalStack
+from modelship_dev.workload import InferenceLoad, model_deployment, training_run
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modelship.devenv.cluster import LocalCluster
+from modelship_dev.cluster import LocalCluster
 from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.integration

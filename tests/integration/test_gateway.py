@@ -22,10 +22,10 @@ import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 from modelship import constants
 from modelship.core.rollout import SetTraffic
 from modelship.core.traffic import grpc_route
-from modelship.devenv.cluster import LocalCluster
-from modelship.devenv.gateway import LocalGateway
-from modelship.devenv.workload import NODE, NODE_TAINT, echo_repository, triton_pod
 from modelship_api.modeldeployment import ModelDeployment
+from modelship_dev.cluster import LocalCluster
+from modelship_dev.gateway import LocalGateway
+from modelship_dev.workload import NODE, NODE_TAINT, echo_repository, triton_pod
 from tests.conftest import Kubectl, wait_for
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelship.devenv.cluster import LocalCluster
+from modelship_dev.cluster import LocalCluster
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration

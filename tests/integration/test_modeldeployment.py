@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modelship.devenv.operator_process import OperatorProcess
+from modelship_dev.operator_process import OperatorProcess
 from tests.conftest import Kubectl, wait_for
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from modelship.core.triton_manifests import VIEW_MOUNT, view_script
-from modelship.devenv.cluster import LocalCluster
-from modelship.devenv.nodeagent import hostnet
+from modelship_dev.cluster import LocalCluster
+from modelship_dev.nodeagent import hostnet
 from tests.conftest import Kubectl, wait_for
 
 pytestmark = pytest.mark.integration

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelship.devenv.chart import Sample, write_chart
-from modelship.devenv.workload import PLACEMENT, model_deployment, training_run
 from modelship_api.modeldeployment import ModelDeployment
 from modelship_api.trainingrun import TrainingRun
+from modelship_dev.chart import Sample, write_chart
+from modelship_dev.workload import PLACEMENT, model_deployment, training_run
 
 
 def test_training_run_is_valid_and_runs_on_the_local_node(tmp_path: Path) -> None:

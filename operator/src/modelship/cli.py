@@ -1,24 +1,72 @@
-"""The `modelship` command: run the operator, and manage the local development cluster."""
+"""The `modelship` command: run the operator and steer its rollouts.
+
+Other distributions add commands through the `modelship.commands` entry-point group (the
+development environment, modelship-dev, adds `dev` and `demo`). They are loaded only when
+named or listed, and one that fails to load is shown as unavailable without breaking the
+operator's own commands.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
+from importlib.metadata import EntryPoint, entry_points
+from typing import NoReturn
 
 import click
 
 from modelship import constants, controls
-from modelship.devenv import demo as demo_run
-from modelship.devenv import tools
-from modelship.devenv.cluster import LocalCluster, default_state_dir
+
+COMMANDS_GROUP = "modelship.commands"
 
 
-@click.group()
+def _plugins() -> dict[str, EntryPoint]:
+    """Entry points of COMMANDS_GROUP by command name (the first of a name wins)."""
+    found: dict[str, EntryPoint] = {}
+    for entry in entry_points(group=COMMANDS_GROUP):
+        found.setdefault(entry.name, entry)
+    return found
+
+
+def _unavailable(name: str, entry: EntryPoint, error: BaseException) -> click.Command:
+    message = (f"`modelship {name}` is provided by {entry.value} ({COMMANDS_GROUP} entry "
+               f"point), which failed to load: {type(error).__name__}: {error}")
+
+    def fail() -> NoReturn:
+        raise click.ClickException(message)
+
+    return click.Command(
+        name, callback=fail, help=message, short_help="(unavailable: failed to load)",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False)
+
+
+class CommandGroup(click.Group):
+    """A click group whose own commands come first, then those of installed plugins."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        own = super().list_commands(ctx)
+        return own + sorted(name for name in _plugins() if name not in self.commands)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        entry = _plugins().get(cmd_name)
+        if entry is None:
+            return None
+        try:
+            loaded = entry.load()
+        except Exception as error:
+            return _unavailable(cmd_name, entry, error)
+        if not isinstance(loaded, click.Command):
+            return _unavailable(cmd_name, entry,
+                                TypeError(f"{type(loaded).__name__} is not a click command"))
+        return loaded
+
+
+@click.group(cls=CommandGroup)
 def main() -> None:
     """modelship: train, gate and publish models, then roll them out safely on Triton."""
 
@@ -91,76 +139,6 @@ for _action, _help in (
     ("retry", "Start the rollout of a rolled-back version again."),
 ):
     main.command(name=_action, help=_help)(_ns_option(click.argument("name")(_command(_action))))
-
-
-@main.command()
-@click.option("--keep", is_flag=True,
-              help="Keep everything running after the story until Ctrl-C (at most an hour).")
-@click.option("--chart", type=click.Path(path_type=Path), default=Path("modelship-demo.png"),
-              show_default=True, help="Where to write the PNG chart.")
-def demo(keep: bool, chart: Path) -> None:
-    """The whole loop on this machine: build what is missing, bring up a cluster with a node
-    whose pods are real processes, a gateway, Prometheus and the operator; train v1 and serve
-    it; send gRPC traffic through the gateway; promote a better v2 by canary, see the gate
-    reject a run, roll back a slow v3 automatically; print the timeline, write a chart, and
-    tear everything down."""
-    demo_run.run(log=click.echo, keep=keep, chart=chart)
-
-
-@main.group()
-def dev() -> None:
-    """The local environment: a real control plane built from Go modules."""
-
-
-def _cluster(state_dir: Path | None) -> LocalCluster:
-    return LocalCluster(state_dir or default_state_dir(), log=click.echo)
-
-
-_state_option = click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-                             help="Where the cluster keeps its state (default: "
-                             "$MODELSHIP_STATE or ~/.local/state/modelship/dev-cluster).")
-
-
-@dev.command()
-def build() -> None:
-    """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok
-    (cached under ~/.cache/modelship/bin)."""
-    tools.build_all(log=click.echo)
-
-
-@dev.command()
-@_state_option
-@click.option("--crds/--no-crds", default=True, show_default=True,
-              help="Install modelship's CRDs.")
-def up(state_dir: Path | None, crds: bool) -> None:
-    """Build what is missing, then start the local cluster."""
-    tools.build_all(log=click.echo)
-    cluster = _cluster(state_dir)
-    cluster.up()
-    if crds:
-        install_crds(cluster)
-
-
-def install_crds(cluster: LocalCluster) -> None:
-    demo_run.install_crds(cluster)
-    click.echo("CRDs installed")
-
-
-@dev.command()
-@_state_option
-def down(state_dir: Path | None) -> None:
-    """Stop the local cluster and remove its state."""
-    _cluster(state_dir).down()
-
-
-@dev.command(context_settings={"ignore_unknown_options": True})
-@_state_option
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def kubectl(state_dir: Path | None, args: tuple[str, ...]) -> None:
-    """Run the built kubectl against the local cluster."""
-    cluster = _cluster(state_dir)
-    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
-    sys.exit(subprocess.call([str(tools.binary("kubectl")), *args], env=env))
 
 
 if __name__ == "__main__":

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelship.devenv import gateway_api, tools
-from modelship.devenv.background import Background
-from modelship.devenv.chart import Sample, write_chart
-from modelship.devenv.cluster import LocalCluster
-from modelship.devenv.stack import LocalStack
-from modelship.devenv.workload import InferenceLoad, model_deployment, training_run
 from modelship_api import crdgen
+from modelship_dev import gateway_api, tools
+from modelship_dev.background import Background
+from modelship_dev.chart import Sample, write_chart
+from modelship_dev.cluster import LocalCluster
+from modelship_dev.stack import LocalStack
+from modelship_dev.workload import InferenceLoad, model_deployment, training_run
 
 NAMESPACE = "modelship-demo"
 MODEL = "surface-defects"

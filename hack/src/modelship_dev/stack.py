@@ -11,11 +11,11 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from modelship.devenv.cluster import LocalCluster
-from modelship.devenv.gateway import LocalGateway
-from modelship.devenv.operator_process import OperatorProcess
-from modelship.devenv.prometheus import KubernetesPods, PrometheusProcess
-from modelship.devenv.workload import NODE, NODE_TAINT
+from modelship_dev.cluster import LocalCluster
+from modelship_dev.gateway import LocalGateway
+from modelship_dev.operator_process import OperatorProcess
+from modelship_dev.prometheus import KubernetesPods, PrometheusProcess
+from modelship_dev.workload import NODE, NODE_TAINT
 
 
 class LocalStack:

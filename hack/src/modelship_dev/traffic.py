@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 
-from modelship.devenv.background import Background
-from modelship.devenv.cluster import LocalCluster
+from modelship_dev.background import Background
+from modelship_dev.cluster import LocalCluster
 
 Behaviour = Literal["good", "failing", "slow"]
 

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelship.devenv import tools
-from modelship.devenv.cluster import LocalCluster
-from modelship.devenv.versions import ENVOY_VERSION
+from modelship_dev import tools
+from modelship_dev.cluster import LocalCluster
+from modelship_dev.versions import ENVOY_VERSION
 
 CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
 FIXED_PORTS = (18000, 18001, 18002, 19000, 19001, 19003, 8080, 8081, 9443)

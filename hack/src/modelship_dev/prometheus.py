@@ -26,8 +26,8 @@ from types import TracebackType
 from typing import Any
 
 from modelship import constants
-from modelship.devenv import tools
-from modelship.devenv.cluster import free_port
+from modelship_dev import tools
+from modelship_dev.cluster import free_port
 
 HOST = "127.0.0.1"
 # What Prometheus accepts as a duration, restricted to whole units of ms and above.

@@ -11,13 +11,17 @@ import time
 import urllib.request
 from pathlib import Path
 
-from modelship.devenv.cluster import free_port
+from modelship_dev.cluster import free_port
 
 
 class OperatorProcess:
     def __init__(self, kubeconfig: Path, log_dir: Path, namespace: str | None = None,
-                 resync_seconds: float = 1.0, env: dict[str, str] | None = None) -> None:
+                 resync_seconds: float = 1.0, env: dict[str, str] | None = None,
+                 python: Path | str | None = None) -> None:
         self.kubeconfig = kubeconfig
+        # The interpreter whose `modelship` runs (default: this one); another virtualenv's
+        # python runs the operator as installed there.
+        self.python = str(python or sys.executable)
         self.extra_env = dict(env or {})
         self.log_dir = log_dir
         self.namespace = namespace
@@ -31,7 +35,7 @@ class OperatorProcess:
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig),
                    MODELSHIP_RESYNC_SECONDS=str(self.resync_seconds),
                    MODELSHIP_METRICS_PORT=str(self.metrics_port), **self.extra_env)
-        argv = [sys.executable, "-m", "modelship.cli", "operator",
+        argv = [self.python, "-m", "modelship.cli", "operator",
                 f"--liveness=http://127.0.0.1:{live_port}/healthz"]
         if self.namespace:
             argv.append(f"--namespace={self.namespace}")

@@ -17,8 +17,8 @@ from lightkube import ApiError, AsyncClient
 from lightkube.resources.core_v1 import Pod, PodStatus
 from lightkube.types import PatchType
 
-from modelship.devenv.nodeagent import containers, probes, processes, projected, sandbox
-from modelship.devenv.nodeagent.podstatus import (
+from modelship_dev.nodeagent import containers, probes, processes, projected, sandbox
+from modelship_dev.nodeagent.podstatus import (
     Conditions,
     ContainerState,
     now,

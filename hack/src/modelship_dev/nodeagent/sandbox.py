@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelship.devenv.nodeagent import hostnet, processes
+from modelship_dev.nodeagent import hostnet, processes
 
 ROOTS_DIR = hostnet.RUN_DIR / "roots"
 

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modelship.devenv.nodeagent import triton
-from modelship.devenv.nodeagent.launch import PRIVATE_TOP
-from modelship.devenv.nodeagent.sandbox import Sandbox
+from modelship_dev.nodeagent import triton
+from modelship_dev.nodeagent.launch import PRIVATE_TOP
+from modelship_dev.nodeagent.sandbox import Sandbox
 
 LAUNCHER = Path(__file__).with_name("launch.py")
 VENV_BIN = Path(sys.executable).parent

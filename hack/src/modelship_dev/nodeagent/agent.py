@@ -14,8 +14,8 @@ import httpx
 from lightkube import ALL_NS, ApiError, AsyncClient, KubeConfig
 from lightkube.resources.core_v1 import Pod
 
-from modelship.devenv.nodeagent import hostnet, node, sandbox, triton
-from modelship.devenv.nodeagent.pods import Context, PodRunner
+from modelship_dev.nodeagent import hostnet, node, sandbox, triton
+from modelship_dev.nodeagent.pods import Context, PodRunner
 
 log = logging.getLogger(__name__)
 MAX_WATCH_FAILURES = 10

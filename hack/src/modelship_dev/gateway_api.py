@@ -8,8 +8,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from modelship.devenv.cluster import LocalCluster
-from modelship.devenv.versions import GATEWAY_API_VERSION
+from modelship_dev.cluster import LocalCluster
+from modelship_dev.versions import GATEWAY_API_VERSION
 
 MODULE = "sigs.k8s.io/gateway-api"
 

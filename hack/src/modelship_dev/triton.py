@@ -21,7 +21,7 @@ from types import TracebackType
 
 import httpx
 
-from modelship.devenv.cluster import free_port
+from modelship_dev.cluster import free_port
 
 HOST = "127.0.0.1"
 # Exposition format: name{label="value",...} value  (names kept exactly as Triton writes them)

@@ -18,8 +18,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 
 from modelship import constants
-from modelship.devenv.background import Background
-from modelship.devenv.nodeagent.node import NODE_CLASS_LABEL
+from modelship_dev.background import Background
+from modelship_dev.nodeagent.node import NODE_CLASS_LABEL
 
 NODE = "local-0"
 NODE_TAINT = "modelship.io/local-processes"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelship.devenv import pki, tools
+from modelship_dev import pki, tools
 
 SERVICE_CIDR = "10.96.0.0/16"  # only allocated, never contacted
 POD_CIDR = "10.244.0.0/16"
@@ -295,7 +295,7 @@ class LocalCluster:
         log.parent.mkdir(exist_ok=True)
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "modelship.devenv.nodeagent",
+                [sys.executable, "-m", "modelship_dev.nodeagent",
                  f"--kubeconfig={self.kubeconfig}", f"--node={node}", f"--state-dir={folder}",
                  *(f"--taint={t}" for t in taints)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -320,7 +320,7 @@ class LocalCluster:
                 os.waitpid(pid, os.WNOHANG)
         if self.node_agent_dir(node).is_dir():
             # Whatever a killed agent could not stop is removed from its records.
-            from modelship.devenv.nodeagent import sandbox
+            from modelship_dev.nodeagent import sandbox
             sandbox.clean_leftovers(self.node_agent_dir(node))
         self._save(state)
 

@@ -1,4 +1,4 @@
-"""python -m modelship.devenv.nodeagent --kubeconfig K --node local-0 --state-dir D"""
+"""python -m modelship_dev.nodeagent --kubeconfig K --node local-0 --state-dir D"""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import logging
 import signal
 from pathlib import Path
 
-from modelship.devenv.nodeagent import hostnet
-from modelship.devenv.nodeagent.agent import Agent, AgentConfig
-from modelship.devenv.nodeagent.node import NodeSpec
+from modelship_dev.nodeagent import hostnet
+from modelship_dev.nodeagent.agent import Agent, AgentConfig
+from modelship_dev.nodeagent.node import NodeSpec
 
 
 def parse_taint(text: str) -> dict[str, str]:
@@ -32,7 +32,7 @@ async def _main(config: AgentConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m modelship.devenv.nodeagent",
+    parser = argparse.ArgumentParser(prog="python -m modelship_dev.nodeagent",
                                      description=__doc__)
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--node", default="local-0")

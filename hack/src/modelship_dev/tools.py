@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from modelship.devenv.versions import (
+from modelship_dev.versions import (
     ENVOY_GATEWAY_VERSION,
     ETCD_VERSION,
     KUBERNETES_VERSION,

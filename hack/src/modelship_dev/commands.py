@@ -1,0 +1,83 @@
+"""The development environment's commands, attached to the `modelship` command through the
+`modelship.commands` entry-point group (see hack/pyproject.toml): `modelship demo` and
+`modelship dev build|up|down|kubectl`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from modelship_dev import demo as demo_run
+from modelship_dev import tools
+from modelship_dev.cluster import LocalCluster, default_state_dir
+
+
+@click.command()
+@click.option("--keep", is_flag=True,
+              help="Keep everything running after the story until Ctrl-C (at most an hour).")
+@click.option("--chart", type=click.Path(path_type=Path), default=Path("modelship-demo.png"),
+              show_default=True, help="Where to write the PNG chart.")
+def demo(keep: bool, chart: Path) -> None:
+    """The whole loop on this machine: build what is missing, bring up a cluster with a node
+    whose pods are real processes, a gateway, Prometheus and the operator; train v1 and serve
+    it; send gRPC traffic through the gateway; promote a better v2 by canary, see the gate
+    reject a run, roll back a slow v3 automatically; print the timeline, write a chart, and
+    tear everything down."""
+    demo_run.run(log=click.echo, keep=keep, chart=chart)
+
+
+@click.group()
+def dev() -> None:
+    """The local environment: a real control plane built from Go modules."""
+
+
+def _cluster(state_dir: Path | None) -> LocalCluster:
+    return LocalCluster(state_dir or default_state_dir(), log=click.echo)
+
+
+_state_option = click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+                             help="Where the cluster keeps its state (default: "
+                             "$MODELSHIP_STATE or ~/.local/state/modelship/dev-cluster).")
+
+
+@dev.command()
+def build() -> None:
+    """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok
+    (cached under ~/.cache/modelship/bin)."""
+    tools.build_all(log=click.echo)
+
+
+@dev.command()
+@_state_option
+@click.option("--crds/--no-crds", default=True, show_default=True,
+              help="Install modelship's CRDs.")
+def up(state_dir: Path | None, crds: bool) -> None:
+    """Build what is missing, then start the local cluster."""
+    tools.build_all(log=click.echo)
+    cluster = _cluster(state_dir)
+    cluster.up()
+    if crds:
+        demo_run.install_crds(cluster)
+        click.echo("CRDs installed")
+
+
+@dev.command()
+@_state_option
+def down(state_dir: Path | None) -> None:
+    """Stop the local cluster and remove its state."""
+    _cluster(state_dir).down()
+
+
+@dev.command(context_settings={"ignore_unknown_options": True})
+@_state_option
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def kubectl(state_dir: Path | None, args: tuple[str, ...]) -> None:
+    """Run the built kubectl against the local cluster."""
+    cluster = _cluster(state_dir)
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
+    sys.exit(subprocess.call([str(tools.binary("kubectl")), *args], env=env))
+
