@@ -1,5 +1,5 @@
 # modelship: `make demo` runs the local loop, `make test` runs every check and test.
-.PHONY: setup demo test lint unit integration crds
+.PHONY: setup demo test lint unit integration crds images
 
 setup:
 	./hack/setup.sh
@@ -23,3 +23,8 @@ integration: setup
 
 crds:
 	.venv/bin/python -m modelship_api.crdgen crds charts/modelship/crds
+
+# The operator's, the trainer's and the local Triton runtime's images, built with buildah (no
+# daemon) and exported to the local image store (docs/images.md); unchanged images are cached.
+images: setup
+	.venv/bin/python -m modelship_dev.images

@@ -2,6 +2,7 @@
 # Install everything modelship's tests and demo need, idempotently:
 #   - a virtualenv in .venv with the four distributions, editable (pip's cache makes reruns fast)
 #   - the local control plane built from Go modules (cached under ~/.cache/modelship/bin)
+#   - buildah and mmdebstrap for `make images` (Debian packages; installed when run as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,18 @@ if [[ -z "$python" ]]; then
 fi
 [[ -n "$python" ]] || { echo "modelship needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 command -v go >/dev/null || { echo "modelship builds its control plane with Go >= 1.24: install Go" >&2; exit 1; }
+
+# make images builds daemonless: buildah builds the Containerfiles, mmdebstrap makes the base.
+missing=()
+for tool in buildah mmdebstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if (( ${#missing[@]} )); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "==> installing ${missing[*]} (make images)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "note: make images needs ${missing[*]}: sudo apt-get install -y ${missing[*]}" >&2
+  fi
+fi
 
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 # The four distributions (README.md, "Layout"), installed editable together: the development
