@@ -46,8 +46,8 @@ _state_option = click.option("--state-dir", type=click.Path(path_type=Path), def
 
 @dev.command()
 def build() -> None:
-    """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok
-    (cached under ~/.cache/modelship/bin)."""
+    """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
+    Prometheus, Envoy Gateway and helm (cached under ~/.cache/modelship/bin)."""
     tools.build_all(log=click.echo)
 
 

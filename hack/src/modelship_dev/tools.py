@@ -28,6 +28,7 @@ from pathlib import Path
 from modelship_dev.versions import (
     ENVOY_GATEWAY_VERSION,
     ETCD_VERSION,
+    HELM_VERSION,
     KUBERNETES_VERSION,
     KWOK_VERSION,
     PROMETHEUS_VERSION,
@@ -171,7 +172,33 @@ ENVOY_GATEWAY = Component(
     ldflags=lambda v: [
         f"-X github.com/envoyproxy/gateway/internal/cmd/version.envoyGatewayVersion={v}"],
 )
-COMPONENTS = (ETCD, KUBERNETES, KWOK, PROMETHEUS, ENVOY_GATEWAY)
+
+
+def helm_ldflags(version: str) -> list[str]:
+    """What helm's Makefile sets: the version `helm version` prints, and the Kubernetes
+    version that `helm template` and `helm lint` assume (1.20 otherwise), taken from the
+    k8s.io/client-go that this helm is built with (v0.Y.Z is Kubernetes 1.Y)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _go(["mod", "init", "modelship.local/probe"], Path(tmp))
+        gomod = _upstream_gomod("helm.sh/helm/v3", version, Path(tmp))
+    found = re.search(r"^\s*k8s\.io/client-go\s+v0\.(\d+)\.", gomod, re.MULTILINE)
+    if found is None:
+        raise ValueError(f"helm {version}: no k8s.io/client-go v0.Y.Z in its go.mod")
+    values = {"version": version, "gitCommit": f"module-{version}", "gitTreeState": "clean"}
+    flags = [f"-X helm.sh/helm/v3/internal/version.{k}={v}" for k, v in values.items()]
+    for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        flags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={found.group(1)}"]
+    return flags
+
+
+HELM = Component(
+    name="helm",
+    module="helm.sh/helm/v3",
+    version=HELM_VERSION,
+    packages={"helm": "helm.sh/helm/v3/cmd/helm"},
+    ldflags=helm_ldflags,
+)
+COMPONENTS = (ETCD, KUBERNETES, KWOK, PROMETHEUS, ENVOY_GATEWAY, HELM)
 
 
 def wrapper_gomod(component: Component) -> str:
@@ -239,7 +266,17 @@ def binary(name: str) -> Path:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--print-gomod", choices=[c.name for c in COMPONENTS])
+    parser.add_argument("--path", metavar="BINARY",
+                        help="print where a built binary is (fails when it is not built)")
     args = parser.parse_args(argv)
+    if args.path:
+        try:
+            print(binary(args.path))
+        except FileNotFoundError as err:
+            raise SystemExit(str(err)) from None
+        except KeyError:
+            raise SystemExit(f"no component builds {args.path}") from None
+        return
     if args.print_gomod:
         print(wrapper_gomod(next(c for c in COMPONENTS if c.name == args.print_gomod)), end="")
         return

