@@ -3,7 +3,8 @@
 For each run a fresh model gets a good stable version 1 and a candidate 2 behind a canary
 (one step at 50%, held long): with a failing candidate we time the first failed request to
 the GRPCRoute's candidate weight reaching 0; with a healthy candidate we count rollbacks
-(there should be none). Scrape interval 1 s, analysis interval 1 s, failureLimit 2.
+(there should be none) under the error-ratio and the relative mean-latency checks of the
+e2e tests. Scrape interval 1 s, analysis interval 1 s, failureLimit 2.
 
     .venv/bin/python hack/bench/rollback.py [--runs 10] [--healthy 10] [--data-plane full]
 
@@ -58,8 +59,13 @@ def deployment(model: str, version: int, prometheus: str) -> dict[str, Any]:
                 "canary": {"steps": [{"weight": 50, "pause": "20s"}]},
                 "analysis": {"prometheus": {"address": prometheus}, "interval": "1s",
                              "window": "5s", "failureLimit": 2,
+                             # The e2e tests' checks: a healthy candidate must pass
+                             # the relative latency check too (a cold start or a
+                             # stalled core once rolled one back).
                              "checks": [{"name": "errors", "builtin": "errorRatio",
-                                         "max": 0.05}]},
+                                         "max": 0.05},
+                                        {"name": "latency", "builtin": "meanLatency",
+                                         "relativeToStable": True, "max": 5}]},
             },
         },
     }

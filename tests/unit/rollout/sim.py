@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +37,8 @@ Measure = Callable[[CheckQuery], Measurement]
 
 
 def analysis(**kwargs: Any) -> Analysis:
-    return Analysis(prometheus=PROMETHEUS, **{"interval": "1s", **kwargs})
+    # Windows as long as the interval: consecutive runs judge requests of their own.
+    return Analysis(prometheus=PROMETHEUS, **{"interval": "1s", "window": "1s", **kwargs})
 
 
 def make_spec(rollout: Rollout | None = None, version: int | None = 2,
@@ -77,6 +78,16 @@ def no_data(query: CheckQuery) -> Measurement:
     return Measurement(value=float("nan"), stable=10.0)
 
 
+def with_sample(query: CheckQuery, measurement: Measurement, requests: float) -> Measurement:
+    """The measurement with the sample sizes Prometheus would give for the queries asked."""
+    return replace(
+        measurement,
+        requests=measurement.requests if query.candidate_requests is None
+        or measurement.requests is not None else requests,
+        stable_requests=measurement.stable_requests if query.stable_requests is None
+        or measurement.stable_requests is not None else requests)
+
+
 @dataclass
 class Sim:
     """Applies actions to a set of running versions and a route, as the operator would."""
@@ -93,10 +104,12 @@ class Sim:
     generation: int = 1
     decisions: list[Decision] = field(default_factory=list)
     queried: int = 0
+    requests: float = 100.0  # each version's requests in every window
 
     def observations(self, command: str | None = None) -> Observations:
         queries = due_queries(self.spec, self.status, "prod", self.now)
-        measurements = {q.name: self.measure(q) for q in queries} if queries else None
+        measurements = ({q.name: with_sample(q, self.measure(q), self.requests)
+                         for q in queries} if queries else None)
         self.queried += len(queries)
         versions = {
             v: VersionObservation(version=v, replicas=1,

@@ -316,7 +316,14 @@ class Analysis(ApiModel):
     )
     failure_limit: int = Field(
         default=2, ge=1, le=100,
-        description="Consecutive failed runs that roll the candidate back.",
+        description="Consecutive failed runs that roll the candidate back. After a failed "
+        "run the next one waits a whole window, so each failure counted is fresh evidence.",
+    )
+    min_requests: int = Field(
+        default=10, ge=0, le=1_000_000,
+        description="Requests the candidate (and, for checks relative to stable, the stable "
+        "version) must have served in the window; with fewer the run is Inconclusive, "
+        "never Successful or Failed. 0 turns the minimum off.",
     )
     inconclusive_limit: int = Field(
         default=5, ge=1, le=1000,
@@ -409,6 +416,10 @@ class CheckResult(ApiModel):
         default=None,
         description="The stable version's value, for checks relative to stable (value is "
         "then candidate / stable).",
+    )
+    requests: int | None = Field(
+        default=None,
+        description="Requests the candidate served in the window (the run's sample size).",
     )
 
 

@@ -129,22 +129,37 @@ class PrometheusClient:
         return QueryResult(value=value, seconds=time.monotonic() - started)
 
     async def measure(self, query: CheckQuery, timeout_s: float) -> Measurement:
-        """One check: the candidate's query and, for checks relative to stable, the stable
-        version's, concurrently."""
-        if query.stable is None:
-            candidate = await self.query(query.candidate, timeout_s)
-            stable = QueryResult()
-        else:
-            candidate, stable = await asyncio.gather(self.query(query.candidate, timeout_s),
-                                                     self.query(query.stable, timeout_s))
-        error = candidate.error or (f"stable version: {stable.error}" if stable.error else "")
-        return Measurement(value=candidate.value, stable=stable.value, error=error)
+        """One check: its queries (candidate, stable, sample sizes) concurrently."""
+        return (await self.measure_all([query], timeout_s))[query.name]
 
     async def measure_all(self, queries: Sequence[CheckQuery],
                           timeout_s: float) -> dict[str, Measurement]:
-        """Every check concurrently: {check name: Measurement}, as Observations expects."""
-        results = await asyncio.gather(*(self.measure(q, timeout_s) for q in queries))
-        return {q.name: m for q, m in zip(queries, results, strict=True)}
+        """Every check concurrently: {check name: Measurement}, as Observations expects.
+        A query that several checks share (the sample-size ones) is sent once."""
+        texts = list(dict.fromkeys(
+            text for q in queries
+            for text in (q.candidate, q.stable, q.candidate_requests, q.stable_requests)
+            if text is not None))
+        answers = dict(zip(texts, await asyncio.gather(
+            *(self.query(text, timeout_s) for text in texts)), strict=True))
+        none = QueryResult()
+
+        def answer(text: str | None) -> QueryResult:
+            return none if text is None else answers[text]
+
+        out = {}
+        for q in queries:
+            candidate, stable = answer(q.candidate), answer(q.stable)
+            requests, stable_requests = answer(q.candidate_requests), answer(q.stable_requests)
+            error = candidate.error or next(
+                (f"{what}: {r.error}" for what, r in (("stable version", stable),
+                                                       ("request count", requests),
+                                                       ("stable request count",
+                                                        stable_requests)) if r.error), "")
+            out[q.name] = Measurement(value=candidate.value, stable=stable.value, error=error,
+                                      requests=requests.value,
+                                      stable_requests=stable_requests.value)
+        return out
 
 
 async def measure_checks(address: str, queries: Sequence[CheckQuery],

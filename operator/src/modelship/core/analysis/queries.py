@@ -46,6 +46,8 @@ class QueryContext:
     # Extra label matchers for built-in checks, e.g. {"namespace": ns} when the scrape
     # configuration attaches the pod's namespace to Triton's series.
     matchers: Mapping[str, str] = field(default_factory=dict)
+    # Sample-size queries are made only when the analysis asks for a minimum.
+    min_requests: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ class CheckQuery:
     check: Check
     candidate: str
     stable: str | None = None
+    # Requests served in the window: the candidate's, and the stable version's for a check
+    # relative to stable. None when the analysis sets no minimum.
+    candidate_requests: str | None = None
+    stable_requests: str | None = None
 
     @property
     def name(self) -> str:
@@ -112,6 +118,16 @@ def error_ratio_query(model: str, version: int, window: str,
     )
     total = f"({_increase(TRITON_SUCCESS, sel, win)} + {triton_failures})"
     return f"{failures} / {total}"
+
+
+def request_count_query(model: str, version: int, window: str,
+                        matchers: Mapping[str, str] | None = None) -> str:
+    """Requests one version answered (successes and failures) over `window`: the sample a
+    run judges. No series gives no sample, which counts as zero requests."""
+    sel = label_selector(model, version, matchers)
+    win = promql_duration(window)
+    return (f"{_increase(TRITON_SUCCESS, sel, win)} + "
+            f"({_increase(TRITON_FAILURE, sel, win)} or vector(0))")
 
 
 def mean_latency_query(model: str, version: int, window: str,
@@ -186,7 +202,17 @@ def check_query(check: Check, ctx: QueryContext) -> CheckQuery:
     """The queries one check needs. For a check relative to stable, the stable query is the
     same query about the stable version (a user template is filled in with the stable
     version as {{candidate}})."""
-    stable = None
-    if check.relative_to_stable and ctx.stable is not None:
+    stable = stable_requests = candidate_requests = None
+    relative = check.relative_to_stable and ctx.stable is not None
+    if relative:
+        assert ctx.stable is not None
         stable = _query_for(check, ctx, ctx.stable)
-    return CheckQuery(check=check, candidate=_query_for(check, ctx, ctx.candidate), stable=stable)
+    if ctx.min_requests > 0:
+        candidate_requests = request_count_query(ctx.model, ctx.candidate, ctx.window,
+                                                 ctx.matchers)
+        if relative:
+            assert ctx.stable is not None
+            stable_requests = request_count_query(ctx.model, ctx.stable, ctx.window,
+                                                  ctx.matchers)
+    return CheckQuery(check=check, candidate=_query_for(check, ctx, ctx.candidate), stable=stable,
+                      candidate_requests=candidate_requests, stable_requests=stable_requests)

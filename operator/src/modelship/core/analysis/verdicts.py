@@ -19,6 +19,9 @@ class Measurement:
     value: float | None = None
     stable: float | None = None
     error: str = ""
+    # Requests served in the window (None: not measured, the analysis sets no minimum).
+    requests: float | None = None
+    stable_requests: float | None = None
 
 
 def threshold_text(check: Check) -> str:
@@ -46,15 +49,44 @@ def _describe(value: float | None) -> str:
     return "NaN (no requests in the window?)" if math.isnan(value) else f"{value:g}"
 
 
-def verdict(check: Check, measurement: Measurement, at: str | None = None) -> CheckResult:
+def _count(value: float | None) -> int:
+    """A request count as stored: no sample (no series yet) is zero requests."""
+    return round(value) if _finite(value) and value is not None else 0
+
+
+def _too_few(check: Check, measurement: Measurement, min_requests: int) -> str:
+    """Why the window holds too small a sample to judge, or ''."""
+    if min_requests <= 0:
+        return ""
+    served = _count(measurement.requests)
+    if served < min_requests:
+        return (f"candidate served {served} requests in the window, fewer than minRequests "
+                f"{min_requests}")
+    if check.relative_to_stable:
+        stable = _count(measurement.stable_requests)
+        if stable < min_requests:
+            return (f"stable version served {stable} requests in the window, fewer than "
+                    f"minRequests {min_requests}")
+    return ""
+
+
+def verdict(check: Check, measurement: Measurement, at: str | None = None,
+            min_requests: int = 0) -> CheckResult:
     """The result of one check. Anything short of a finite measured value is Inconclusive;
     a relative check also needs a finite, positive stable value, except that 0 against 0
-    counts as equal."""
+    counts as equal. With `min_requests`, a window in which the candidate (or, for a relative
+    check, the stable version) served fewer requests is Inconclusive: a handful of requests
+    proves neither health nor failure."""
     result = CheckResult(name=check.name, result="Inconclusive", threshold=threshold_text(check),
                          at=at, stable_value=_stored(measurement.stable))
     if measurement.error:
         result.message = f"query failed: {measurement.error}"
         return result
+    if min_requests > 0:
+        result.requests = _count(measurement.requests)
+        result.message = _too_few(check, measurement, min_requests)
+        if result.message:
+            return result
     if not _finite(measurement.value):
         result.message = f"candidate: {_describe(measurement.value)}"
         return result

@@ -235,7 +235,7 @@ def _analyse(t: Tick) -> bool:
     if analysis is None or measurements is None or due is None or t.now < due:
         return True
     results = [verdict(check, measurements.get(check.name, Measurement(error="not measured")),
-                       t.at)
+                       t.at, analysis.min_requests)
                for check in analysis_checks(analysis)]
     assert st.analysis is not None
     st.analysis, outcome = record_run(analysis, st.analysis, results, t.at)

@@ -25,7 +25,13 @@ def active_analysis(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) ->
 
 
 def analysis_due_at(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> datetime | None:
-    """initialDelay after the first stage began, then every interval after the last run."""
+    """initialDelay after the first stage began, then every interval after the last run.
+
+    After a failed run the next waits a whole window (when the window is longer than the
+    interval): windows of runs one interval apart overlap, so one slow moment (a cold start,
+    a stalled core) would otherwise fail several runs in a row and roll a good version back.
+    Each failure that counts toward failureLimit is then judged on requests the previous
+    one never saw."""
     analysis = active_analysis(spec, status)
     if analysis is None:
         return None
@@ -33,7 +39,10 @@ def analysis_due_at(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) ->
     due = after(status.rollout.traffic_since, parse_duration(analysis.initial_delay))
     last = status.analysis.last_run_at if status.analysis is not None else None
     if last is not None:
-        due = max(due, after(last, parse_duration(analysis.interval)))
+        gap = parse_duration(analysis.interval)
+        if status.analysis is not None and status.analysis.last_result == "Failed":
+            gap = max(gap, parse_duration(analysis.window))
+        due = max(due, after(last, gap))
     return due
 
 
@@ -54,5 +63,6 @@ def due_queries(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, namesp
     assert analysis is not None and status.candidate_version is not None
     ctx = QueryContext(model=spec.model.name, namespace=namespace,
                        candidate=status.candidate_version, stable=status.stable_version,
-                       window=analysis.window, matchers=dict(matchers or {}))
+                       window=analysis.window, matchers=dict(matchers or {}),
+                       min_requests=analysis.min_requests)
     return [build_check_query(check, ctx) for check in analysis_checks(analysis)]
