@@ -8,9 +8,11 @@ weights and the mirror in the GRPCRoute that the operator wrote.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -276,25 +278,51 @@ def test_prometheus_lost_mid_analysis_never_promotes(
             prometheus.start()
 
 
+def _reconciled_since_start(op: OperatorProcess) -> bool:
+    """The (re)started operator has finished a reconcile of a ModelDeployment."""
+    return any(line.startswith("modelship_reconciles_total{")
+               and 'kind="ModelDeployment"' in line and not line.endswith(" 0.0")
+               for line in op.metrics().splitlines())
+
+
 def test_operator_killed_mid_rollout_resumes_where_it_was(
         scenario: Any, prometheus: PrometheusProcess,
         rollout_operator: OperatorProcess) -> None:
+    """SIGKILL during the second canary step. Whenever the restarted operator first acts
+    (the step's pause may even run out while it is down), it carries on from the stored
+    stage: the rollout is not begun again, the route never goes back to the first step,
+    the pause is timed from when the step began (not from the restart), and exactly one
+    rollout of version 2 is recorded."""
     sc = scenario({1: "good", 2: "good"})
-    rollout = {"canary": {"steps": [{"weight": 25, "pause": "4s"}, {"weight": 75,
-                                                                      "pause": "4s"}]},
+    pause_s = 12
+    rollout = {"canary": {"steps": [{"weight": 25, "pause": "2s"},
+                                    {"weight": 75, "pause": f"{pause_s}s"}]},
                "analysis": analysis(prometheus, ERRORS)}
     _start_stable(sc, rollout)
-    with sc.traffic():
+    with sc.traffic() as gen:
         sc.apply(2, rollout)
-        wait_for("second step", lambda: (sc.status().get("weights") or {}).get(
-            "candidate") == 75, timeout=60)
-        before = sc.status()
+        before = wait_for_status("second step", sc.status, lambda st: (
+            st.get("weights") or {}).get("candidate") == 75, timeout=60)
         rollout_operator.kill()
-        time.sleep(2)
+        seen_before_restart = len(gen.stats.weights_seen)
         rollout_operator.start()
-        time.sleep(0.5)
+        wait_for("a reconcile by the restarted operator",
+                 lambda: _reconciled_since_start(rollout_operator), timeout=60)
         after = sc.status()
-        assert after["rollout"]["startedAt"] == before["rollout"]["startedAt"]
-        assert after["weights"]["candidate"] >= 75  # never back to the first step
+        if after.get("rollout") is not None:  # still mid-rollout: it is the same one
+            assert after["rollout"]["startedAt"] == before["rollout"]["startedAt"]
+            assert after["rollout"]["stageStartedAt"] == before["rollout"]["stageStartedAt"]
+            assert after["weights"]["candidate"] == 75
         st = sc.wait_phase("Ready", timeout=90, stable=2)
+    after_restart = gen.stats.weights_seen[seen_before_restart:]
+    assert after_restart, "the route was never read after the restart"
+    assert all(w.get(2, 0) in (75, 100) for w in after_restart), after_restart
     assert [h["outcome"] for h in st["history"]] == ["Promoted"]
+    assert st["history"][0]["startedAt"] == before["rollout"]["startedAt"]
+    # The pause ran from when the step began: promotion is not a whole pause after restart.
+    step_began = datetime.fromisoformat(before["rollout"]["stageStartedAt"])
+    promoted = datetime.fromisoformat(st["history"][0]["finishedAt"])
+    assert (promoted - step_began).total_seconds() >= pause_s
+    started_events = [e for e in json.loads(sc.kubectl("get", "events", "-o", "json").stdout)[
+        "items"] if e["reason"] == "RolloutStarted"]
+    assert len(started_events) == 1 and (started_events[0].get("count") or 1) == 1
