@@ -86,21 +86,27 @@ def test_model_deployment_gets_triton_deployment_and_service_and_becomes_ready(
     assert "reason: Serving" in events and "serving version 1" in events
 
 
-def test_converged_reconcile_writes_nothing(kubectl: Kubectl, operator: OperatorProcess) -> None:
-    kubectl.apply(sample(version=1))
-    wait_for("Ready", lambda: ready(kubectl, "defects-dev", 1))
+def assert_converged_writes_nothing(kubectl: Kubectl, operator: OperatorProcess,
+                                    name: str) -> None:
+    """Several full reconcile passes of a Ready resource change nothing and write nothing."""
     time.sleep(1.5)  # let the event-driven passes that follow readiness settle
-    before = children(kubectl, "defects-dev")
-    md_before = kubectl.get("md", "defects-dev")
+    before = children(kubectl, name)
+    md_before = kubectl.get("md", name)
     assert md_before is not None
     writes_before = _writes(operator)
     time.sleep(4)  # the timer runs every second: several full reconcile passes
-    assert children(kubectl, "defects-dev") == before
-    md_after = kubectl.get("md", "defects-dev")
+    assert children(kubectl, name) == before
+    md_after = kubectl.get("md", name)
     assert md_after is not None
     assert md_after["metadata"]["resourceVersion"] == md_before["metadata"]["resourceVersion"]
     assert _writes(operator) == writes_before, operator.metrics()
     assert "modelship_reconciles_total" in operator.metrics()
+
+
+def test_converged_reconcile_writes_nothing(kubectl: Kubectl, operator: OperatorProcess) -> None:
+    kubectl.apply(sample(version=1))
+    wait_for("Ready", lambda: ready(kubectl, "defects-dev", 1))
+    assert_converged_writes_nothing(kubectl, operator, "defects-dev")
 
 
 def _writes(operator: OperatorProcess) -> float:
@@ -115,7 +121,10 @@ def test_gpu_resources_pass_through_and_schedule_on_the_gpu_node(
         kubectl: Kubectl, operator: OperatorProcess) -> None:
     kubectl.apply(sample(
         version=1,
-        resources={"limits": {"nvidia.com/gpu": 1, "memory": "2Gi"}},
+        # Quantities the API server stores in another form: 1 reads back as "1",
+        # "1000m" as "1" and "2048Mi" as "2Gi".
+        resources={"limits": {"nvidia.com/gpu": 1, "memory": "2048Mi"},
+                   "requests": {"cpu": "1000m", "memory": "2Gi"}},
         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         nodeSelector={"nvidia.com/gpu.present": "true"},
     ))
@@ -126,6 +135,8 @@ def test_gpu_resources_pass_through_and_schedule_on_the_gpu_node(
         "nvidia.com/gpu"] == "1"
     pods = kubectl.list("pod", "modelship.io/modeldeployment=defects-dev")
     assert [p["spec"]["nodeName"] for p in pods] == ["gpu-0"]
+    # A converged GPU deployment is not re-applied on every pass.
+    assert_converged_writes_nothing(kubectl, operator, "defects-dev")
 
 
 def test_unschedulable_gpu_request_reports_the_scheduler_reason(

@@ -120,7 +120,10 @@ def test_training_run_becomes_a_job_and_real_trainer_output_becomes_status(
                      "involvedObject.kind=TrainingRun", "-o", "json").stdout
     reasons = [e["reason"] for e in json.loads(events)["items"]]
     assert "Pending" in reasons or "Running" in reasons or "Evaluating" in reasons
-    assert "Succeeded" in reasons
+    # Listed (and so shown by kubectl) in the order they happened, even within one second.
+    lifecycle = ["Pending", "Running", "Evaluating", "Succeeded"]
+    assert reasons == sorted(reasons, key=lifecycle.index), reasons
+    assert reasons[-1] == "Succeeded"
 
     # Deleting the run removes its Job and pod, never the published model.
     kubectl("delete", "tr", "defects-v1", "--wait=true", "--timeout=60s")
