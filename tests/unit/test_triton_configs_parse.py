@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2  # type: ignore[import-untyped]
+
+from modelship.core.triton_manifests import VIEW_MOUNT, view_script
 from modelship_dev.traffic import CONFIG as TRAFFIC_CONFIG
 from modelship_dev.workload import ECHO_CONFIG
 from modelship_trainer.export import INPUT_NAME, OUTPUT_NAME
 from modelship_trainer.triton_config import MODEL_FILES, WARMUP_COUNT, Backend, render
-from tritonclient.grpc import model_config_pb2  # type: ignore[import-untyped]
-
-from modelship.core.triton_manifests import VIEW_MOUNT, view_script
 
 
 def parse(text: str) -> model_config_pb2.ModelConfig:
