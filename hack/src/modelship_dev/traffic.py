@@ -58,6 +58,8 @@ MODEL_PY = textwrap.dedent('''
                     output_tensors=[pb_utils.Tensor("y", (x * 2).astype(np.float32))]))
             return out
 ''')
+# No model_warmup, on purpose: a version's first request is slow (30-290 ms measured here),
+# and the rollout tests prove the analysis does not roll a good version back for it.
 CONFIG = textwrap.dedent('''
     name: "{model}"
     backend: "python"
