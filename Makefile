@@ -7,10 +7,21 @@ setup:
 demo: setup
 	.venv/bin/modelship demo
 
+CHART := charts/modelship
+
+# The chart with every values file under ci/: helm lint --strict, then helm template (helm is
+# built by setup, with the control plane).
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 	.venv/bin/lint-imports
+	@helm=$$(.venv/bin/python -m modelship_dev.tools --path helm) && \
+	for values in $(CHART)/ci/*-values.yaml; do \
+	  echo "helm lint --strict, helm template: $$values"; \
+	  "$$helm" lint --strict --quiet $(CHART) -f "$$values" && \
+	  "$$helm" template modelship $(CHART) --namespace modelship -f "$$values" >/dev/null \
+	  || exit 1; \
+	done
 
 test: setup lint
 	.venv/bin/python -m pytest

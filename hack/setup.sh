@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything modelship's tests and demo need, idempotently:
 #   - a virtualenv in .venv with the four distributions, editable (pip's cache makes reruns fast)
-#   - the local control plane built from Go modules (cached under ~/.cache/modelship/bin)
+#   - the local control plane, Prometheus, Envoy Gateway and helm, built from Go modules (cached
+#     under ~/.cache/modelship/bin)
 #   - buildah and mmdebstrap for `make images` (Debian packages; installed when run as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
