@@ -391,17 +391,20 @@ def test_operator_runs_under_the_charts_rbac_alone(
 
         op = OperatorProcess(kubeconfig, tmp_path / "operator", ns)
         op.start()
-        kubectl.apply(sample(version=1))
-        wait_for("Ready v1", lambda: ready(kubectl, "defects-dev", 1), timeout=60)
-        kubectl.apply(sample(version=2))
-        wait_for("Ready v2", lambda: ready(kubectl, "defects-dev", 2), timeout=60)
-        wait_for("v1 retired", lambda: kubectl.get("deployment", "defects-dev-v1") is None
-                 and kubectl.get("service", "defects-dev-v1") is None, timeout=60)
+        try:
+            kubectl.apply(sample(version=1))
+            wait_for("Ready v1", lambda: ready(kubectl, "defects-dev", 1), timeout=60)
+            kubectl.apply(sample(version=2))
+            wait_for("Ready v2", lambda: ready(kubectl, "defects-dev", 2), timeout=60)
+            wait_for("v1 retired", lambda: kubectl.get("deployment", "defects-dev-v1") is None
+                     and kubectl.get("service", "defects-dev-v1") is None, timeout=60)
 
-        kubectl.apply(training_run())
-        assert wait_for("Job", lambda: kubectl.get("job", "defects-v1-train"))
-        # kwok reports the trainer's pod Ready at once: the run is Evaluating.
-        wait_phase(kubectl, "Evaluating")
+            kubectl.apply(training_run())
+            wait_for("Job", lambda: kubectl.get("job", "defects-v1-train"))
+            # kwok reports the trainer's pod Ready at once: the run is Evaluating.
+            wait_phase(kubectl, "Evaluating")
+        except AssertionError as err:
+            raise AssertionError(f"{err}\noperator log:\n{op.log_tail()}") from None
         events = json.loads(kubectl("get", "events", "-o", "json").stdout)["items"]
         mine = {e["involvedObject"]["kind"] for e in events
                 if (e.get("source") or {}).get("component") == "modelship-operator"}
