@@ -237,7 +237,7 @@ class Shadow(ApiModel):
     )
 
 
-Builtin = Literal["errorRatio", "meanLatency"]
+Builtin = Literal["errorRatio", "meanLatency", "p99Latency"]
 
 
 class Check(ApiModel):
@@ -267,7 +267,10 @@ class Check(ApiModel):
     builtin: Builtin | None = Field(
         default=None,
         description="errorRatio: failed / all requests of the candidate version; meanLatency: "
-        "mean request duration in milliseconds. Both from Triton's own counters.",
+        "mean request duration in milliseconds over the window; p99Latency: 99th percentile "
+        "of request duration in milliseconds over Triton's own sliding 60s window (its "
+        "latency summary, which modelship enables), the worst pod's. All from Triton's own "
+        "metrics.",
     )
     query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
         default=None,
