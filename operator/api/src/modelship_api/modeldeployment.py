@@ -500,6 +500,22 @@ class WarmVersion(ApiModel):
     until: str = Field(description="When it is scaled down (RFC 3339).")
 
 
+class QueryCheck(ApiModel):
+    """The user checks' PromQL as the Prometheus of spec.rollout.analysis parsed it, kept so an
+    unchanged spec is not asked about again."""
+
+    digest: str = Field(
+        description="Digest of the Prometheus address and the queries checked (placeholders "
+        "filled in); a spec whose digest differs is checked again."
+    )
+    errors: list[str] | None = Field(
+        default=None,
+        description="Prometheus' parse error for each query that does not parse, with its "
+        "field; none: every query parses.",
+    )
+    checked_at: str | None = Field(default=None, description="When Prometheus answered.")
+
+
 class ModelDeploymentStatus(ApiModel):
     """Observed state, written only by the operator."""
 
@@ -534,6 +550,11 @@ class ModelDeploymentStatus(ApiModel):
     )
     conditions: list[Condition] | None = Field(
         default=None, description="Ready, Progressing, Degraded, InvalidSpec."
+    )
+    query_check: QueryCheck | None = Field(
+        default=None,
+        description="Whether the user checks' PromQL parses, as Prometheus said; absent "
+        "while there are none or Prometheus has not answered yet.",
     )
 
 
