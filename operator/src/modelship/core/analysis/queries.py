@@ -22,6 +22,10 @@ TRITON_DURATION_US = "nv_inference_request_duration_us"
 # core.triton_manifests): quantiles over Triton's own sliding window, not over `window`.
 TRITON_SUMMARY_US = "nv_inference_request_summary_us"
 P99 = "0.99"
+# How far back Triton's summary quantiles reach: prometheus-cpp's default max_age, which
+# Triton 2.51 does not let anyone change (measured: a quantile turns NaN ~60 s after the
+# last request).
+TRITON_SUMMARY_WINDOW_S = 60.0
 # Exported by modelship's Python-backend runner through Triton's custom-metrics API.
 RUNNER_ERRORS = "modelship_runner_errors_total"
 
@@ -158,6 +162,13 @@ def p99_latency_query(model: str, version: int,
     labels = {"model": model, "version": str(version), **(matchers or {}), "quantile": P99}
     sel = "{" + ",".join(f"{k}={_quote(v)}" for k, v in labels.items()) + "}"
     return f"max({TRITON_SUMMARY_US}{sel}) / 1000"
+
+
+def judged_seconds(check: Check, window: str) -> float:
+    """How far back one run of `check` looks: the analysis window, and for p99Latency at
+    least Triton's own summary window, whatever the analysis window says."""
+    seconds = parse_duration(window)
+    return max(seconds, TRITON_SUMMARY_WINDOW_S) if check.builtin == "p99Latency" else seconds
 
 
 def template_errors(template: str) -> list[str]:
