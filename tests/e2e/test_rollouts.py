@@ -20,6 +20,7 @@ import httpx
 import pytest
 from tests.conftest import Kubectl, wait_for, wait_for_status
 
+from modelship.core import triton_manifests
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.operator_process import OperatorProcess
 from modelship_dev.prometheus import PrometheusProcess
@@ -37,9 +38,11 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def triton(repository: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[TritonServer]:
-    """One Triton for the module; each test loads models of its own (explicit control)."""
+    """One Triton for the module; each test loads models of its own (explicit control).
+    It exports the latency summary as the Tritons the operator renders do."""
     with TritonServer(repository, tmp_path_factory.mktemp("triton"),
-                      extra_args=["--model-control-mode=explicit"]) as server:
+                      extra_args=["--model-control-mode=explicit",
+                                  *triton_manifests.LATENCY_SUMMARY_ARGS]) as server:
         yield server
 
 
@@ -128,6 +131,7 @@ def analysis(prometheus: PrometheusProcess, *checks: dict[str, Any],
 ERRORS = {"name": "errors", "builtin": "errorRatio", "max": 0.05}
 # Far from both sides: the slow version is ~100x stable, a loaded machine adds noise.
 LATENCY = {"name": "latency", "builtin": "meanLatency", "relativeToStable": True, "max": 5}
+P99 = {"name": "p99", "builtin": "p99Latency", "relativeToStable": True, "max": 3}
 
 
 @pytest.fixture
@@ -215,6 +219,24 @@ def test_canary_rolls_back_a_version_slower_than_stable(
     checks = {c["name"]: c for c in st["analysis"]["checks"]}
     assert checks["latency"]["result"] == "Failed"
     assert checks["latency"]["value"] > 5
+
+
+def test_canary_rolls_back_a_slow_tail_on_p99_while_the_mean_passes(
+        scenario: Any, prometheus: PrometheusProcess) -> None:
+    """Both versions take 20 ms; the candidate takes 200 ms more on every 50th request. Its
+    mean stays near stable's; Triton's p99 (about 8x stable's) rolls it back, one minute of
+    Triton's window after its first failed run."""
+    sc = scenario({1: "steady", 2: "tail"})
+    rollout = {"canary": {"steps": [{"weight": 50, "pause": "150s"}]},
+               "analysis": analysis(prometheus, ERRORS, LATENCY, P99)}
+    _start_stable(sc, rollout)
+    with sc.traffic():
+        sc.apply(2, rollout)
+        st = sc.wait_phase("RolledBack", timeout=180)
+    assert st["history"][0]["reason"].startswith("p99="), st["history"][0]
+    checks = {c["name"]: c for c in st["analysis"]["checks"]}
+    assert checks["p99"]["result"] == "Failed" and checks["p99"]["value"] > 3, checks
+    assert checks["latency"]["result"] == "Successful", checks
 
 
 @pytest.mark.parametrize(("behaviour", "outcome"), [("good", "Ready"),

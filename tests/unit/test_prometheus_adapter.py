@@ -17,8 +17,14 @@ from typing import Any
 
 import pytest
 
-from modelship.adapters.prometheus import PrometheusClient, QueryResult, measure_checks
+from modelship.adapters.prometheus import (
+    PrometheusClient,
+    QueryResult,
+    measure_checks,
+    parse_queries,
+)
 from modelship.core.analysis import CheckQuery, Measurement, verdict
+from modelship.core.analysis.syntax import ParseAnswer
 from modelship_api.modeldeployment import Check
 
 SLOW_S = 8.0  # the slow answer; every timeout below is far shorter
@@ -218,3 +224,19 @@ def test_measure_checks_with_prometheus_gone(refused_url: str) -> None:
     got = asyncio.run(measure_checks(refused_url, [CheckQuery(check, candidate="one")], 1.0))
     assert got["errors"].value is None and "unreachable" in got["errors"].error
     assert verdict(check, got["errors"]).result == "Inconclusive"
+
+
+def test_without_parse_query_an_instant_query_gives_the_parsers_verdict(
+        fake: FakePrometheus) -> None:
+    """A server that does not serve /api/v1/parse_query (this one answers 404, as an older or
+    a Prometheus-compatible server may): the instant query's bad_data is the parse error,
+    and anything but a verdict leaves the question open. A real Prometheus answers
+    /api/v1/parse_query itself (tests/integration/test_promql_check.py)."""
+    answers = asyncio.run(parse_queries(fake.url, ["one", "bad_query", "http500", "slow"], 0.5))
+    assert answers[0] == ParseAnswer()
+    assert answers[1] == ParseAnswer(error='invalid parameter "query": 1:5: parse error')
+    assert "HTTP 500 without a JSON object" in answers[2].unavailable
+    assert "did not answer within 0.5s" in answers[3].unavailable
+    asked = sorted(r.get("query", [""])[0] for r in fake.requests)
+    # Each: /api/v1/parse_query (404), then the instant query.
+    assert asked == sorted(["bad_query", "http500", "one", "slow"] * 2)

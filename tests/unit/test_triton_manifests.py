@@ -39,6 +39,19 @@ def test_deployment_runs_only_the_requested_version() -> None:
     assert dep["metadata"]["ownerReferences"][0]["uid"] == "u-1"
 
 
+@pytest.mark.parametrize("runtime", [
+    {"backend": "onnxruntime"}, {"backend": "python"},
+    {"backend": "tensorrt", "resources": {"limits": {"nvidia.com/gpu": 1}}},
+])
+def test_every_backend_exports_the_latency_summary_the_p99_check_reads(
+        runtime: dict[str, Any]) -> None:
+    dep = triton_manifests.deployment(md(runtime=runtime), 4, 1)
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--metrics-config=summary_latencies=true" in args
+    quantiles = next(a for a in args if a.startswith("--metrics-config=summary_quantiles="))
+    assert "0.99:0.001" in quantiles.split("=", 2)[2].split(",")
+
+
 def test_startup_budget_follows_the_spec() -> None:
     dep = triton_manifests.deployment(md(runtime={"startupTimeout": "30m"}), 4, 1)
     probe = dep["spec"]["template"]["spec"]["containers"][0]["startupProbe"]

@@ -24,7 +24,10 @@ import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 from modelship_dev.background import Background
 from modelship_dev.cluster import LocalCluster
 
-Behaviour = Literal["good", "failing", "slow"]
+Behaviour = Literal["good", "failing", "slow", "steady", "tail"]
+# "steady": every request takes STEADY_S. "tail": the same, except that every TAIL_EVERY-th
+# request takes TAIL_S longer: a mean within 1.5x of "steady" over a slow 2% tail.
+STEADY_S, TAIL_EVERY, TAIL_S = 0.02, 50, 0.2
 
 # A Python-backend model whose behaviour is fixed per version folder. Like modelship's
 # runner, a failing version raises from execute() (Triton then counts the request in
@@ -44,6 +47,7 @@ MODEL_PY = textwrap.dedent('''
             self.errors = family.Metric(labels={{"model": args["model_name"],
                                                  "version": args["model_version"],
                                                  "reason": "inference"}})
+            self.served = 0
 
         def execute(self, requests):
             if BEHAVIOUR == "failing":
@@ -51,6 +55,12 @@ MODEL_PY = textwrap.dedent('''
                 raise pb_utils.TritonModelException("inference failed: bad weights")
             if BEHAVIOUR == "slow":
                 time.sleep(0.1)
+            if BEHAVIOUR in ("steady", "tail"):
+                time.sleep({steady_s})
+            if BEHAVIOUR == "tail":
+                before, self.served = self.served, self.served + len(requests)
+                if self.served // {tail_every} > before // {tail_every}:
+                    time.sleep({tail_s})
             out = []
             for request in requests:
                 x = pb_utils.get_input_tensor_by_name(request, "x").as_numpy()
@@ -76,7 +86,8 @@ def write_model(repository: Path, model: str, behaviours: dict[int, Behaviour]) 
     root = repository / model
     for version, behaviour in behaviours.items():
         (root / str(version)).mkdir(parents=True, exist_ok=True)
-        (root / str(version) / "model.py").write_text(MODEL_PY.format(behaviour=behaviour))
+        (root / str(version) / "model.py").write_text(MODEL_PY.format(
+            behaviour=behaviour, steady_s=STEADY_S, tail_every=TAIL_EVERY, tail_s=TAIL_S))
     (root / "config.pbtxt").write_text(CONFIG.format(model=model))
 
 

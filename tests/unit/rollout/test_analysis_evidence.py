@@ -9,6 +9,7 @@ from tests.unit.rollout.sim import Sim, analysis, healthy, make_spec, phase, ser
 
 ERRORS = Check(name="errors", builtin="errorRatio", max=0.01)
 LATENCY = Check(name="latency", builtin="meanLatency", max=1.5, relative_to_stable=True)
+P99 = Check(name="p99", builtin="p99Latency", max=3, relative_to_stable=True)
 
 
 def canary(**analysis_kwargs: object) -> Sim:
@@ -112,3 +113,40 @@ def test_a_persistently_slow_version_still_rolls_back_after_a_window() -> None:
         assert first_failure is None or (sim.now - first_failure).total_seconds() <= 4
     assert first_failure is not None
     assert (sim.now - first_failure).total_seconds() == 4
+
+
+def tail(query: CheckQuery) -> Measurement:
+    """Mean within bounds, p99 8x stable's."""
+    if query.check.builtin == "p99Latency":
+        return Measurement(value=220.0, stable=27.0)
+    return healthy(query)
+
+
+def test_a_failed_p99_waits_for_tritons_window_before_the_next_counted_run() -> None:
+    """Triton's p99 covers its own last 60 s whatever `window` says: a cold start stays in
+    it for a minute, so the run that may count a second failure comes 60 s later."""
+    sim = canary(window="4s", interval="1s", failure_limit=2, checks=[LATENCY, P99])
+    sim.run_until(lambda s: (s.status.weights or None) is not None
+                  and s.status.weights.candidate == 10)
+    sim.measure = tail
+    first_failure = None
+    while phase(sim) != "RolledBack":
+        sim.tick(1)
+        analysis_status = sim.status.analysis
+        if first_failure is None and analysis_status and analysis_status.consecutive_failures:
+            first_failure = sim.now
+        assert first_failure is None or (sim.now - first_failure).total_seconds() <= 60
+    assert first_failure is not None
+    assert (sim.now - first_failure).total_seconds() == 60
+    assert (sim.status.history or [])[0].reason.startswith("p99=")
+
+
+def test_one_slow_minute_of_p99_does_not_roll_a_good_version_back() -> None:
+    sim = canary(window="4s", interval="1s", failure_limit=2, checks=[LATENCY, P99])
+    sim.run_until(lambda s: (s.status.weights or None) is not None
+                  and s.status.weights.candidate == 10)
+    cold = sim.now
+    # Every run within Triton's minute after the cold start sees it in the p99.
+    sim.measure = lambda q: tail(q) if (sim.now - cold).total_seconds() < 60 else healthy(q)
+    sim.run_until(lambda s: s.status.phase in ("Ready", "RolledBack"), limit=300)
+    assert phase(sim) == "Ready" and sim.status.stable_version == 2

@@ -13,6 +13,7 @@ from modelship.core.analysis import (
     check_query,
     error_ratio_query,
     mean_latency_query,
+    p99_latency_query,
     render_template,
     template_errors,
 )
@@ -49,6 +50,25 @@ def test_mean_latency_is_duration_over_successes_in_milliseconds() -> None:
         'sum(increase(nv_inference_request_duration_us{model="resnet",version="3"}[90s])) / '
         'sum(increase(nv_inference_request_success{model="resnet",version="3"}[90s])) / 1000'
     )
+
+
+def test_p99_latency_is_the_slowest_pods_summary_quantile_in_milliseconds() -> None:
+    assert p99_latency_query("resnet", 3, {"namespace": "prod"}) == (
+        'max(nv_inference_request_summary_us{model="resnet",version="3",namespace="prod",'
+        'quantile="0.99"}) / 1000'
+    )
+
+
+def test_p99_check_relative_to_stable_counts_requests_like_the_others() -> None:
+    check = Check(name="tail", builtin="p99Latency", max=2, relative_to_stable=True)
+    ctx = QueryContext(model="resnet", namespace="prod", candidate=2, stable=1, window="1m",
+                       min_requests=10)
+    queries = check_query(check, ctx)
+    assert queries.candidate == p99_latency_query("resnet", 2)
+    assert queries.stable == p99_latency_query("resnet", 1)
+    mean = check_query(DEFAULT_CHECKS[1], ctx)
+    assert queries.candidate_requests == mean.candidate_requests is not None
+    assert queries.stable_requests == mean.stable_requests is not None
 
 
 def test_extra_matchers_and_quoting() -> None:

@@ -237,7 +237,7 @@ class Shadow(ApiModel):
     )
 
 
-Builtin = Literal["errorRatio", "meanLatency"]
+Builtin = Literal["errorRatio", "meanLatency", "p99Latency"]
 
 
 class Check(ApiModel):
@@ -267,7 +267,10 @@ class Check(ApiModel):
     builtin: Builtin | None = Field(
         default=None,
         description="errorRatio: failed / all requests of the candidate version; meanLatency: "
-        "mean request duration in milliseconds. Both from Triton's own counters.",
+        "mean request duration in milliseconds over the window; p99Latency: 99th percentile "
+        "of request duration in milliseconds over Triton's own sliding 60s window (its "
+        "latency summary, which modelship enables), the worst pod's. All from Triton's own "
+        "metrics.",
     )
     query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
         default=None,
@@ -497,6 +500,22 @@ class WarmVersion(ApiModel):
     until: str = Field(description="When it is scaled down (RFC 3339).")
 
 
+class QueryCheck(ApiModel):
+    """The user checks' PromQL as the Prometheus of spec.rollout.analysis parsed it, kept so an
+    unchanged spec is not asked about again."""
+
+    digest: str = Field(
+        description="Digest of the Prometheus address and the queries checked (placeholders "
+        "filled in); a spec whose digest differs is checked again."
+    )
+    errors: list[str] | None = Field(
+        default=None,
+        description="Prometheus' parse error for each query that does not parse, with its "
+        "field; none: every query parses.",
+    )
+    checked_at: str | None = Field(default=None, description="When Prometheus answered.")
+
+
 class ModelDeploymentStatus(ApiModel):
     """Observed state, written only by the operator."""
 
@@ -531,6 +550,11 @@ class ModelDeploymentStatus(ApiModel):
     )
     conditions: list[Condition] | None = Field(
         default=None, description="Ready, Progressing, Degraded, InvalidSpec."
+    )
+    query_check: QueryCheck | None = Field(
+        default=None,
+        description="Whether the user checks' PromQL parses, as Prometheus said; absent "
+        "while there are none or Prometheus has not answered yet.",
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from modelship.core.analysis import CheckQuery, Measurement
+from modelship.core.analysis.syntax import ParseAnswer
 
 # Label sets named in the "more than one series" error, enough to see which label differs.
 _SHOWN_SERIES = 3
@@ -95,6 +96,19 @@ class PrometheusClient:
                         tb: TracebackType | None) -> None:
         await self.aclose()
 
+    async def _post(self, path: str, form: dict[str, str], timeout_s: float
+                    ) -> httpx.Response | str:
+        """The response, or why there is none. POST: generated queries can outgrow a URL;
+        Prometheus accepts both."""
+        try:
+            return await asyncio.wait_for(
+                self._client.post(f"{self.address}{path}", data=form, timeout=timeout_s),
+                timeout=timeout_s)
+        except (TimeoutError, httpx.TimeoutException):
+            return f"Prometheus at {self.address} did not answer within {timeout_s:g}s"
+        except (httpx.HTTPError, httpx.InvalidURL) as err:
+            return f"Prometheus at {self.address} unreachable: {type(err).__name__}: {err}"
+
     async def query(self, promql: str, timeout_s: float) -> QueryResult:
         """Evaluate `promql` now. Bounded by `timeout_s` in all (connect, wait, read), and
         Prometheus is told the same limit so it abandons the evaluation too."""
@@ -103,18 +117,10 @@ class PrometheusClient:
         def failed(error: str) -> QueryResult:
             return QueryResult(error=error, seconds=time.monotonic() - started)
 
-        try:
-            # POST: generated queries can outgrow a URL; Prometheus accepts both.
-            resp = await asyncio.wait_for(
-                self._client.post(f"{self.address}/api/v1/query",
-                                  data={"query": promql, "timeout": f"{timeout_s:g}"},
-                                  timeout=timeout_s),
-                timeout=timeout_s)
-        except (TimeoutError, httpx.TimeoutException):
-            return failed(f"Prometheus at {self.address} did not answer within {timeout_s:g}s")
-        except (httpx.HTTPError, httpx.InvalidURL) as err:
-            return failed(f"Prometheus at {self.address} unreachable: "
-                          f"{type(err).__name__}: {err}")
+        resp = await self._post("/api/v1/query",
+                                {"query": promql, "timeout": f"{timeout_s:g}"}, timeout_s)
+        if isinstance(resp, str):
+            return failed(resp)
         try:
             body = resp.json()
         except ValueError:
@@ -127,6 +133,35 @@ class PrometheusClient:
         except (KeyError, IndexError, TypeError, ValueError) as err:
             return failed(f"unexpected answer from Prometheus: {type(err).__name__}: {err}")
         return QueryResult(value=value, seconds=time.monotonic() - started)
+
+    async def parse(self, promql: str, timeout_s: float) -> ParseAnswer:
+        """Prometheus' own parser's verdict on `promql`, without evaluating it:
+        /api/v1/parse_query (served by Prometheus 2.x and 3.x for its UI). Where it is not
+        served (HTTP 404: an older or a Prometheus-compatible server), an instant query
+        stands in: Prometheus parses before it evaluates, and a parse error is `bad_data`
+        either way, while an error of evaluation means the query parsed."""
+        resp = await self._post("/api/v1/parse_query", {"query": promql}, timeout_s)
+        if not isinstance(resp, str) and resp.status_code == 404:
+            resp = await self._post("/api/v1/query",
+                                    {"query": promql, "timeout": f"{timeout_s:g}"}, timeout_s)
+        if isinstance(resp, str):
+            return ParseAnswer(unavailable=resp)
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return ParseAnswer(unavailable=f"Prometheus at {self.address} answered HTTP "
+                               f"{resp.status_code} without a JSON object")
+        if resp.status_code == 200 and body.get("status") == "success":
+            return ParseAnswer()
+        if resp.status_code == 400 and body.get("errorType") == "bad_data":
+            return ParseAnswer(error=str(body.get("error", "")))
+        if resp.status_code == 422 and body.get("errorType") == "execution":
+            return ParseAnswer()  # it parsed; evaluating it failed (the instant query)
+        return ParseAnswer(unavailable=f"Prometheus at {self.address} answered HTTP "
+                           f"{resp.status_code}, {body.get('errorType') or 'error'}: "
+                           f"{body.get('error', '')}")
 
     async def measure(self, query: CheckQuery, timeout_s: float) -> Measurement:
         """One check: its queries (candidate, stable, sample sizes) concurrently."""
@@ -167,3 +202,10 @@ async def measure_checks(address: str, queries: Sequence[CheckQuery],
     """Run every check's queries concurrently against the Prometheus at `address`."""
     async with PrometheusClient(address) as prometheus:
         return await prometheus.measure_all(queries, timeout_s)
+
+
+async def parse_queries(address: str, queries: Sequence[str],
+                        timeout_s: float) -> list[ParseAnswer]:
+    """Prometheus' parser's verdict on each query, asked concurrently, in order."""
+    async with PrometheusClient(address) as prometheus:
+        return list(await asyncio.gather(*(prometheus.parse(q, timeout_s) for q in queries)))

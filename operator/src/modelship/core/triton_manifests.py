@@ -86,6 +86,16 @@ def _http_probe(path: str, failure_threshold: int, period: int = PROBE_PERIOD_S,
     }
 
 
+# Triton's latency summary, for the p99Latency check: Triton 2.51 knows counter_latencies,
+# summary_latencies and summary_quantiles (no histogram of request durations, no setting
+# for the summary's 60 s sliding window). Quantiles are pinned so p99 exists whatever
+# Triton's default list becomes; 0.99:0.001 keeps the rank within 0.989-0.991.
+LATENCY_SUMMARY_ARGS = (
+    "--metrics-config=summary_latencies=true",
+    "--metrics-config=summary_quantiles=0.5:0.05,0.9:0.01,0.99:0.001",
+)
+
+
 def triton_args(md: ModelDeployment) -> list[str]:
     runtime = md.spec.runtime
     args = [
@@ -98,6 +108,7 @@ def triton_args(md: ModelDeployment) -> list[str]:
         f"--grpc-port={constants.PORT_GRPC}",
         f"--metrics-port={constants.PORT_METRICS}",
         "--allow-metrics=true",
+        *LATENCY_SUMMARY_ARGS,
     ]
     return args + list(runtime.args or [])
 

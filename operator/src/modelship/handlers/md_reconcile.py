@@ -18,9 +18,9 @@ from pydantic import ValidationError
 from modelship import constants
 from modelship.adapters import metrics
 from modelship.adapters.kube import Kube
-from modelship.adapters.prometheus import measure_checks
+from modelship.adapters.prometheus import measure_checks, parse_queries
 from modelship.core import names, traffic, triton_manifests, versions
-from modelship.core.analysis import check_errors
+from modelship.core.analysis import check_errors, syntax
 from modelship.core.conditions import remove_condition, set_condition
 from modelship.core.durations import parse_duration
 from modelship.core.observations import VersionObservation, observe_deployment, pod_problems
@@ -40,7 +40,7 @@ from modelship.core.rollout import (
 )
 from modelship.core.validation import SpecError, model_deployment_errors
 from modelship_api.common import Condition
-from modelship_api.modeldeployment import ModelDeployment, ModelDeploymentStatus
+from modelship_api.modeldeployment import ModelDeployment, ModelDeploymentStatus, QueryCheck
 
 log = logging.getLogger(__name__)
 KIND = constants.MODEL_DEPLOYMENT_KIND
@@ -60,10 +60,12 @@ def _validation_message(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def _report_invalid(kube: Kube, body: dict[str, Any], message: str, now: str) -> None:
+async def _report_invalid(kube: Kube, body: dict[str, Any], message: str, now: str,
+                          query_check: QueryCheck | None = None) -> None:
     """InvalidSpec: whatever served before keeps serving; nothing is applied or removed."""
     old = ModelDeploymentStatus.model_validate(body.get("status") or {})
     new = old.model_copy(deep=True)
+    new.query_check = query_check or new.query_check
     gen = body["metadata"].get("generation", 0)
     new.phase, new.message, new.observed_generation = "Failed", message, gen
     for type_ in ("InvalidSpec", "Ready"):
@@ -151,6 +153,24 @@ def _record_metrics(md: ModelDeployment, decision: Decision) -> None:
             metrics.ROLLBACKS.labels(namespace=ns, name=name).inc()
 
 
+async def _query_check(md: ModelDeployment, now: str) -> QueryCheck | None:
+    """Prometheus' verdict on the user checks' PromQL: the one in status while the queries
+    are unchanged, else asked now; None while Prometheus gives none (asked again next pass)."""
+    analysis = md.spec.rollout.analysis if md.spec.rollout else None
+    if analysis is None:
+        return None
+    queries = syntax.user_queries(analysis, md.spec.model.name, md.metadata.namespace)
+    address = analysis.prometheus.address
+    if not queries or syntax.known(md.status.query_check, address, queries):
+        return md.status.query_check if queries else None
+    answers = await parse_queries(address, [q.promql for q in queries],
+                                  parse_duration(analysis.prometheus.timeout))
+    if syntax.unanswered(answers):
+        log.warning("%s/%s: PromQL of the checks not verified yet: %s", md.metadata.namespace,
+                    md.metadata.name, syntax.unanswered(answers))
+    return syntax.record(address, queries, answers, now)
+
+
 def _spec_errors(md: ModelDeployment, version: int | None) -> list[SpecError]:
     errors = model_deployment_errors(md, version)
     rollout = md.spec.rollout
@@ -180,12 +200,15 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
                                md.spec.model.from_training_runs.match_labels)
     resolution = versions.resolve(md.spec.model, runs)
     errors = _spec_errors(md, resolution.version)
+    query_check = None if errors else await _query_check(md, now)
+    errors += syntax.parse_errors(query_check)
     if errors:
-        await _report_invalid(kube, body, "; ".join(str(e) for e in errors), now)
+        await _report_invalid(kube, body, "; ".join(str(e) for e in errors), now, query_check)
         metrics.RECONCILES.labels(kind=KIND, result="invalid").inc()
         return None
 
     status = md.status.model_copy(deep=True)
+    status.query_check = query_check
     status.conditions = remove_condition(status.conditions, "InvalidSpec") or None
     matchers = {NAMESPACE_LABEL: namespace} if NAMESPACE_LABEL else {}
     queries = due_queries(md.spec, status, namespace, now_dt, matchers)

@@ -11,6 +11,7 @@ from modelship.core.analysis.queries import (
     check_query,
     error_ratio_query,
     mean_latency_query,
+    p99_latency_query,
     render_template,
     template_errors,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "check_query",
     "error_ratio_query",
     "mean_latency_query",
+    "p99_latency_query",
     "record_run",
     "render_template",
     "template_errors",

@@ -18,6 +18,14 @@ from modelship_api.modeldeployment import Analysis, Check
 TRITON_SUCCESS = "nv_inference_request_success"
 TRITON_FAILURE = "nv_inference_request_failure"
 TRITON_DURATION_US = "nv_inference_request_duration_us"
+# Triton's latency summary (`--metrics-config summary_latencies=true`, rendered by
+# core.triton_manifests): quantiles over Triton's own sliding window, not over `window`.
+TRITON_SUMMARY_US = "nv_inference_request_summary_us"
+P99 = "0.99"
+# How far back Triton's summary quantiles reach: prometheus-cpp's default max_age, which
+# Triton 2.51 does not let anyone change (measured: a quantile turns NaN ~60 s after the
+# last request).
+TRITON_SUMMARY_WINDOW_S = 60.0
 # Exported by modelship's Python-backend runner through Triton's custom-metrics API.
 RUNNER_ERRORS = "modelship_runner_errors_total"
 
@@ -141,6 +149,28 @@ def mean_latency_query(model: str, version: int, window: str,
             f"{_increase(TRITON_SUCCESS, sel, win)} / 1000")
 
 
+def p99_latency_query(model: str, version: int,
+                      matchers: Mapping[str, str] | None = None) -> str:
+    """99th percentile duration of successful requests of one version in milliseconds.
+
+    Triton computes the quantile itself, over a sliding window of the last 60 s (prometheus-cpp's
+    default: 5 buckets that rotate every 12 s; Triton 2.51 offers no setting for it), as of
+    the last scrape; the analysis window plays no part. Quantiles of several pods cannot be
+    merged, so this is the slowest pod's. A pod that served nothing in its window reports
+    NaN, which max() passes over; all NaN (or no series) is Inconclusive.
+    """
+    labels = {"model": model, "version": str(version), **(matchers or {}), "quantile": P99}
+    sel = "{" + ",".join(f"{k}={_quote(v)}" for k, v in labels.items()) + "}"
+    return f"max({TRITON_SUMMARY_US}{sel}) / 1000"
+
+
+def judged_seconds(check: Check, window: str) -> float:
+    """How far back one run of `check` looks: the analysis window, and for p99Latency at
+    least Triton's own summary window, whatever the analysis window says."""
+    seconds = parse_duration(window)
+    return max(seconds, TRITON_SUMMARY_WINDOW_S) if check.builtin == "p99Latency" else seconds
+
+
 def template_errors(template: str) -> list[str]:
     """Why `template` cannot be filled in: unknown placeholders or stray braces."""
     errors = [
@@ -194,6 +224,8 @@ def _query_for(check: Check, ctx: QueryContext, version: int) -> str:
         return error_ratio_query(ctx.model, version, ctx.window, ctx.matchers)
     if check.builtin == "meanLatency":
         return mean_latency_query(ctx.model, version, ctx.window, ctx.matchers)
+    if check.builtin == "p99Latency":
+        return p99_latency_query(ctx.model, version, ctx.matchers)
     assert check.query is not None  # the CRD's CEL rule: exactly one of builtin or query
     return render_template(check.query, _template_values(ctx, version))
 

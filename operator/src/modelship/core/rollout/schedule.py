@@ -7,6 +7,7 @@ from datetime import datetime
 
 from modelship.core.analysis import CheckQuery, QueryContext, analysis_checks, check_errors
 from modelship.core.analysis import check_query as build_check_query
+from modelship.core.analysis.queries import judged_seconds
 from modelship.core.durations import parse_duration
 from modelship.core.rollout.clock import after, parse_time
 from modelship.core.rollout.stages import STARTING
@@ -31,7 +32,8 @@ def analysis_due_at(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) ->
     interval): windows of runs one interval apart overlap, so one slow moment (a cold start,
     a stalled core) would otherwise fail several runs in a row and roll a good version back.
     Each failure that counts toward failureLimit is then judged on requests the previous
-    one never saw."""
+    one never saw. A failed p99Latency check waits at least 60 s: Triton's quantile covers
+    its own last minute, so a cold start stays in it that long."""
     analysis = active_analysis(spec, status)
     if analysis is None:
         return None
@@ -41,7 +43,10 @@ def analysis_due_at(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) ->
     if last is not None:
         gap = parse_duration(analysis.interval)
         if status.analysis is not None and status.analysis.last_result == "Failed":
-            gap = max(gap, parse_duration(analysis.window))
+            failed = {r.name for r in status.analysis.checks or () if r.result == "Failed"}
+            gap = max([gap, parse_duration(analysis.window),
+                       *(judged_seconds(c, analysis.window)
+                         for c in analysis_checks(analysis) if c.name in failed)])
         due = max(due, after(last, gap))
     return due
 
