@@ -116,3 +116,15 @@ def test_the_leader_stops_a_renew_period_before_anyone_may_take_over() -> None:
     must_stop_by = renewed_sent + TIMING.renew_deadline_s
     may_take_at = seen.at + seen.record.duration_s
     assert may_take_at - must_stop_by == TIMING.renew_period_s
+
+
+def test_the_operator_command_refuses_a_lease_too_short_to_renew() -> None:
+    from click.testing import CliRunner
+
+    from modelship.cli import main
+
+    result = CliRunner().invoke(main, ["operator", "--lease-duration=4",
+                                       "--lease-renew-period=2"])
+    assert result.exit_code == 2
+    assert "--lease-duration (4s) must be more than twice --lease-renew-period (2.0s)" \
+        in result.output
