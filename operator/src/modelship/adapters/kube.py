@@ -177,8 +177,9 @@ class Kube:
                 namespace=namespace, patch_type=PatchType.MERGE)
         except ApiError as err:
             if err.status.code == 409:
-                raise StatusConflictError(f"{kind} {namespace}/{name} changed since it was read "
-                                     f"(resourceVersion {resource_version})") from err
+                raise StatusConflictError(
+                    f"{kind} {namespace}/{name} changed since it was read "
+                    f"(resourceVersion {resource_version})") from err
             raise
         return True
 
