@@ -125,7 +125,8 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
 
     # Every namespaced object names its namespace (Roles live in the watched ones).
     assert all(o["metadata"].get("namespace") for o in rest
-               if o["kind"] in {"Deployment", "Service", "ServiceAccount", "Role", "RoleBinding"})
+               if o["kind"] in {"Deployment", "Service", "ServiceAccount", "Role", "RoleBinding",
+                                "PodDisruptionBudget"})
     text = "---\n".join(yaml.safe_dump(o) for o in rest)
     out = kubectl.cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-",
                                   input_text=text, check=False)
@@ -139,8 +140,11 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
     (["--set", "foo=bar"], "additional properties 'foo' not allowed"),
     (["--set", "watchNamespaces=foo"], "'/watchNamespaces': got string, want array"),
     (["--set", "watchNamespaces[0]=Team_A"], "'/watchNamespaces/0'"),
-    (["--set", "replicas=-1"], "'/replicas'"),
-    (["--set", "replicas=2"], "'/replicas'"),
+    (["--set", "replicaCount=-1"], "'/replicaCount'"),
+    (["--set", "replicas=1"], "additional properties 'replicas' not allowed"),
+    (["--set", "leaderElection.enabled=false"], "'/replicaCount'"),
+    (["--set", "leaderElection.renewPeriod=0"], "'/leaderElection/renewPeriod'"),
+    (["--set", "podAntiAffinity=soft"], "'/podAntiAffinity'"),
     (["--set", "resyncSeconds=-1"], "'/resyncSeconds'"),
     (["--set", "monitoring.enabled=maybe"], "'/monitoring/enabled'"),
     (["--set", "image.pullPolicy=Sometimes"], "'/image/pullPolicy'"),
@@ -154,10 +158,18 @@ def test_bad_values_are_refused_naming_the_key(args: list[str], message: str,
     assert message in out.stderr, out.stderr
 
 
+def lease_role(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (role,) = [r for r in of_kind(objects, "Role")
+               if r["metadata"]["name"].endswith("-leader-election")]
+    return role
+
+
 def test_the_defaults_watch_the_whole_cluster_with_one_cluster_role(
         helm_home: dict[str, str]) -> None:
     objects = render(helm_home)
-    assert of_kind(objects, "Role") == [] and of_kind(objects, "RoleBinding") == []
+    # The only Role is the leader Lease's, in the release namespace.
+    assert of_kind(objects, "Role") == [lease_role(objects)]
+    assert lease_role(objects)["metadata"]["namespace"] == "modelship"
     args = deployment(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not any(a.startswith("--namespace") for a in args)
     (sa,) = of_kind(objects, "ServiceAccount")
@@ -177,13 +189,15 @@ def test_watched_namespaces_get_a_role_each_and_nothing_cluster_wide_but_reads(
                      namespace="ops")
     (sa,) = of_kind(objects, "ServiceAccount")
     account = sa["metadata"]["name"]
-    assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "Role")) == WATCHED
+    roles = [r for r in of_kind(objects, "Role") if r != lease_role(objects)]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == WATCHED
+    assert lease_role(objects)["metadata"]["namespace"] == "ops"
     bindings = of_kind(objects, "RoleBinding")
-    assert sorted(b["metadata"]["namespace"] for b in bindings) == WATCHED
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted([*WATCHED, "ops"])
     for binding in bindings:
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account,
                                         "namespace": "ops"}]
-    role = of_kind(objects, "Role")[0]
+    role = roles[0]
     assert "delete" in grants(role)[("apps", "deployments")]
 
     (cluster_role,) = bound_cluster_roles(objects, account)
@@ -273,7 +287,9 @@ def test_operator_pod_follows_the_values_and_wiring(helm_home: dict[str, str]) -
     pod = dep["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == f"ghcr.io/modelship/operator:{version}"
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate",
+                                       "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     assert dep["spec"]["selector"]["matchLabels"].items() <= \
         dep["spec"]["template"]["metadata"]["labels"].items()
     labels = dep["metadata"]["labels"]
@@ -287,6 +303,8 @@ def test_operator_pod_follows_the_values_and_wiring(helm_home: dict[str, str]) -
     assert env["MODELSHIP_METRICS_PORT"] == str(ports["metrics"]) == "8080"
     assert f"--liveness=http://0.0.0.0:{ports['health']}/healthz" in container["args"]
     assert container["command"] == ["modelship"] and container["args"][0] == "operator"
+    assert {"--lease-name=modelship-operator", "--lease-namespace=modelship",
+            "--lease-duration=8", "--lease-renew-period=2"} <= set(container["args"])
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     (service,) = of_kind(objects, "Service")
@@ -309,9 +327,59 @@ def test_operator_pod_follows_the_values_and_wiring(helm_home: dict[str, str]) -
     assert pod["serviceAccountName"] == "modelship-sa"
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
     assert pod["tolerations"][0]["key"] == "dedicated"
-    assert "nodeAffinity" in pod["affinity"]
+    assert "nodeAffinity" in pod["affinity"] and "podAntiAffinity" in pod["affinity"]
     assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
     assert deployment(custom)["metadata"]["name"] == "ml-platform-operator"
+
+
+def test_two_replicas_with_a_lease_a_disruption_budget_and_spread_over_nodes(
+        helm_home: dict[str, str]) -> None:
+    objects = render(helm_home)
+    dep = deployment(objects)
+    selector = dep["spec"]["selector"]["matchLabels"]
+    (pdb,) = of_kind(objects, "PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": selector}}
+    pod = dep["spec"]["template"]["spec"]
+    (preferred,) = pod["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred["podAffinityTerm"] == {"topologyKey": "kubernetes.io/hostname",
+                                            "labelSelector": {"matchLabels": selector}}
+    # The Lease: created once, then read and renewed by its name only.
+    rules = lease_role(objects)["rules"]
+    assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+            "verbs": ["create"]} in rules
+    assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+            "resourceNames": ["modelship-operator"], "verbs": ["get", "update"]} in rules
+
+    required = deployment(render(helm_home, "--set", "podAntiAffinity=required"))
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in required["spec"]["template"][
+        "spec"]["affinity"]["podAntiAffinity"]
+    none = deployment(render(helm_home, "--set", "podAntiAffinity=none"))
+    assert "affinity" not in none["spec"]["template"]["spec"]
+    own = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"topologyKey": "topology.kubernetes.io/zone",
+         "labelSelector": {"matchLabels": selector}}]}}
+    overridden = deployment(render(helm_home, "--set-json", f"affinity={json.dumps(own)}"))
+    assert overridden["spec"]["template"]["spec"]["affinity"] == own
+
+    single = render(helm_home, "--set", "replicaCount=1")
+    assert of_kind(single, "PodDisruptionBudget") == []
+    assert "affinity" not in deployment(single)["spec"]["template"]["spec"]
+    alone = render(helm_home, "--set", "replicaCount=1", "--set", "leaderElection.enabled=false")
+    dep = deployment(alone)
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--no-leader-elect" in args and not any(a.startswith("--lease") for a in args)
+    assert [r for r in of_kind(alone, "Role") if "leader" in r["metadata"]["name"]] == []
+
+
+def test_a_lease_too_short_to_renew_is_refused_naming_the_keys(
+        helm_home: dict[str, str]) -> None:
+    out = helm(helm_home, "template", "modelship", str(CHART),
+               "--set", "leaderElection.leaseDuration=4", "--set", "leaderElection.renewPeriod=2")
+    assert out.returncode != 0
+    assert "leaderElection.leaseDuration (4) must be more than twice " \
+        "leaderElection.renewPeriod (2)" in out.stderr, out.stderr
 
 
 def operator_log(folder: Path) -> str:
@@ -389,9 +457,19 @@ def test_operator_runs_under_the_charts_rbac_alone(
                              capture_output=True, text=True, timeout=30, check=False)
         assert f"system:serviceaccount:{ns}:{sa['metadata']['name']}" in who.stdout, who.stderr
 
-        op = OperatorProcess(kubeconfig, tmp_path / "operator", ns)
+        # With the chart's leader election arguments: the Lease is under the chart's RBAC too.
+        args = deployment(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
+        lease_args = [a for a in args if a.startswith("--lease-")]
+        assert f"--lease-namespace={ns}" in lease_args
+        op = OperatorProcess(kubeconfig, tmp_path / "operator", ns, leader_election=True,
+                             args=lease_args)
         op.start()
         try:
+            lease_name = next(a.split("=", 1)[1] for a in lease_args
+                              if a.startswith("--lease-name="))
+            wait_for("the operator holds the chart's Lease", lambda: (
+                (kubectl.get("lease", lease_name) or {}).get("spec") or {}).get(
+                    "holderIdentity"), timeout=30)
             kubectl.apply(sample(version=1))
             wait_for("Ready v1", lambda: ready(kubectl, "defects-dev", 1), timeout=60)
             kubectl.apply(sample(version=2))

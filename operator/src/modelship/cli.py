@@ -75,13 +75,42 @@ def main() -> None:
 @click.option("--namespace", "-n", "namespaces", multiple=True,
               help="Watch only these namespaces (default: the whole cluster).")
 @click.option("--liveness", default="http://0.0.0.0:8081/healthz", show_default=True,
-              help="Liveness endpoint URL; empty to disable.")
+              help="Liveness endpoint URL (a standby serves it too); empty to disable.")
+@click.option("--leader-elect/--no-leader-elect", default=True, show_default=True,
+              envvar="MODELSHIP_LEADER_ELECT",
+              help="Act only while holding a Lease, so that replicas can stand by. Off: "
+                   "this process acts alone (one replica, local runs).")
+@click.option("--lease-name", default="modelship-operator", show_default=True,
+              envvar="MODELSHIP_LEASE_NAME", help="Name of the leader Lease.")
+@click.option("--lease-namespace", default="", envvar="MODELSHIP_LEASE_NAMESPACE",
+              help="Namespace of the leader Lease (default: the pod's own namespace, else "
+                   "the first --namespace, else default).")
+@click.option("--lease-duration", default=8, show_default=True, type=click.IntRange(min=1),
+              envvar="MODELSHIP_LEASE_DURATION",
+              help="Seconds a Lease lasts without renewal: a dead leader's standby takes "
+                   "over after about this long.")
+@click.option("--lease-renew-period", default=2.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), envvar="MODELSHIP_LEASE_RENEW_PERIOD",
+              help="Seconds between the leader's renewals (and a standby's reads).")
 @click.option("--verbose", is_flag=True, help="Debug logging.")
-def operator(namespaces: tuple[str, ...], liveness: str, verbose: bool) -> None:
+def operator(namespaces: tuple[str, ...], liveness: str, leader_elect: bool, lease_name: str,
+             lease_namespace: str, lease_duration: int, lease_renew_period: float,
+             verbose: bool) -> None:
     """Run the operator against the cluster in KUBECONFIG (or in-cluster config)."""
+    from modelship.adapters.leader import LeaseSettings, default_identity, default_namespace
+    from modelship.core.leadership import LeaseTiming
+
+    lease = None
+    if leader_elect:
+        try:
+            timing = LeaseTiming(lease_duration, lease_renew_period)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--lease-duration") from None
+        lease = LeaseSettings(lease_name, lease_namespace or default_namespace(list(namespaces)),
+                              default_identity(), timing)
     from modelship.handlers.main import run  # imports kopf only when the operator runs
 
-    run(list(namespaces), liveness, verbose)
+    run(list(namespaces), liveness, verbose, lease)
 
 
 _ns_option = click.option("--namespace", "-n", default=None,

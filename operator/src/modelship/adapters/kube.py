@@ -100,6 +100,10 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     return patch
 
 
+class StatusConflictError(Exception):
+    """The resource changed since the pass read it: its status write was refused (409)."""
+
+
 class Kube:
     """A thin async facade over lightkube for the operator and the CLI."""
 
@@ -154,15 +158,29 @@ class Kube:
         return True
 
     async def patch_status(self, api_version: str, kind: str, name: str, namespace: str,
-                           old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-        """Write the status delta as a merge patch; nothing when there is none."""
+                           old: Mapping[str, Any], new: Mapping[str, Any],
+                           resource_version: str) -> bool:
+        """Write the status delta as a merge patch; nothing when there is none.
+
+        The patch carries the resourceVersion of the read it was decided from, so the API
+        server refuses it (StatusConflictError) if anyone wrote the resource since: a stale
+        pass never overwrites a newer status; the next pass reads again and decides."""
         patch = merge_patch(old, new)
         if not patch:
             return False
         metrics.KUBE_WRITES.labels(verb="status", kind=kind).inc()
         res = resource_for(api_version, kind)
-        await self.client.patch(res.Status, name, {"status": patch},  # type: ignore[attr-defined]
-                                namespace=namespace, patch_type=PatchType.MERGE)
+        try:
+            await self.client.patch(
+                res.Status, name,  # type: ignore[attr-defined]
+                {"metadata": {"resourceVersion": resource_version}, "status": patch},
+                namespace=namespace, patch_type=PatchType.MERGE)
+        except ApiError as err:
+            if err.status.code == 409:
+                raise StatusConflictError(
+                    f"{kind} {namespace}/{name} changed since it was read "
+                    f"(resourceVersion {resource_version})") from err
+            raise
         return True
 
     async def event(self, involved: Mapping[str, Any], type_: str, reason: str,

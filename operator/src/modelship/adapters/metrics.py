@@ -55,3 +55,7 @@ TRAINING_RUNS = Counter(
     "Finished TrainingRuns by outcome (Succeeded, Rejected, Failed).",
     ["namespace", "outcome"],
 )
+LEADER = Gauge(
+    "modelship_leader",
+    "1 while this replica holds the leader Lease and acts; 0 while it stands by.",
+)

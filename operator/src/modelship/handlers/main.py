@@ -1,4 +1,5 @@
-"""Run the operator: every handler module registered, Kopf's liveness endpoint on."""
+"""Run the operator: every handler module registered, Kopf's liveness endpoint on, and, with
+leader election, Kopf's handlers only while this replica holds the Lease."""
 
 from __future__ import annotations
 
@@ -6,18 +7,49 @@ import asyncio
 import logging
 
 import kopf
+from prometheus_client import start_http_server
 
+from modelship.adapters.leader import LeaseElector, LeaseSettings
 from modelship.handlers import modeldeployment, runtime, trainingrun  # noqa: F401  (handlers)
 
+log = logging.getLogger(__name__)
 
-def run(namespaces: list[str], liveness: str, verbose: bool = False) -> None:
-    kopf.configure(verbose=verbose)
-    # One line per API request drowns what matters; Kopf's own log says what was handled.
-    for name in ("httpx", "httpx2", "httpcore", "httpcore2"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
-    asyncio.run(kopf.operator(
+
+async def _operate(namespaces: list[str], liveness: str) -> None:
+    # Kopf's own peering stays off: the Lease decides who acts (docs/architecture.md).
+    await kopf.operator(
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=liveness or None,
         standalone=True,
-    ))
+    )
+
+
+async def _serve(namespaces: list[str], liveness: str, lease: LeaseSettings | None) -> None:
+    if lease is None:
+        await _operate(namespaces, liveness)
+        return
+    elector = LeaseElector(lease)
+    try:
+        if not await elector.wait_until_leader(liveness):
+            log.info("stopped while standing by")
+            return
+        async with elector.leading():
+            await _operate(namespaces, liveness)
+    finally:
+        await elector.close()
+
+
+def run(namespaces: list[str], liveness: str, verbose: bool = False,
+        lease: LeaseSettings | None = None) -> None:
+    """Run until stopped; `lease` None runs without leader election (a single process)."""
+    kopf.configure(verbose=verbose)
+    # One line per API request drowns what matters; Kopf's own log says what was handled.
+    for name in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # Standbys serve metrics too (modelship_leader says which replica leads), so a scrape of
+    # every replica never reports one of them down.
+    if runtime.METRICS_PORT:
+        start_http_server(runtime.METRICS_PORT)
+        log.info("metrics on :%d/metrics", runtime.METRICS_PORT)
+    asyncio.run(_serve(namespaces, liveness, lease))

@@ -74,7 +74,8 @@ async def _report_invalid(kube: Kube, body: dict[str, Any], message: str, now: s
             reason="InvalidSpec", message=message, observed_generation=gen), now)
     meta = body["metadata"]
     if await kube.patch_status(constants.API_VERSION, KIND, meta["name"], meta["namespace"],
-                               old.to_api(), new.to_api()) and old.phase != "Failed":
+                               old.to_api(), new.to_api(), meta["resourceVersion"]) \
+            and old.phase != "Failed":
         await kube.event(body, "Warning", "InvalidSpec", message)
 
 
@@ -229,7 +230,8 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     ), now_dt)
     await _apply(kube, md, decision.actions)
     await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
-                            md.status.to_api(), decision.status.to_api())
+                            md.status.to_api(), decision.status.to_api(),
+                            body["metadata"]["resourceVersion"])
     for action in decision.actions:
         if isinstance(action, Event):
             await kube.event(body, action.type, action.reason, action.message)

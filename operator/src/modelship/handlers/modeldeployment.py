@@ -17,6 +17,7 @@ import kopf
 from lightkube import ApiError
 
 from modelship import constants
+from modelship.adapters.kube import StatusConflictError
 from modelship.handlers import runtime
 from modelship.handlers.md_reconcile import reconcile
 
@@ -43,6 +44,9 @@ async def model_deployment_loop(name: str, namespace: str | None, stopped: kopf.
             woken.clear()
             try:
                 delay = await reconcile(runtime.kube(), namespace, name)
+            except StatusConflictError as err:
+                logger.info("%s: reading again and deciding anew", err)
+                delay = 0  # the status this pass decided from is stale, not wrong
             except ApiError as err:
                 logger.warning("reconcile failed, retrying in %ss: %s", RETRY_SECONDS,
                                err.status.message)

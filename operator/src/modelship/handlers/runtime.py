@@ -1,13 +1,11 @@
-"""Operator process settings: Kopf configuration, the shared API client, metrics endpoint."""
+"""Operator process settings: Kopf configuration, the shared API client, the metrics port."""
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 import kopf
-from prometheus_client import start_http_server
 
 from modelship import constants
 from modelship.adapters.kube import Kube
@@ -27,8 +25,7 @@ def kube() -> Kube:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings,
-                    logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = constants.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=constants.KOPF_ANNOTATION_PREFIX)
@@ -43,9 +40,6 @@ async def configure(settings: kopf.OperatorSettings,
     # modelship writes its own, typed events; Kopf's per-handler ones would only be noise.
     settings.posting.enabled = False
     settings.execution.max_workers = 8
-    if METRICS_PORT:
-        start_http_server(METRICS_PORT)
-        logger.info("metrics on :%d/metrics", METRICS_PORT)
 
 
 @kopf.on.cleanup()

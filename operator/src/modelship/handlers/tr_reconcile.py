@@ -12,13 +12,15 @@ from pydantic import ValidationError
 
 from modelship import constants
 from modelship.adapters import metrics
-from modelship.adapters.kube import Kube
+from modelship.adapters.kube import Kube, StatusConflictError
 from modelship.core import training_manifests, training_status
 from modelship_api.trainingrun import TrainingRun, TrainingRunStatus
 
 KIND = constants.TRAINING_RUN_KIND
 # The run, its Job and its pod each trigger a pass; one at a time per run.
 _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+# Passes after a refused (stale) status write; the timer retries beyond that.
+CONFLICT_RETRIES = 3
 
 
 async def _production_version(kube: Kube, run: TrainingRun) -> int | None:
@@ -33,7 +35,13 @@ async def _production_version(kube: Kube, run: TrainingRun) -> int | None:
 
 async def reconcile(kube: Kube, namespace: str, name: str) -> None:
     async with _locks[(namespace, name)]:
-        await _reconcile(kube, namespace, name)
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                await _reconcile(kube, namespace, name)
+                return
+            except StatusConflictError:
+                if attempt == CONFLICT_RETRIES:
+                    raise
 
 
 async def _reconcile(kube: Kube, namespace: str, name: str) -> None:
@@ -51,7 +59,7 @@ async def _reconcile(kube: Kube, namespace: str, name: str) -> None:
         old = TrainingRunStatus.model_validate(body.get("status") or {})
         new = old.model_copy(update={"phase": "Failed", "message": message})
         await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
-                                old.to_api(), new.to_api())
+                                old.to_api(), new.to_api(), body["metadata"]["resourceVersion"])
         return
     job_name = training_manifests.job_name(name)
     job = await kube.get("batch/v1", "Job", job_name, namespace)
@@ -61,7 +69,8 @@ async def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     if result.create_job:
         await kube.apply(training_manifests.job(run, await _production_version(kube, run)))
     if await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
-                               run.status.to_api(), result.status.to_api()):
+                               run.status.to_api(), result.status.to_api(),
+                               body["metadata"]["resourceVersion"]):
         for type_, reason, message in result.events:
             await kube.event(body, type_, reason, message)
         if result.status.phase in training_status.FINISHED:
