@@ -55,3 +55,13 @@ TRAINING_RUNS = Counter(
     "Finished TrainingRuns by outcome (Succeeded, Rejected, Failed).",
     ["namespace", "outcome"],
 )
+KUBE_REQUESTS = Counter(
+    "modelship_kube_requests_total",
+    "Requests the operator's client sent to the Kubernetes API (watches once per stream).",
+    ["method", "watch"],
+)
+CACHE_EVENTS = Counter(
+    "modelship_cache_events_total",
+    "Changes the watch caches received, by kind and event type.",
+    ["kind", "type"],
+)
