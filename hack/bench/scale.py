@@ -28,6 +28,7 @@ import shutil
 import ssl
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,13 @@ class Proc:
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def scrape_operator(operator: OperatorProcess) -> str:
+    """The operator's metrics page (thousands of series here: a generous timeout)."""
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return str(resp.read().decode())
+
+
 def metric_sum(text: str, name: str, *matches: str) -> float:
     total = 0.0
     for line in text.splitlines():
@@ -199,20 +207,26 @@ def main() -> None:
               f"RSS {proc.rss_mb():.0f} MB before any ModelDeployment", flush=True)
 
         before, cpu0 = apiserver_metrics.scrape(cluster), proc.cpu_seconds()
-        requests0 = metric_sum(operator.metrics(), "modelship_kube_requests_total",
+        requests0 = metric_sum(scrape_operator(operator), "modelship_kube_requests_total",
                                'watch="False"')
         started = time.monotonic()
         asyncio.run(create_all(cluster, objects))
         created = time.monotonic() - started
 
+        progress = [started]
+
         def all_ready() -> bool:
-            text = operator.metrics() if operator is not None else ""
-            return metric_sum(text, "modelship_modeldeployment_phase",
-                              'phase="Ready"') >= float(args.count)
+            assert operator is not None
+            ready = metric_sum(scrape_operator(operator), "modelship_modeldeployment_phase",
+                               'phase="Ready"')
+            if time.monotonic() - progress[0] >= 10:
+                progress[0] = time.monotonic()
+                print(f"  {time.monotonic() - started:.0f}s: {ready:.0f} Ready", flush=True)
+            return ready >= float(args.count)
         wait(f"{args.count} ModelDeployments Ready", all_ready, args.timeout, interval=0.25)
         converged = time.monotonic() - started
         after, cpu1 = apiserver_metrics.scrape(cluster), proc.cpu_seconds()
-        text = operator.metrics()
+        text = scrape_operator(operator)
         requests1 = metric_sum(text, "modelship_kube_requests_total", 'watch="False"')
         listed = json.loads(cluster.kubectl("get", "md", "-A", "-o", "json").stdout)["items"]
         ready = sum(1 for md in listed if (md.get("status") or {}).get("phase") == "Ready")
@@ -233,7 +247,7 @@ def main() -> None:
 
         # Idle: let the passes that follow the last events run out (two resync periods).
         time.sleep(2 * RESYNC_SECONDS)
-        text = operator.metrics()
+        text = scrape_operator(operator)
         idle0, cpu0 = apiserver_metrics.scrape(cluster), proc.cpu_seconds()
         requests0 = metric_sum(text, "modelship_kube_requests_total", 'watch="False"')
         writes0 = metric_sum(text, "modelship_kube_writes_total")
@@ -242,7 +256,7 @@ def main() -> None:
         time.sleep(args.idle)
         idle1, cpu1 = apiserver_metrics.scrape(cluster), proc.cpu_seconds()
         seconds = time.monotonic() - t0
-        text = operator.metrics()
+        text = scrape_operator(operator)
         idle_rate, idle_writes, idle_by = rates(idle0, idle1, seconds, {})
         everything = (apiserver_metrics.total(idle1, {s.resource for s in idle1})
                       - apiserver_metrics.total(idle0, {s.resource for s in idle0}))

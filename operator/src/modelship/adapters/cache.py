@@ -181,7 +181,8 @@ class Caches:
 
     def __init__(self, client: AsyncClient, kinds: Sequence[Kind],
                  namespaces: Sequence[str] = (), on_change: OnChange | None = None) -> None:
-        # lightkube's own HTTP client: same server, credentials and TLS as every other call.
+        # lightkube's HTTP client: the server, credentials and TLS of the kubeconfig.
+        self._client = client
         self._http: httpx.AsyncClient = client._client._client
         self.stores = {(k.api_version, k.name): Store(k) for k in kinds}
         self._scopes: tuple[str | None, ...] = tuple(namespaces) or (None,)
@@ -216,6 +217,7 @@ class Caches:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self._client.close()
 
     def _url(self, kind: Kind, scope: str | None) -> str:
         info = api_info(kind.res)

@@ -109,16 +109,21 @@ async def _count_request(request: httpx.Request) -> None:
                                  watch=str(request.url.params.get("watch") == "true")).inc()
 
 
+def counted(client: AsyncClient) -> AsyncClient:
+    """`client`, every request it sends counted in modelship_kube_requests_total."""
+    http: httpx.AsyncClient = client._client._client
+    hooks = http.event_hooks
+    hooks["request"] = [*hooks.get("request", []), _count_request]
+    http.event_hooks = hooks
+    return client
+
+
 class Kube:
     """A thin async facade over lightkube for the operator and the CLI."""
 
     def __init__(self, client: AsyncClient | None = None) -> None:
-        self.client = client or AsyncClient(field_manager=constants.FIELD_MANAGER)
+        self.client = counted(client or AsyncClient(field_manager=constants.FIELD_MANAGER))
         self.caches: Caches | None = None
-        http: httpx.AsyncClient = self.client._client._client
-        hooks = http.event_hooks
-        hooks["request"] = [*hooks.get("request", []), _count_request]
-        http.event_hooks = hooks
 
     async def close(self) -> None:
         await self.client.close()

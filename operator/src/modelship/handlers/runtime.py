@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
-from lightkube import ApiError
+from lightkube import ApiError, AsyncClient
 from prometheus_client import start_http_server
 
 from modelship import constants
 from modelship.adapters.cache import Caches
-from modelship.adapters.kube import WATCHED, Kube
+from modelship.adapters.kube import WATCHED, Kube, counted
 
 # How often every resource is re-reconciled even without events (level-based safety net).
 RESYNC_SECONDS = float(os.environ.get("MODELSHIP_RESYNC_SECONDS", "10"))
@@ -25,11 +25,15 @@ METRICS_PORT = int(os.environ.get("MODELSHIP_METRICS_PORT", "8080"))
 # to the API server meanwhile.
 CACHE_SYNC_SECONDS = 60.0
 RETRY_SECONDS = 5.0
+# Passes that run at once (as controller-runtime's MaxConcurrentReconciles): a thousand
+# resources created together queue here instead of flooding the API server.
+MAX_CONCURRENT_PASSES = int(os.environ.get("MODELSHIP_MAX_CONCURRENT_RECONCILES", "16"))
 # The namespaces the operator serves (empty: the whole cluster); set before Kopf starts.
 NAMESPACES: tuple[str, ...] = ()
 
 _kube: Kube | None = None
 _wakeups: dict[tuple[str, str, str], asyncio.Event] = {}
+_passes: asyncio.Semaphore | None = None
 
 
 def kube() -> Kube:
@@ -86,13 +90,17 @@ async def reconcile_loop(kind: str, namespace: str, name: str, stopped: kopf.Dae
                          ) -> None:
     """Reconcile until stopped; sleep until the pass's requeue time (capped by the resync
     period) or until a cache event about the resource or its children wakes the loop."""
+    global _passes
+    if _passes is None:
+        _passes = asyncio.Semaphore(MAX_CONCURRENT_PASSES)
     key = (kind, namespace, name)
     woken = _wakeups.setdefault(key, asyncio.Event())
     try:
         while not stopped:
-            woken.clear()
             try:
-                delay = await reconcile(kube(), namespace, name)
+                async with _passes:
+                    woken.clear()
+                    delay = await reconcile(kube(), namespace, name)
             except ApiError as err:
                 logger.warning("reconcile failed, retrying in %ss: %s", RETRY_SECONDS,
                                err.status.message)
@@ -111,7 +119,10 @@ async def reconcile_loop(kind: str, namespace: str, name: str, stopped: kopf.Dae
 async def start_caches(logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
     """Fill the watch caches before the first reconcile, so passes read from memory."""
     client = kube()
-    client.caches = Caches(client.client, WATCHED, NAMESPACES, on_change=_on_change)
+    # A client of their own: long-lived watch streams must not take the connections that
+    # the reconciles' requests queue for.
+    client.caches = Caches(counted(AsyncClient()), WATCHED, NAMESPACES,
+                           on_change=_on_change)
     if await client.caches.start(CACHE_SYNC_SECONDS):
         logger.info("watch caches synced: %s", ", ".join(
             f"{store.kind.name} {len(store)}" for store in client.caches.stores.values()))
