@@ -12,7 +12,7 @@ import pytest
 from modelship_dev import apiserver_metrics
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.operator_process import OperatorProcess
-from tests.conftest import Kubectl, wait_for
+from tests.conftest import REPO, Kubectl, wait_for
 from tests.integration.test_modeldeployment import ready, sample
 
 pytestmark = pytest.mark.integration
@@ -94,3 +94,30 @@ def test_deployment_deleted_behind_the_operator_is_recreated(
                         and 'type="DELETED"' in line) >= 1
     finally:
         operator.stop()
+
+
+def test_a_cluster_without_the_gateway_api_does_not_stop_the_operator(tmp_path: Path) -> None:
+    """No GRPCRoute CRD: its cache says so and stays out of the way; a ModelDeployment
+    with the replicas provider becomes Ready and is read from the other caches."""
+    local = LocalCluster(tmp_path / "cluster", log=lambda _line: None)
+    operator: OperatorProcess | None = None
+    try:
+        local.up()
+        local.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        local.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        assert local.kubectl("get", "crd", "grpcroutes.gateway.networking.k8s.io",
+                             check=False).returncode != 0
+        local.kubectl("create", "namespace", "no-gateway")
+        kubectl = Kubectl(local, "no-gateway")
+        wait_for("default service account",
+                 lambda: kubectl("get", "sa", "default", check=False).returncode == 0)
+        operator = OperatorProcess(local.kubeconfig, tmp_path / "operator")
+        operator.start()
+        kubectl.apply(sample(version=1))
+        wait_for("Ready", lambda: ready(kubectl, "defects-dev", 1))
+        log = (tmp_path / "operator" / "operator-1.log").read_text()
+        assert "cache GRPCRoute: not served by this cluster" in log
+    finally:
+        if operator is not None:
+            operator.stop()
+        local.down(quiet=True)
