@@ -250,6 +250,9 @@ def main() -> None:
               f"{metric_sum(text, 'modelship_reconciles_total', 'ModelDeployment'):.0f} "
               f"passes", flush=True)
 
+        if ready < args.count:
+            print("\nidle: not measured, the ModelDeployments did not all converge")
+            return
         # Idle: let the passes that follow the last events run out (two resync periods).
         time.sleep(2 * RESYNC_SECONDS)
         text = scrape_operator(operator)
