@@ -236,7 +236,8 @@ class Caches:
                 while True:
                     rv = await self._watch(store, scope, rv)
             except GoneError:
-                log.info("cache %s %s: resourceVersion expired, relisting", kind.name, scope)
+                log.info("cache %s %s: resourceVersion expired, relisting", kind.name,
+                         scope or "*")
                 continue
             except AbsentError:
                 if kind.name not in self._absent:
