@@ -132,6 +132,11 @@ def scrape_operator(operator: OperatorProcess) -> str:
         return str(resp.read().decode())
 
 
+def ms(seconds: float, top: float = 10.0) -> str:
+    """Milliseconds; a quantile past the histogram's largest bucket as `> top`."""
+    return f"> {1000 * top:.0f} ms" if math.isinf(seconds) else f"{1000 * seconds:.0f} ms"
+
+
 def metric_sum(text: str, name: str, *matches: str) -> float:
     total = 0.0
     for line in text.splitlines():
@@ -157,7 +162,7 @@ def histogram_quantile(text: str, q: float, kind: str) -> float:
     for upper, count in buckets:
         if count >= rank:
             if math.isinf(upper):
-                return lower
+                return math.inf  # beyond the largest bucket: only "more than" is known
             return lower + (upper - lower) * (rank - below) / max(count - below, 1e-9)
         lower, below = upper, count
     return lower
@@ -207,6 +212,7 @@ def main() -> None:
         print(f"{len(nodes)} kwok nodes added for {args.count} pods; operator pid {proc.pid} "
               f"RSS {proc.rss_mb():.0f} MB before any ModelDeployment", flush=True)
 
+        latency0 = apiserver_metrics.write_latency(cluster)
         before, cpu0 = apiserver_metrics.scrape(cluster), proc.cpu_seconds()
         requests0 = metric_sum(scrape_operator(operator), "modelship_kube_requests_total",
                                'watch="False"')
@@ -245,8 +251,14 @@ def main() -> None:
         print(f"  API server, operator's resources: {conv_rate:.0f} requests/s "
               f"({conv_writes:.0f} writes/s; includes the scheduler's and kwok's pod writes)")
         print(f"  operator client: {(requests1 - requests0) / converged:.0f} requests/s")
-        print(f"  reconcile p99 {1000 * histogram_quantile(text, 0.99, 'ModelDeployment'):.0f} "
-              f"ms, p50 {1000 * histogram_quantile(text, 0.5, 'ModelDeployment'):.0f} ms, "
+        latency1 = apiserver_metrics.write_latency(cluster)
+        served = {k: (v[0] - latency0.get(k, (0.0, 0.0))[0], v[1] - latency0.get(k, (0.0, 0.0))[1])
+                  for k, v in latency1.items()}
+        print("  API server's mean time per write: " + ", ".join(
+            f"{k} {1000 * t / n:.0f} ms ({n:.0f})"
+            for k, (t, n) in sorted(served.items(), key=lambda kv: -kv[1][0]) if n > 0))
+        print(f"  reconcile p99 {ms(histogram_quantile(text, 0.99, 'ModelDeployment'))}, "
+              f"p50 {ms(histogram_quantile(text, 0.5, 'ModelDeployment'))}, "
               f"{metric_sum(text, 'modelship_reconciles_total', 'ModelDeployment'):.0f} "
               f"passes", flush=True)
 
@@ -282,7 +294,7 @@ def main() -> None:
         print(f"  operator client: {(requests1 - requests0) / seconds:.2f} requests/s, "
               f"{writes1 - writes0:.0f} writes")
         print(f"  reconcile p99 (whole run) "
-              f"{1000 * histogram_quantile(text, 0.99, 'ModelDeployment'):.0f} ms")
+              f"{ms(histogram_quantile(text, 0.99, 'ModelDeployment'))}")
     finally:
         if operator is not None:
             operator.stop()

@@ -63,3 +63,26 @@ def delta(before: Iterable[Requests], after: Iterable[Requests],
         if s.resource in wanted and s.verb != "WATCH":
             counts[key(s)] = counts.get(key(s), 0.0) - s.count
     return {k: v for k, v in counts.items() if v}
+
+
+def write_latency(cluster: LocalCluster) -> dict[str, tuple[float, float]]:
+    """`verb resource[/subresource]` -> (seconds, requests) the API server spent serving
+    writes to the operator's resources so far (`apiserver_request_duration_seconds`)."""
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    out: dict[str, tuple[float, float]] = {}
+    for line in text.splitlines():
+        for suffix, index in (("_sum{", 0), ("_count{", 1)):
+            prefix = "apiserver_request_duration_seconds" + suffix
+            if not line.startswith(prefix):
+                continue
+            labels_text, value = line[len(prefix):].rsplit("} ", 1)
+            labels = dict(_LABEL.findall(labels_text))
+            if labels.get("resource") not in OPERATOR_RESOURCES or \
+                    labels.get("verb") not in WRITE_VERBS:
+                continue
+            key = f"{labels['verb']} {labels['resource']}" + (
+                f"/{labels['subresource']}" if labels.get("subresource") else "")
+            pair = list(out.get(key, (0.0, 0.0)))
+            pair[index] += float(value)
+            out[key] = (pair[0], pair[1])
+    return out
