@@ -95,7 +95,8 @@ ClusterRole and the per-namespace Roles, so both modes grant the same.
 */}}
 {{- define "modelship.namespacedRules" -}}
 # The custom resources: Kopf watches them and patches its finalizer and bookkeeping
-# annotations; reconciles read them (and list TrainingRuns for a ModelDeployment's selector).
+# annotations; the operator's watch caches list and watch them, reads fall back to get
+# until a cache has synced.
 - apiGroups: [modelship.io]
   resources: [modeldeployments, trainingruns]
   verbs: [get, list, watch, patch]
@@ -108,18 +109,19 @@ ClusterRole and the per-namespace Roles, so both modes grant the same.
 - apiGroups: [modelship.io]
   resources: [modeldeployments/finalizers, trainingruns/finalizers]
   verbs: [update]
-# Triton Deployments: server-side applied (create or patch), listed and watched, deleted
-# when a version is retired.
+# Every child below is listed and watched (by the managed-by label) into a watch cache.
+# Triton Deployments and Services: server-side applied (create or patch), deleted when a
+# version is retired.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # Gateway API traffic provider; garbage-collected with its ModelDeployment.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [grpcroutes]
-  verbs: [get, create, patch]
+  verbs: [get, list, watch, create, patch]
 # Training Jobs; garbage-collected with their TrainingRun.
 - apiGroups: [batch]
   resources: [jobs]

@@ -217,13 +217,16 @@ class LocalCluster:
             f"--cluster-signing-key-file={pki_dir / 'ca.key'}",
             f"--cluster-cidr={POD_CIDR}", f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--controllers=*,-nodeipam,-cloud-node-lifecycle",
+            # The default client limit (20/s) would make the controllers, not the operator,
+            # what a thousand ModelDeployments wait for (hack/bench/scale.py).
+            "--kube-api-qps=200", "--kube-api-burst=400",
         ])
         self._start(state, "kube-scheduler", [
             bins["kube-scheduler"], f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
-            "--leader-elect=false",
+            "--leader-elect=false", "--kube-api-qps=200", "--kube-api-burst=400",
         ])
         kwok = self._start(state, "kwok", [
             bins["kwok"], f"--kubeconfig={kubeconfig}",

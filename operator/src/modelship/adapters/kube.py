@@ -1,7 +1,9 @@
 """The Kubernetes API, spoken in plain dicts: get, list, apply (server-side), delete, status.
 
 Writes are skipped when the cluster already holds what would be written, so a converged
-reconcile makes no API writes at all; every write that happens is counted.
+reconcile makes no API writes at all; every write that happens is counted. With watch caches
+attached (the operator's process), reads of the kinds they hold come from memory once
+synced and every write's response goes into them, so a converged pass sends no request.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
 from lightkube.core.resource import NamespacedResource
 from lightkube.generic_resource import create_namespaced_resource
@@ -21,6 +24,7 @@ from lightkube.types import CascadeType, PatchType
 
 from modelship import constants
 from modelship.adapters import metrics
+from modelship.adapters.cache import Caches, Kind, Store
 from modelship.core.quantities import same_quantity
 
 _KINDS: dict[tuple[str, str], type[NamespacedResource]] = {
@@ -104,17 +108,47 @@ class StatusConflictError(Exception):
     """The resource changed since the pass read it: its status write was refused (409)."""
 
 
+async def _count_request(request: httpx.Request) -> None:
+    metrics.KUBE_REQUESTS.labels(method=request.method,
+                                 watch=str(request.url.params.get("watch") == "true")).inc()
+
+
+def counted(client: AsyncClient) -> AsyncClient:
+    """`client`, every request it sends counted in modelship_kube_requests_total."""
+    http: httpx.AsyncClient = client._client._client
+    hooks = http.event_hooks
+    hooks["request"] = [*hooks.get("request", []), _count_request]
+    http.event_hooks = hooks
+    return client
+
+
 class Kube:
     """A thin async facade over lightkube for the operator and the CLI."""
 
     def __init__(self, client: AsyncClient | None = None) -> None:
-        self.client = client or AsyncClient(field_manager=constants.FIELD_MANAGER)
+        self.client = counted(client or AsyncClient(field_manager=constants.FIELD_MANAGER))
+        self.caches: Caches | None = None
 
     async def close(self) -> None:
         await self.client.close()
 
+    def _store(self, api_version: str, kind: str, namespace: str) -> Store | None:
+        return self.caches.store(api_version, kind, namespace) if self.caches else None
+
+    def _remember(self, obj: dict[str, Any]) -> None:
+        """Read-your-writes: what a write returned is what the next pass reads."""
+        if self.caches is not None:
+            store = self.caches.stores.get((obj.get("apiVersion", ""), obj.get("kind", "")))
+            if store is not None:
+                store.put(obj)
+
     async def get(self, api_version: str, kind: str, name: str,
                   namespace: str) -> dict[str, Any] | None:
+        """The object, or None; from the watch cache when it holds the kind (callers must
+        not mutate what they get)."""
+        store = self._store(api_version, kind, namespace)
+        if store is not None:
+            return store.get(namespace, name)
         try:
             obj = await self.client.get(resource_for(api_version, kind), name,
                                         namespace=namespace)
@@ -126,6 +160,9 @@ class Kube:
 
     async def list(self, api_version: str, kind: str, namespace: str,
                    labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        store = self._store(api_version, kind, namespace)
+        if store is not None:
+            return store.select(namespace, labels)
         res = resource_for(api_version, kind)
         return [_plain(o) async for o in self.client.list(
             res, namespace=namespace, labels=dict(labels) if labels else None)]
@@ -142,11 +179,16 @@ class Kube:
         applied = await self.client.patch(
             res, meta["name"], obj, namespace=meta["namespace"],
             patch_type=PatchType.APPLY, field_manager=constants.FIELD_MANAGER, force=True)
-        return _plain(applied)
+        out = _plain(applied)
+        self._remember(out)
+        return out
 
     async def delete(self, api_version: str, kind: str, name: str, namespace: str) -> bool:
         """Delete if present (children go too, in the background); False when absent."""
         metrics.KUBE_WRITES.labels(verb="delete", kind=kind).inc()
+        store = self._store(api_version, kind, namespace)
+        if store is not None:
+            store.remove(namespace, name)
         try:
             await self.client.delete(resource_for(api_version, kind), name,
                                      namespace=namespace,
@@ -171,7 +213,7 @@ class Kube:
         metrics.KUBE_WRITES.labels(verb="status", kind=kind).inc()
         res = resource_for(api_version, kind)
         try:
-            await self.client.patch(
+            patched = await self.client.patch(
                 res.Status, name,  # type: ignore[attr-defined]
                 {"metadata": {"resourceVersion": resource_version}, "status": patch},
                 namespace=namespace, patch_type=PatchType.MERGE)
@@ -181,6 +223,7 @@ class Kube:
                     f"{kind} {namespace}/{name} changed since it was read "
                     f"(resourceVersion {resource_version})") from err
             raise
+        self._remember(_plain(patched))
         return True
 
     async def event(self, involved: Mapping[str, Any], type_: str, reason: str,
@@ -210,3 +253,18 @@ class Kube:
         }
         metrics.KUBE_WRITES.labels(verb="event", kind="Event").inc()
         await self.client.create(Event.from_dict(event))  # type: ignore[call-overload]
+
+
+# What the operator reads, watched: its resources whole, its children through the label
+# every child carries, indexed by the owner's name.
+_CHILDREN = f"{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
+_OWNERS = (constants.LABEL_DEPLOYMENT, constants.LABEL_TRAINING_RUN)
+WATCHED = (
+    Kind(ModelDeploymentRes),
+    Kind(TrainingRunRes),
+    Kind(Deployment, _CHILDREN, _OWNERS),
+    Kind(Service, _CHILDREN, _OWNERS),
+    Kind(Pod, _CHILDREN, _OWNERS),
+    Kind(Job, _CHILDREN, _OWNERS),
+    Kind(GRPCRouteRes, _CHILDREN, _OWNERS, optional=True),
+)

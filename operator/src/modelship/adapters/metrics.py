@@ -59,3 +59,13 @@ LEADER = Gauge(
     "modelship_leader",
     "1 while this replica holds the leader Lease and acts; 0 while it stands by.",
 )
+KUBE_REQUESTS = Counter(
+    "modelship_kube_requests_total",
+    "Requests the operator's client sent to the Kubernetes API (watches once per stream).",
+    ["method", "watch"],
+)
+CACHE_EVENTS = Counter(
+    "modelship_cache_events_total",
+    "Changes the watch caches received, by kind and event type.",
+    ["kind", "type"],
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import kopf
 from prometheus_client import start_http_server
@@ -13,6 +14,7 @@ from modelship.adapters.leader import LeaseElector, LeaseSettings
 from modelship.handlers import modeldeployment, runtime, trainingrun  # noqa: F401  (handlers)
 
 log = logging.getLogger(__name__)
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 async def _operate(namespaces: list[str], liveness: str) -> None:
@@ -43,6 +45,13 @@ async def _serve(namespaces: list[str], liveness: str, lease: LeaseSettings | No
 def run(namespaces: list[str], liveness: str, verbose: bool = False,
         lease: LeaseSettings | None = None) -> None:
     """Run until stopped; `lease` None runs without leader election (a single process)."""
+    # The watch caches list each namespace by name (as the chart's Roles grant them), so
+    # Kopf's namespace patterns are refused here rather than failing later on every list.
+    for namespace in namespaces:
+        if not _NAMESPACE.match(namespace):
+            raise SystemExit(f"--namespace {namespace!r}: give the exact name of a namespace "
+                             "(a DNS label: lowercase letters, digits and '-')")
+    runtime.NAMESPACES = tuple(namespaces)
     kopf.configure(verbose=verbose)
     # One line per API request drowns what matters; Kopf's own log says what was handled.
     for name in ("httpx", "httpx2", "httpcore", "httpcore2"):

@@ -1,20 +1,38 @@
-"""Operator process settings: Kopf configuration, the shared API client, the metrics port."""
+"""Operator process settings: Kopf configuration, the shared API client and its watch
+caches, the metrics endpoint, and the per-resource reconcile loops that cache events wake."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
+from lightkube import ApiError, AsyncClient
 
 from modelship import constants
-from modelship.adapters.kube import Kube
+from modelship.adapters.cache import Caches
+from modelship.adapters.kube import WATCHED, Kube, StatusConflictError, counted
 
 # How often every resource is re-reconciled even without events (level-based safety net).
 RESYNC_SECONDS = float(os.environ.get("MODELSHIP_RESYNC_SECONDS", "10"))
 METRICS_PORT = int(os.environ.get("MODELSHIP_METRICS_PORT", "8080"))
+# How long startup waits for the caches' first lists; reads of a kind not yet listed go
+# to the API server meanwhile.
+CACHE_SYNC_SECONDS = 60.0
+RETRY_SECONDS = 5.0
+# Passes that run at once (as controller-runtime's MaxConcurrentReconciles): a thousand
+# resources created together queue here instead of flooding the API server.
+MAX_CONCURRENT_PASSES = int(os.environ.get("MODELSHIP_MAX_CONCURRENT_RECONCILES", "16"))
+# The namespaces the operator serves (empty: the whole cluster); set before Kopf starts.
+NAMESPACES: tuple[str, ...] = ()
 
 _kube: Kube | None = None
+_wakeups: dict[tuple[str, str, str], asyncio.Event] = {}
+_passes: asyncio.Semaphore | None = None
 
 
 def kube() -> Kube:
@@ -42,9 +60,80 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 8
 
 
+def wake(kind: str, namespace: str, name: str) -> None:
+    event = _wakeups.get((kind, namespace, name))
+    if event is not None:
+        event.set()
+
+
+def _on_change(kind: str, _event: str, obj: Mapping[str, Any]) -> None:
+    """A resource changed, or a child of one did: its loop decides again now."""
+    meta = obj["metadata"]
+    if kind in (constants.MODEL_DEPLOYMENT_KIND, constants.TRAINING_RUN_KIND):
+        wake(kind, meta["namespace"], meta["name"])
+        return
+    labels = meta.get("labels") or {}
+    for label, owner_kind in ((constants.LABEL_DEPLOYMENT, constants.MODEL_DEPLOYMENT_KIND),
+                              (constants.LABEL_TRAINING_RUN, constants.TRAINING_RUN_KIND)):
+        if label in labels:
+            wake(owner_kind, meta["namespace"], labels[label])
+
+
+async def reconcile_loop(kind: str, namespace: str, name: str, stopped: kopf.DaemonStopped,
+                         logger: logging.Logger | logging.LoggerAdapter[Any],
+                         reconcile: Callable[[Kube, str, str], Awaitable[float | None]]
+                         ) -> None:
+    """Reconcile until stopped; sleep until the pass's requeue time (capped by the resync
+    period) or until a cache event about the resource or its children wakes the loop."""
+    global _passes
+    if _passes is None:
+        _passes = asyncio.Semaphore(MAX_CONCURRENT_PASSES)
+    key = (kind, namespace, name)
+    woken = _wakeups.setdefault(key, asyncio.Event())
+    try:
+        while not stopped:
+            try:
+                async with _passes:
+                    woken.clear()
+                    delay = await reconcile(kube(), namespace, name)
+            except StatusConflictError as err:
+                logger.info("%s: reading again and deciding anew", err)
+                delay = 0  # the status this pass decided from is stale, not wrong
+            except ApiError as err:
+                logger.warning("reconcile failed, retrying in %ss: %s", RETRY_SECONDS,
+                               err.status.message)
+                delay = RETRY_SECONDS
+            except Exception:
+                logger.exception("reconcile failed, retrying in %ss", RETRY_SECONDS)
+                delay = RETRY_SECONDS
+            sleep = RESYNC_SECONDS if delay is None else min(delay, RESYNC_SECONDS)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout=max(0.05, sleep))
+    finally:
+        _wakeups.pop(key, None)
+
+
+@kopf.on.startup()
+async def start_caches(logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
+    """Fill the watch caches before the first reconcile, so passes read from memory."""
+    client = kube()
+    # A client of their own: long-lived watch streams must not take the connections that
+    # the reconciles' requests queue for.
+    client.caches = Caches(counted(AsyncClient()), WATCHED, NAMESPACES,
+                           on_change=_on_change)
+    if await client.caches.start(CACHE_SYNC_SECONDS):
+        logger.info("watch caches synced: %s", ", ".join(
+            f"{store.kind.name} {len(store)}" for store in client.caches.stores.values()))
+    else:
+        logger.warning("watch caches not synced after %.0fs; reading from the API server "
+                       "until they are", CACHE_SYNC_SECONDS)
+
+
 @kopf.on.cleanup()
 async def close_client(**_: Any) -> None:
     global _kube
     if _kube is not None:
+        if _kube.caches is not None:
+            await _kube.caches.stop()
         await _kube.close()
         _kube = None

@@ -1,33 +1,29 @@
-"""Kopf handlers for TrainingRun: the run, its Job and its pods all lead to one reconcile."""
+"""Kopf handlers for TrainingRun: one daemon per run reconciles it, woken by the watch
+caches when the run, its Job or its pod changes, and at least every resync period."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
 
 from modelship import constants
+from modelship.adapters.kube import Kube
 from modelship.handlers import runtime
 from modelship.handlers.tr_reconcile import reconcile
 
-# Kopf's label filter type is private; a plain annotation keeps mypy and Kopf both content.
-_LABELS: dict[str, Any] = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY,
-                           constants.LABEL_TRAINING_RUN: kopf.PRESENT}
+
+async def _pass(kube: Kube, namespace: str, name: str) -> float | None:
+    await reconcile(kube, namespace, name)
+    return None  # nothing in a run waits on time alone: events and the resync suffice
 
 
-@kopf.on.resume(constants.GROUP, constants.VERSION, constants.TRAINING_RUN_PLURAL)
-@kopf.on.create(constants.GROUP, constants.VERSION, constants.TRAINING_RUN_PLURAL)
-@kopf.timer(constants.GROUP, constants.VERSION, constants.TRAINING_RUN_PLURAL,
-            interval=runtime.RESYNC_SECONDS, initial_delay=runtime.RESYNC_SECONDS)
-async def on_training_run(name: str, namespace: str | None, **_: Any) -> None:
+@kopf.daemon(constants.GROUP, constants.VERSION, constants.TRAINING_RUN_PLURAL,
+             cancellation_timeout=10)
+async def training_run_loop(name: str, namespace: str | None, stopped: kopf.DaemonStopped,
+                            logger: logging.Logger | logging.LoggerAdapter[Any],
+                            **_: Any) -> None:
     assert namespace is not None  # TrainingRuns are namespaced
-    await reconcile(runtime.kube(), namespace, name)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=_LABELS)
-@kopf.on.event("", "v1", "pods", labels=_LABELS)
-async def on_training_child(body: kopf.Body, **_: Any) -> None:
-    """The Job or its pod moved (scheduled, started, finished): update the run now."""
-    meta = body["metadata"]
-    await reconcile(runtime.kube(), meta["namespace"],
-                    meta["labels"][constants.LABEL_TRAINING_RUN])
+    await runtime.reconcile_loop(constants.TRAINING_RUN_KIND, namespace, name, stopped,
+                                 logger, _pass)

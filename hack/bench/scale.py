@@ -1,0 +1,306 @@
+"""Scale: N ModelDeployments over several namespaces, created at once, on the real control
+plane with kwok nodes; how fast the operator converges them and what it costs once idle.
+
+    .venv/bin/python hack/bench/scale.py [--count 1000] [--namespaces 10] [--idle 60]
+
+Adds kwok nodes until every Triton pod has a place (110 pods a node, as `cpu-0`), starts
+the operator cluster-wide with the production resync (10 s), creates the ModelDeployments
+concurrently, and prints:
+- the time from the first create to all Ready (the operator's phase gauge, then one list
+  to confirm);
+- the operator's RSS (now and peak) and CPU, during convergence and once idle;
+- API requests a second, from the kube-apiserver's `apiserver_request_total` for the
+  resources the operator reads and writes (this script's own requests taken out; other
+  components' requests on the same resources, the scheduler's and kwok's, included), and
+  from the operator's own client counter; writes apart;
+- the p99 of `modelship_reconcile_duration_seconds` (the operator's histogram).
+Goals (issue 11): 1000 converge in <= 60 s, RSS <= 256 MB, idle <= 1 request/s, 0 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import shutil
+import ssl
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelship_dev import apiserver_metrics, tools
+from modelship_dev.cluster import LocalCluster, node_manifest
+from modelship_dev.demo import install_crds
+from modelship_dev.operator_process import OperatorProcess
+
+PODS_PER_NODE = 110
+RESYNC_SECONDS = 10.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def manifest(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelship.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {"name": "surface-defects", "version": 1},
+            "repository": {"hostPath": {"path": "/var/lib/modelship/model-repository"}},
+            "runtime": {"backend": "python", "replicas": 1,
+                        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}}},
+        },
+    }
+
+
+def add_nodes(cluster: LocalCluster, pods: int) -> list[str]:
+    """kwok nodes like `cpu-0`, enough for `pods` more pods (plus one spare)."""
+    count = math.ceil(pods / PODS_PER_NODE) + 1
+    names = [f"scale-{i}" for i in range(count)]
+    docs = [node_manifest({"name": n, "labels": {"modelship.io/node-class": "cpu"},
+                           "capacity": {"cpu": "64", "memory": "256Gi",
+                                        "pods": str(PODS_PER_NODE)},
+                           "taints": []}) for n in names]
+    cluster.kubectl("apply", "-f", "-", input_text="\n---\n".join(json.dumps(d) for d in docs))
+    wait("kwok nodes Ready", lambda: all(
+        any(c["type"] == "Ready" and c["status"] == "True"
+            for c in (n.get("status") or {}).get("conditions") or [])
+        for n in json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        if n["metadata"]["name"] in names), timeout=120)
+    return names
+
+
+def wait(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def api_client(cluster: LocalCluster) -> httpx.AsyncClient:
+    config = json.loads(cluster.kubeconfig.read_text())
+    user = config["users"][0]["user"]
+    server = config["clusters"][0]["cluster"]
+    tls = ssl.create_default_context(cafile=server["certificate-authority"])
+    tls.load_cert_chain(user["client-certificate"], user["client-key"])
+    return httpx.AsyncClient(base_url=server["server"], verify=tls, timeout=60)
+
+
+async def create_all(cluster: LocalCluster, objects: list[dict[str, Any]],
+                     concurrency: int = 32) -> None:
+    limit = asyncio.Semaphore(concurrency)
+    async with api_client(cluster) as client:
+        async def create(obj: dict[str, Any]) -> None:
+            ns = obj["metadata"]["namespace"]
+            async with limit:
+                resp = await client.post(
+                    f"/apis/modelship.io/v1alpha1/namespaces/{ns}/modeldeployments", json=obj)
+            if resp.status_code != 201:
+                raise SystemExit(f"create {ns}/{obj['metadata']['name']}: {resp.text}")
+        await asyncio.gather(*(create(o) for o in objects))
+
+
+class Proc:
+    """RSS and CPU time of one process, from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def rss_mb(self, field: str = "VmRSS") -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def scrape_operator(operator: OperatorProcess) -> str:
+    """The operator's metrics page (thousands of series here: a generous timeout)."""
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return str(resp.read().decode())
+
+
+def ms(seconds: float, top: float = 10.0) -> str:
+    """Milliseconds; a quantile past the histogram's largest bucket as `> top`."""
+    return f"> {1000 * top:.0f} ms" if math.isinf(seconds) else f"{1000 * seconds:.0f} ms"
+
+
+def metric_sum(text: str, name: str, *matches: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(m in line for m in matches):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def histogram_quantile(text: str, q: float, kind: str) -> float:
+    """Prometheus' histogram_quantile over the operator's cumulative buckets."""
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("modelship_reconcile_duration_seconds_bucket{") and \
+                f'kind="{kind}"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((math.inf if le == "+Inf" else float(le),
+                            float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if math.isinf(upper):
+                return math.inf  # beyond the largest bucket: only "more than" is known
+            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-9)
+        lower, below = upper, count
+    return lower
+
+
+def rates(before: list[apiserver_metrics.Requests], after: list[apiserver_metrics.Requests],
+          seconds: float, own: dict[str, float]) -> tuple[float, float, dict[str, float]]:
+    """(requests/s, writes/s, by verb and resource) to the operator's resources."""
+    delta = apiserver_metrics.delta(before, after)
+    for key, count in own.items():
+        if key in delta:
+            delta[key] -= count
+    delta = {k: v for k, v in delta.items() if v}
+    writes = sum(v for k, v in delta.items()
+                 if k.split(" ", 1)[0] in apiserver_metrics.WRITE_VERBS)
+    return sum(delta.values()) / seconds, writes / seconds, delta
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--namespaces", type=int, default=10)
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds measured once idle")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds to wait for all Ready before measuring anyway")
+    args = parser.parse_args()
+
+    for component in (tools.ETCD, tools.KUBERNETES, tools.KWOK):  # the control plane only
+        tools.build(component, log=lambda _line: None)
+    work = Path(tempfile.mkdtemp(prefix="modelship-scale-"))
+    cluster = LocalCluster(work / "cluster", log=lambda _line: None)
+    operator: OperatorProcess | None = None
+    try:
+        cluster.up()
+        install_crds(cluster)
+        nodes = add_nodes(cluster, args.count)
+        namespaces = [f"scale-{i}" for i in range(args.namespaces)]
+        for ns in namespaces:
+            cluster.kubectl("create", "namespace", ns)
+        objects = [manifest(f"md-{i:04d}", namespaces[i % len(namespaces)])
+                   for i in range(args.count)]
+        operator = OperatorProcess(cluster.kubeconfig, work / "operator",
+                                   resync_seconds=RESYNC_SECONDS)
+        operator.start()
+        assert operator.proc is not None
+        proc = Proc(operator.proc.pid)
+        print(f"{len(nodes)} kwok nodes added for {args.count} pods; operator pid {proc.pid} "
+              f"RSS {proc.rss_mb():.0f} MB before any ModelDeployment", flush=True)
+
+        latency0 = apiserver_metrics.write_latency(cluster)
+        before, cpu0 = apiserver_metrics.scrape(cluster), proc.cpu_seconds()
+        requests0 = metric_sum(scrape_operator(operator), "modelship_kube_requests_total",
+                               'watch="False"')
+        started = time.monotonic()
+        asyncio.run(create_all(cluster, objects))
+        created = time.monotonic() - started
+
+        progress = [started]
+
+        def all_ready() -> bool:
+            assert operator is not None
+            ready = metric_sum(scrape_operator(operator), "modelship_modeldeployment_phase",
+                               'phase="Ready"')
+            if time.monotonic() - progress[0] >= 10:
+                progress[0] = time.monotonic()
+                print(f"  {time.monotonic() - started:.0f}s: {ready:.0f} Ready", flush=True)
+            return ready >= float(args.count)
+        deadline = started + args.timeout
+        while not all_ready() and time.monotonic() < deadline:
+            time.sleep(0.25)
+        converged = time.monotonic() - started
+        after, cpu1 = apiserver_metrics.scrape(cluster), proc.cpu_seconds()
+        text = scrape_operator(operator)
+        requests1 = metric_sum(text, "modelship_kube_requests_total", 'watch="False"')
+        listed = json.loads(cluster.kubectl("get", "md", "-A", "-o", "json").stdout)["items"]
+        ready = sum(1 for md in listed if (md.get("status") or {}).get("phase") == "Ready")
+        conv_rate, conv_writes, _ = rates(before, after, converged,
+                                          {"POST modeldeployments": args.count})
+        outcome = (f"all Ready after {converged:.1f}s" if ready >= args.count else
+                   f"NOT CONVERGED: {ready}/{args.count} Ready after {converged:.1f}s")
+        print(f"\nconvergence: {args.count} ModelDeployments over {len(namespaces)} "
+              f"namespaces created in {created:.1f}s, {outcome} "
+              f"(Ready as the API server lists them: {ready}/{args.count})")
+        print(f"  operator: RSS {proc.rss_mb():.0f} MB (peak {proc.rss_mb('VmHWM'):.0f} MB), "
+              f"CPU {100 * (cpu1 - cpu0) / converged:.0f}% of a core")
+        print(f"  API server, operator's resources: {conv_rate:.0f} requests/s "
+              f"({conv_writes:.0f} writes/s; includes the scheduler's and kwok's pod writes)")
+        print(f"  operator client: {(requests1 - requests0) / converged:.0f} requests/s")
+        latency1 = apiserver_metrics.write_latency(cluster)
+        served = {k: (v[0] - latency0.get(k, (0.0, 0.0))[0], v[1] - latency0.get(k, (0.0, 0.0))[1])
+                  for k, v in latency1.items()}
+        print("  API server's mean time per write: " + ", ".join(
+            f"{k} {1000 * t / n:.0f} ms ({n:.0f})"
+            for k, (t, n) in sorted(served.items(), key=lambda kv: -kv[1][0]) if n > 0))
+        print(f"  reconcile p99 {ms(histogram_quantile(text, 0.99, 'ModelDeployment'))}, "
+              f"p50 {ms(histogram_quantile(text, 0.5, 'ModelDeployment'))}, "
+              f"{metric_sum(text, 'modelship_reconciles_total', 'ModelDeployment'):.0f} "
+              f"passes", flush=True)
+
+        if ready < args.count:
+            print("\nidle: not measured, the ModelDeployments did not all converge")
+            return
+        # Idle: let the passes that follow the last events run out (two resync periods).
+        time.sleep(2 * RESYNC_SECONDS)
+        text = scrape_operator(operator)
+        idle0, cpu0 = apiserver_metrics.scrape(cluster), proc.cpu_seconds()
+        requests0 = metric_sum(text, "modelship_kube_requests_total", 'watch="False"')
+        writes0 = metric_sum(text, "modelship_kube_writes_total")
+        passes0 = metric_sum(text, "modelship_reconciles_total", "ModelDeployment")
+        t0 = time.monotonic()
+        time.sleep(args.idle)
+        idle1, cpu1 = apiserver_metrics.scrape(cluster), proc.cpu_seconds()
+        seconds = time.monotonic() - t0
+        text = scrape_operator(operator)
+        idle_rate, idle_writes, idle_by = rates(idle0, idle1, seconds, {})
+        everything = (apiserver_metrics.total(idle1, {s.resource for s in idle1})
+                      - apiserver_metrics.total(idle0, {s.resource for s in idle0}))
+        passes = metric_sum(text, "modelship_reconciles_total", "ModelDeployment") - passes0
+        print(f"\nidle ({seconds:.0f}s, {passes:.0f} reconcile passes, "
+              f"{passes / seconds:.0f}/s):")
+        print(f"  operator: RSS {proc.rss_mb():.0f} MB (peak {proc.rss_mb('VmHWM'):.0f} MB), "
+              f"CPU {100 * (cpu1 - cpu0) / seconds:.1f}% of a core")
+        print(f"  API server, operator's resources: {idle_rate:.2f} requests/s, "
+              f"{idle_writes:.2f} writes/s {idle_by or ''}")
+        print(f"  API server, every resource and component (leases, nodes, ...): "
+              f"{everything / seconds:.2f} requests/s")
+        requests1 = metric_sum(text, "modelship_kube_requests_total", 'watch="False"')
+        writes1 = metric_sum(text, "modelship_kube_writes_total")
+        print(f"  operator client: {(requests1 - requests0) / seconds:.2f} requests/s, "
+              f"{writes1 - writes0:.0f} writes")
+        print(f"  reconcile p99 (whole run) "
+              f"{ms(histogram_quantile(text, 0.99, 'ModelDeployment'))}")
+    finally:
+        if operator is not None:
+            operator.stop()
+        cluster.down()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
