@@ -22,6 +22,7 @@ lint:
 	  "$$helm" template modelship $(CHART) --namespace modelship -f "$$values" >/dev/null \
 	  || exit 1; \
 	done
+	.venv/bin/python -m modelship_dev.alert_rules
 
 test: setup lint
 	.venv/bin/python -m pytest
