@@ -17,6 +17,7 @@ import kopf
 from lightkube import ApiError
 
 from modelship import constants
+from modelship.adapters import metrics
 from modelship.handlers import runtime
 from modelship.handlers.md_reconcile import reconcile
 
@@ -59,10 +60,15 @@ async def model_deployment_loop(name: str, namespace: str | None, stopped: kopf.
 
 
 @kopf.on.event(constants.GROUP, constants.VERSION, constants.MODEL_DEPLOYMENT_PLURAL)
-async def on_model_deployment_event(name: str, namespace: str | None, **_: Any) -> None:
-    """Spec, annotation (manual commands) or status changed: decide again now."""
-    if namespace is not None:
-        wake(namespace, name)
+async def on_model_deployment_event(name: str, namespace: str | None, type: str | None,
+                                    **_: Any) -> None:
+    """Spec, annotation (manual commands) or status changed: decide again now. Deleted: its
+    series leave /metrics at once (a pass that finds it gone does the same)."""
+    if namespace is None:
+        return
+    if type == "DELETED":
+        metrics.forget_model_deployment(namespace, name)
+    wake(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments",

@@ -10,6 +10,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from modelship import constants
+from modelship.adapters import metrics
 from modelship.adapters.kube import Kube
 
 # How often every resource is re-reconciled even without events (level-based safety net).
@@ -44,6 +45,7 @@ async def configure(settings: kopf.OperatorSettings,
     settings.posting.enabled = False
     settings.execution.max_workers = 8
     if METRICS_PORT:
+        metrics.set_info()
         start_http_server(METRICS_PORT)
         logger.info("metrics on :%d/metrics", METRICS_PORT)
 

@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 
 from modelship import constants
+from modelship.adapters import metrics
 from modelship.handlers import runtime
 from modelship.handlers.tr_reconcile import reconcile
 
@@ -31,3 +32,11 @@ async def on_training_child(body: kopf.Body, **_: Any) -> None:
     meta = body["metadata"]
     await reconcile(runtime.kube(), meta["namespace"],
                     meta["labels"][constants.LABEL_TRAINING_RUN])
+
+
+@kopf.on.event(constants.GROUP, constants.VERSION, constants.TRAINING_RUN_PLURAL)
+async def on_training_run_event(name: str, namespace: str | None, type: str | None,
+                                **_: Any) -> None:
+    """Deleted: its series leave /metrics at once (a pass that finds it gone does the same)."""
+    if namespace is not None and type == "DELETED":
+        metrics.forget_training_run(namespace, name)
