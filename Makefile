@@ -9,8 +9,9 @@ demo: setup
 
 CHART := charts/modelship
 
-# The chart with every values file under ci/: helm lint --strict, then helm template (helm is
-# built by setup, with the control plane).
+# The chart with every values file under ci/: helm lint --strict, then helm template, then
+# promtool check rules on its PrometheusRule (helm and promtool are built by setup, with the
+# control plane).
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/mypy
@@ -22,6 +23,7 @@ lint:
 	  "$$helm" template modelship $(CHART) --namespace modelship -f "$$values" >/dev/null \
 	  || exit 1; \
 	done
+	.venv/bin/python -m modelship_dev.alert_rules
 
 test: setup lint
 	.venv/bin/python -m pytest

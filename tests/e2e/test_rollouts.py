@@ -195,7 +195,8 @@ def test_canary_rolls_back_a_version_that_errors(
     assert degraded and degraded[0]["status"] == "True"
     events = sc.kubectl("get", "events", "-o", "json").stdout
     assert "RolledBack" in events
-    assert 'modelship_rollbacks_total{name="md"' in rollout_operator.metrics()
+    assert (f'modelship_rollbacks_total{{check="errors",model="{sc.model}",name="md",'
+            f'namespace="{sc.kubectl.namespace}"}} 1.0') in rollout_operator.metrics()
     # The spec still names the bad version: it stays RolledBack, no new attempt.
     time.sleep(3)
     assert sc.status()["phase"] == "RolledBack"

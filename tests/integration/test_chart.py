@@ -268,7 +268,9 @@ def test_install_on_a_cluster_without_prometheus_operator_skips_and_says_so(
                kubeconfig=cluster.kubeconfig)
     assert out.returncode == 0, out.stderr
     assert "kind: PodMonitor" not in out.stdout and "kind: Deployment" in out.stdout
+    assert "name: modelship-dashboard" in out.stdout  # a plain ConfigMap: installed anyway
     notes = out.stdout.split("NOTES:", 1)[1]
+    assert "ConfigMap modelship-dashboard: the Grafana dashboard" in notes
     assert "Monitoring: skipped, the Prometheus Operator's CRDs (monitoring.coreos.com/v1) " \
         "are absent" in notes
     assert "Watched namespaces: ml-team-a, ml-team-b" in notes
@@ -276,6 +278,30 @@ def test_install_on_a_cluster_without_prometheus_operator_skips_and_says_so(
         in notes
     assert "kubectl apply -n ml-team-a -f crds/samples/modeldeployment-local.yaml" in notes
     assert (REPO / "crds" / "samples" / "modeldeployment-local.yaml").is_file()
+
+
+def test_grafana_dashboard_configmap_for_the_sidecar(helm_home: dict[str, str]) -> None:
+    def dashboards(*args: str) -> list[dict[str, Any]]:
+        return [o for o in of_kind(render(helm_home, *args), "ConfigMap")
+                if o["metadata"]["name"] == "modelship-dashboard"]
+
+    (cm,) = dashboards()  # on by default, with or without the Prometheus Operator
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "modelship"}
+    (text,) = cm["data"].values()
+    assert text == (CHART / "files" / "dashboard.json").read_text()
+    dashboard = json.loads(text)
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"namespace", "modeldeployment"} <= variables
+    (row,) = [p for p in dashboard["panels"] if p["type"] == "row"]
+    assert row["repeat"] == "modeldeployment"
+
+    (cm,) = dashboards("--set", "monitoring.dashboard.labels.grafana_dashboard=yes",
+                       "--set", "monitoring.dashboard.folderAnnotation=k8s-sidecar-folder",
+                       "--set", "monitoring.dashboard.folder=ML")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "yes"
+    assert cm["metadata"]["annotations"] == {"k8s-sidecar-folder": "ML"}
+    assert dashboards("--set", "monitoring.dashboard.enabled=false") == []
 
 
 def test_operator_pod_follows_the_values_and_wiring(helm_home: dict[str, str]) -> None:

@@ -94,6 +94,7 @@ class PrometheusProcess:
                  evaluation_interval: str | None = None,
                  static_targets: Sequence[str] = (),
                  kubernetes: KubernetesPods | None = None,
+                 scrape_configs: Sequence[dict[str, Any]] = (),
                  ready_timeout_s: float = 60.0,
                  log: Callable[[str], None] = lambda _m: None) -> None:
         duration_seconds(scrape_interval)
@@ -103,6 +104,9 @@ class PrometheusProcess:
         self.evaluation_interval = evaluation_interval or scrape_interval
         self.static_targets = list(static_targets)
         self.kubernetes = kubernetes
+        # More scrape jobs, as Prometheus' configuration writes them (e.g. with target
+        # labels, or honor_labels as the chart's ServiceMonitor sets for the operator).
+        self.scrape_configs = [dict(c) for c in scrape_configs]
         self.ready_timeout_s = ready_timeout_s
         self.log = log
         self.port = free_port()
@@ -124,6 +128,7 @@ class PrometheusProcess:
                            "static_configs": [{"targets": list(self.static_targets)}]})
         if self.kubernetes is not None:
             scrape.append(self.kubernetes.scrape_config(self.scrape_interval))
+        scrape += self.scrape_configs
         return {
             "global": {"scrape_interval": self.scrape_interval,
                        # A scrape must end before the next one starts (default 10s).

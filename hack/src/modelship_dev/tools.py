@@ -161,7 +161,9 @@ PROMETHEUS = Component(
     name="prometheus",
     module="github.com/prometheus/prometheus",
     version=PROMETHEUS_VERSION,
-    packages={"prometheus": "github.com/prometheus/prometheus/cmd/prometheus"},
+    # promtool: `promtool check rules` in make lint, `promtool test rules` in the tests.
+    packages={"prometheus": "github.com/prometheus/prometheus/cmd/prometheus",
+              "promtool": "github.com/prometheus/prometheus/cmd/promtool"},
     ldflags=prometheus_ldflags,
 )
 ENVOY_GATEWAY = Component(
@@ -218,8 +220,10 @@ def wrapper_gomod(component: Component) -> str:
 
 
 def build(component: Component, log: Callable[[str], None] = print) -> None:
-    """Build one component into its cache folder; the folder appears only when complete."""
-    if component.is_built():
+    """Build one component into its cache folder; the folder appears only when complete. A
+    binary added to a component since its folder was built is built alone and added."""
+    missing = {b: p for b, p in component.packages.items() if not component.path(b).is_file()}
+    if not missing:
         log(f"{component.name} {component.version}: cached in {component.bin_dir}")
         return
     work = cache_root() / "build" / f"{component.name}-{component.version}"
@@ -229,15 +233,19 @@ def build(component: Component, log: Callable[[str], None] = print) -> None:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod -buildvcs=false")
     staging = Path(tempfile.mkdtemp(prefix=f"{component.name}-", dir=cache_root() / "build"))
     started = time.monotonic()
-    log(f"{component.name} {component.version}: building {', '.join(component.packages)} ...")
+    log(f"{component.name} {component.version}: building {', '.join(missing)} ...")
     ldflags = " ".join(["-s", "-w", *component.ldflags(component.version)])
-    for binary, package in component.packages.items():
+    for binary, package in missing.items():
         _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(staging / binary), package],
             work, env)
         log(f"  {binary} built ({time.monotonic() - started:.0f}s)")
     component.bin_dir.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(component.bin_dir, ignore_errors=True)
-    staging.rename(component.bin_dir)
+    if component.bin_dir.is_dir():
+        for binary in missing:  # each appears whole (a rename within one file system)
+            (staging / binary).rename(component.path(binary))
+        shutil.rmtree(staging)
+    else:
+        staging.rename(component.bin_dir)
     log(f"{component.name} {component.version}: done in {time.monotonic() - started:.0f}s")
 
 

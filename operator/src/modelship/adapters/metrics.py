@@ -1,17 +1,39 @@
-"""The operator's own Prometheus metrics (served on the operator's metrics endpoint)."""
+"""The operator's own Prometheus metrics (served on the operator's metrics endpoint).
+
+Label sets stay bounded: a resource's series carry its namespace and name (removed with
+the resource by `forget`), check names come from its spec, everything else is a fixed set
+of words. Nothing per request, per pod or per timestamp. docs/metrics.md is generated from
+this module (`python -m modelship.adapters.metrics`) and a unit test keeps the two equal.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+import sys
+from importlib import metadata
 
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+from modelship.core.rollout import Decision
+
+# The image sets it from its org.opencontainers.image.revision build argument.
+REVISION_ENV = "MODELSHIP_REVISION"
+
+INFO = Gauge(
+    "modelship_info",
+    "Always 1; the operator's version and the source revision its image was built from.",
+    ["version", "revision"],
+)
 KUBE_WRITES = Counter(
     "modelship_kube_writes_total",
-    "Writes the operator made to the Kubernetes API.",
+    "Writes the operator made to the Kubernetes API, by verb (apply, delete, status, event) "
+    "and kind.",
     ["verb", "kind"],
 )
 RECONCILES = Counter(
     "modelship_reconciles_total",
-    "Reconcile passes by kind and result.",
+    "Reconcile passes by kind and result (ok, invalid).",
     ["kind", "result"],
 )
 RECONCILE_SECONDS = Histogram(
@@ -22,12 +44,14 @@ RECONCILE_SECONDS = Histogram(
 )
 PHASE = Gauge(
     "modelship_modeldeployment_phase",
-    "1 for the current phase of each ModelDeployment.",
-    ["namespace", "name", "phase"],
+    "1 for the current phase of each ModelDeployment, 0 for the others; `model` is the "
+    "Triton model it serves (joins Triton's nv_inference_* series).",
+    ["namespace", "name", "model", "phase"],
 )
 CANDIDATE_WEIGHT = Gauge(
     "modelship_candidate_weight_percent",
-    "Percent of traffic routed to the candidate version.",
+    "Percent of traffic the operator routes to the candidate version (0 without one); the "
+    "stable version gets the rest.",
     ["namespace", "name"],
 )
 ROLLOUTS = Counter(
@@ -37,8 +61,9 @@ ROLLOUTS = Counter(
 )
 ROLLBACKS = Counter(
     "modelship_rollbacks_total",
-    "Automatic and manual rollbacks; alert on increase().",
-    ["namespace", "name"],
+    "Automatic rollbacks; `check` names the failing analysis check(s), or the cause "
+    "(ProgressDeadlineExceeded, NotReady, MirrorUnsupported). Alert on increase().",
+    ["namespace", "name", "model", "check"],
 )
 ANALYSIS_RESULTS = Counter(
     "modelship_analysis_results_total",
@@ -52,8 +77,8 @@ ANALYSIS_VALUE = Gauge(
 )
 TRAINING_RUNS = Counter(
     "modelship_training_runs_total",
-    "Finished TrainingRuns by outcome (Succeeded, Rejected, Failed).",
-    ["namespace", "outcome"],
+    "Finished TrainingRuns by model and outcome (Succeeded, Rejected, Failed).",
+    ["namespace", "model", "outcome"],
 )
 LEADER = Gauge(
     "modelship_leader",
@@ -69,3 +94,103 @@ CACHE_EVENTS = Counter(
     "Changes the watch caches received, by kind and event type.",
     ["kind", "type"],
 )
+TRAINING_RUN_PHASE = Gauge(
+    "modelship_trainingrun_phase",
+    "1 for the current phase of each TrainingRun, 0 for the others.",
+    ["namespace", "name", "model", "phase"],
+)
+
+# The series of one ModelDeployment or TrainingRun: every metric labelled namespace and name.
+_PER_MODEL_DEPLOYMENT = (PHASE, CANDIDATE_WEIGHT, ROLLOUTS, ROLLBACKS, ANALYSIS_RESULTS,
+                         ANALYSIS_VALUE)
+_PER_TRAINING_RUN = (TRAINING_RUN_PHASE,)
+
+
+def set_info() -> None:
+    try:
+        version = metadata.version("modelship")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    INFO.labels(version=version, revision=os.environ.get(REVISION_ENV) or "unknown").set(1)
+
+
+def _remove_where(metric: MetricWrapperBase, keep: dict[str, str],
+                  drop: dict[str, str]) -> None:
+    """Remove the label sets that match all of `drop` and differ from `keep` somewhere."""
+    names = list(metric._labelnames)  # prometheus_client keeps no public accessor
+    for values in list(metric._metrics):
+        labels = dict(zip(names, values, strict=True))
+        if all(labels.get(k) == v for k, v in drop.items()) and (
+                not keep or any(labels.get(k) != v for k, v in keep.items())):
+            metric.remove(*values)
+
+
+def set_phase(metric: Gauge, namespace: str, name: str, model: str, phase: str,
+              phases: tuple[str, ...]) -> None:
+    """One series per phase (1 for `phase`); a changed model drops the old model's series."""
+    where = {"namespace": namespace, "name": name}
+    _remove_where(metric, {"model": model}, where)
+    for p in phases:
+        metric.labels(namespace=namespace, name=name, model=model, phase=p).set(
+            1 if p == phase else 0)
+
+
+def rollback_cause(decision: Decision) -> str:
+    """The failing check(s) of a rollback, or a word for a rollback without analysis."""
+    failed = sorted({r.name for r in decision.analysis_run or () if r.result == "Failed"})
+    if failed:
+        return ",".join(failed)
+    reason = decision.finished.reason if decision.finished is not None else ""
+    if reason.startswith("ProgressDeadlineExceeded"):
+        return "ProgressDeadlineExceeded"
+    if "not ready" in reason:
+        return "NotReady"
+    if "mirror" in reason:
+        return "MirrorUnsupported"
+    return "Other"
+
+
+def forget_model_deployment(namespace: str, name: str) -> None:
+    """The resource is gone: its series leave /metrics (a deleted one must not alert)."""
+    for metric in _PER_MODEL_DEPLOYMENT:
+        _remove_where(metric, {}, {"namespace": namespace, "name": name})
+
+
+def forget_training_run(namespace: str, name: str) -> None:
+    for metric in _PER_TRAINING_RUN:
+        _remove_where(metric, {}, {"namespace": namespace, "name": name})
+
+
+def markdown() -> str:
+    """docs/metrics.md: every modelship_* metric registered with its type and labels."""
+    lines = [
+        "# The operator's metrics",
+        "",
+        "Served on the operator's metrics port (`MODELSHIP_METRICS_PORT`, chart value "
+        "`metricsPort`) at `/metrics`; the chart's ServiceMonitor scrapes them. Series "
+        "labelled `namespace` and `name` belong to one ModelDeployment or TrainingRun and "
+        "are removed when it is deleted. Generated from `operator/src/modelship/adapters/"
+        "metrics.py` by `python -m modelship.adapters.metrics > docs/metrics.md`; a unit test "
+        "fails when they differ.",
+        "",
+        "| Metric | Type | Labels | Meaning |",
+        "|---|---|---|---|",
+    ]
+    for metric in defined():
+        name = metric._name + ("_total" if metric._type == "counter" else "")
+        labels = ", ".join(f"`{label}`" for label in metric._labelnames)
+        lines.append(f"| `{name}` | {metric._type} | {labels} | {metric._documentation} |")
+    lines += ["", "Python's process and platform collectors add the usual `process_*` and "
+              "`python_*` series.", ""]
+    return "\n".join(lines)
+
+
+def defined() -> list[MetricWrapperBase]:
+    """The modelship_* metrics registered in this process, by name."""
+    found = {id(c): c for c in REGISTRY._names_to_collectors.values()
+             if isinstance(c, MetricWrapperBase) and c._name.startswith("modelship_")}
+    return sorted(found.values(), key=lambda m: m._name)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown())

@@ -10,6 +10,7 @@ import re
 import kopf
 from prometheus_client import start_http_server
 
+from modelship.adapters import metrics
 from modelship.adapters.leader import LeaseElector, LeaseSettings
 from modelship.handlers import modeldeployment, runtime, trainingrun  # noqa: F401  (handlers)
 
@@ -59,6 +60,7 @@ def run(namespaces: list[str], liveness: str, verbose: bool = False,
     # Standbys serve metrics too (modelship_leader says which replica leads), so a scrape of
     # every replica never reports one of them down.
     if runtime.METRICS_PORT:
+        metrics.set_info()
         start_http_server(runtime.METRICS_PORT)
         log.info("metrics on :%d/metrics", runtime.METRICS_PORT)
     asyncio.run(_serve(namespaces, liveness, lease))

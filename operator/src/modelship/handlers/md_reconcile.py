@@ -73,6 +73,9 @@ async def _report_invalid(kube: Kube, body: dict[str, Any], message: str, now: s
             type=type_, status="True" if type_ == "InvalidSpec" else "False",
             reason="InvalidSpec", message=message, observed_generation=gen), now)
     meta = body["metadata"]
+    model = ((body.get("spec") or {}).get("model") or {}).get("name")
+    metrics.set_phase(metrics.PHASE, meta["namespace"], meta["name"],
+                      model if isinstance(model, str) else "", "Failed", PHASES)
     if await kube.patch_status(constants.API_VERSION, KIND, meta["name"], meta["namespace"],
                                old.to_api(), new.to_api(), meta["resourceVersion"]) \
             and old.phase != "Failed":
@@ -138,9 +141,8 @@ async def _apply(kube: Kube, md: ModelDeployment, actions: tuple[Action, ...]) -
 
 def _record_metrics(md: ModelDeployment, decision: Decision) -> None:
     ns, name = md.metadata.namespace, md.metadata.name
-    for phase in PHASES:
-        metrics.PHASE.labels(namespace=ns, name=name, phase=phase).set(
-            1 if decision.status.phase == phase else 0)
+    metrics.set_phase(metrics.PHASE, ns, name, md.spec.model.name,
+                      decision.status.phase or "", PHASES)
     for result in decision.analysis_run or ():
         metrics.ANALYSIS_RESULTS.labels(namespace=ns, name=name, check=result.name,
                                         result=result.result).inc()
@@ -151,7 +153,8 @@ def _record_metrics(md: ModelDeployment, decision: Decision) -> None:
         metrics.ROLLOUTS.labels(namespace=ns, name=name, strategy=decision.finished.strategy,
                                 outcome=decision.finished.outcome).inc()
         if decision.finished.outcome == "RolledBack":
-            metrics.ROLLBACKS.labels(namespace=ns, name=name).inc()
+            metrics.ROLLBACKS.labels(namespace=ns, name=name, model=md.spec.model.name,
+                                     check=metrics.rollback_cause(decision)).inc()
 
 
 async def _query_check(md: ModelDeployment, now: str) -> QueryCheck | None:
@@ -188,6 +191,7 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     now = format_time(now_dt)
     body = await kube.get(constants.API_VERSION, KIND, name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
+        metrics.forget_model_deployment(namespace, name)
         return None
     try:
         md = ModelDeployment.model_validate(body)

@@ -14,6 +14,7 @@ import kopf
 from lightkube import ApiError, AsyncClient
 
 from modelship import constants
+from modelship.adapters import metrics
 from modelship.adapters.cache import Caches
 from modelship.adapters.kube import WATCHED, Kube, StatusConflictError, counted
 
@@ -66,9 +67,14 @@ def wake(kind: str, namespace: str, name: str) -> None:
         event.set()
 
 
-def _on_change(kind: str, _event: str, obj: Mapping[str, Any]) -> None:
-    """A resource changed, or a child of one did: its loop decides again now."""
+def _on_change(kind: str, event: str, obj: Mapping[str, Any]) -> None:
+    """A resource changed, or a child of one did: its loop decides again now. A deleted
+    resource's series leave /metrics at once (a pass that finds it gone does the same)."""
     meta = obj["metadata"]
+    if event == "DELETED" and kind == constants.MODEL_DEPLOYMENT_KIND:
+        metrics.forget_model_deployment(meta["namespace"], meta["name"])
+    elif event == "DELETED" and kind == constants.TRAINING_RUN_KIND:
+        metrics.forget_training_run(meta["namespace"], meta["name"])
     if kind in (constants.MODEL_DEPLOYMENT_KIND, constants.TRAINING_RUN_KIND):
         wake(kind, meta["namespace"], meta["name"])
         return

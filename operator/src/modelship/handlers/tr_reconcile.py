@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import get_args
 
 from pydantic import ValidationError
 
@@ -14,9 +15,10 @@ from modelship import constants
 from modelship.adapters import metrics
 from modelship.adapters.kube import Kube, StatusConflictError
 from modelship.core import training_manifests, training_status
-from modelship_api.trainingrun import TrainingRun, TrainingRunStatus
+from modelship_api.trainingrun import TrainingPhase, TrainingRun, TrainingRunStatus
 
 KIND = constants.TRAINING_RUN_KIND
+PHASES: tuple[str, ...] = get_args(TrainingPhase)
 # The run, its Job and its pod each trigger a pass; one at a time per run.
 _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 # Passes after a refused (stale) status write; the timer retries beyond that.
@@ -49,6 +51,7 @@ async def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = await kube.get(constants.API_VERSION, KIND, name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
+        metrics.forget_training_run(namespace, name)
         return
     try:
         run = TrainingRun.model_validate(body)
@@ -74,7 +77,9 @@ async def _reconcile(kube: Kube, namespace: str, name: str) -> None:
         for type_, reason, message in result.events:
             await kube.event(body, type_, reason, message)
         if result.status.phase in training_status.FINISHED:
-            metrics.TRAINING_RUNS.labels(namespace=namespace,
+            metrics.TRAINING_RUNS.labels(namespace=namespace, model=run.spec.model,
                                          outcome=result.status.phase or "").inc()
+    metrics.set_phase(metrics.TRAINING_RUN_PHASE, namespace, name, run.spec.model,
+                      result.status.phase or "", PHASES)
     metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
     metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.monotonic() - started)
