@@ -104,6 +104,16 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     return patch
 
 
+def decision_inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a pass decides from: everything of the resource but Kopf's bookkeeping (its
+    finalizer and annotations), which Kopf writes on its own schedule."""
+    meta = body.get("metadata") or {}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if not k.startswith(constants.KOPF_ANNOTATION_PREFIX)}
+    return (meta.get("generation"), meta.get("labels"), annotations,
+            meta.get("deletionTimestamp"), body.get("spec"), body.get("status"))
+
+
 class StatusConflictError(Exception):
     """The resource changed since the pass read it: its status write was refused (409)."""
 
@@ -201,30 +211,40 @@ class Kube:
 
     async def patch_status(self, api_version: str, kind: str, name: str, namespace: str,
                            old: Mapping[str, Any], new: Mapping[str, Any],
-                           resource_version: str) -> bool:
+                           basis: Mapping[str, Any]) -> bool:
         """Write the status delta as a merge patch; nothing when there is none.
 
-        The patch carries the resourceVersion of the read it was decided from, so the API
-        server refuses it (StatusConflictError) if anyone wrote the resource since: a stale
-        pass never overwrites a newer status; the next pass reads again and decides."""
+        `basis` is the resource as the pass read it. The patch carries its resourceVersion,
+        so the API server refuses it if anyone wrote the resource since. When the only
+        writes since were Kopf's bookkeeping (finalizers, its annotations), the decision's
+        inputs are unchanged and the patch is sent again on the fresh resourceVersion;
+        otherwise StatusConflictError: a stale pass never overwrites a newer status, and the
+        next pass reads again and decides."""
         patch = merge_patch(old, new)
         if not patch:
             return False
-        metrics.KUBE_WRITES.labels(verb="status", kind=kind).inc()
         res = resource_for(api_version, kind)
-        try:
-            patched = await self.client.patch(
-                res.Status, name,  # type: ignore[attr-defined]
-                {"metadata": {"resourceVersion": resource_version}, "status": patch},
-                namespace=namespace, patch_type=PatchType.MERGE)
-        except ApiError as err:
-            if err.status.code == 409:
-                raise StatusConflictError(
-                    f"{kind} {namespace}/{name} changed since it was read "
-                    f"(resourceVersion {resource_version})") from err
-            raise
-        self._remember(_plain(patched))
-        return True
+        version = basis["metadata"]["resourceVersion"]
+        for _ in range(3):
+            metrics.KUBE_WRITES.labels(verb="status", kind=kind).inc()
+            try:
+                patched = await self.client.patch(
+                    res.Status, name,  # type: ignore[attr-defined]
+                    {"metadata": {"resourceVersion": version}, "status": patch},
+                    namespace=namespace, patch_type=PatchType.MERGE)
+            except ApiError as err:
+                if err.status.code != 409:
+                    raise
+                fresh = _plain(await self.client.get(res, name, namespace=namespace))
+                if decision_inputs(fresh) != decision_inputs(basis):
+                    raise StatusConflictError(
+                        f"{kind} {namespace}/{name} changed since it was read "
+                        f"(resourceVersion {version})") from err
+                version = fresh["metadata"]["resourceVersion"]
+                continue
+            self._remember(_plain(patched))
+            return True
+        raise StatusConflictError(f"{kind} {namespace}/{name}: status write kept conflicting")
 
     async def event(self, involved: Mapping[str, Any], type_: str, reason: str,
                     message: str) -> None:

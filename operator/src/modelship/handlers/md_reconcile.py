@@ -77,7 +77,7 @@ async def _report_invalid(kube: Kube, body: dict[str, Any], message: str, now: s
     metrics.set_phase(metrics.PHASE, meta["namespace"], meta["name"],
                       model if isinstance(model, str) else "", "Failed", PHASES)
     if await kube.patch_status(constants.API_VERSION, KIND, meta["name"], meta["namespace"],
-                               old.to_api(), new.to_api(), meta["resourceVersion"]) \
+                               old.to_api(), new.to_api(), body) \
             and old.phase != "Failed":
         await kube.event(body, "Warning", "InvalidSpec", message)
 
@@ -234,8 +234,7 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     ), now_dt)
     await _apply(kube, md, decision.actions)
     await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
-                            md.status.to_api(), decision.status.to_api(),
-                            body["metadata"]["resourceVersion"])
+                            md.status.to_api(), decision.status.to_api(), body)
     for action in decision.actions:
         if isinstance(action, Event):
             await kube.event(body, action.type, action.reason, action.message)

@@ -62,7 +62,7 @@ async def _reconcile(kube: Kube, namespace: str, name: str) -> None:
         old = TrainingRunStatus.model_validate(body.get("status") or {})
         new = old.model_copy(update={"phase": "Failed", "message": message})
         await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
-                                old.to_api(), new.to_api(), body["metadata"]["resourceVersion"])
+                                old.to_api(), new.to_api(), body)
         return
     job_name = training_manifests.job_name(name)
     job = await kube.get("batch/v1", "Job", job_name, namespace)
@@ -72,8 +72,7 @@ async def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     if result.create_job:
         await kube.apply(training_manifests.job(run, await _production_version(kube, run)))
     if await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
-                               run.status.to_api(), result.status.to_api(),
-                               body["metadata"]["resourceVersion"]):
+                               run.status.to_api(), result.status.to_api(), body):
         for type_, reason, message in result.events:
             await kube.event(body, type_, reason, message)
         if result.status.phase in training_status.FINISHED:
