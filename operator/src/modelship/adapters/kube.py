@@ -140,13 +140,16 @@ class Kube:
             patch_type=PatchType.APPLY, field_manager=constants.FIELD_MANAGER, force=True)
         return _plain(applied)
 
-    async def delete(self, api_version: str, kind: str, name: str, namespace: str) -> bool:
-        """Delete if present (children go too, in the background); False when absent."""
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str,
+                     foreground: bool = False) -> bool:
+        """Delete if present; False when absent. Children go too: in the background, or with
+        `foreground` before the object itself (it stays, being deleted, until they are gone)."""
         metrics.KUBE_WRITES.labels(verb="delete", kind=kind).inc()
         try:
             await self.client.delete(resource_for(api_version, kind), name,
                                      namespace=namespace,
-                                     cascade=CascadeType.BACKGROUND)
+                                     cascade=(CascadeType.FOREGROUND if foreground
+                                              else CascadeType.BACKGROUND))
         except ApiError as err:
             if err.status.code == 404:
                 return False
