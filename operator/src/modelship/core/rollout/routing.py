@@ -183,4 +183,6 @@ def route_delays(t: Tick) -> list[float]:
     if t.waiting_for:
         refused = route is not None and route.state == "Refused"
         delays.append(REFUSED_POLL_S if refused else ROUTE_POLL_S)
+    elif route is not None and not route.accepted:
+        delays.append(REFUSED_POLL_S)  # nothing waits on it: keep RouteAccepted current
     return delays
