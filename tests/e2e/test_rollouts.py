@@ -179,18 +179,21 @@ def test_canary_rolls_back_a_version_that_errors(
         rollout_operator: OperatorProcess) -> None:
     sc = scenario({1: "good", 2: "failing"})
     rollout = {"canary": {"steps": [{"weight": 30, "pause": "30s"}]},
-               "analysis": analysis(prometheus, ERRORS)}
+               "analysis": analysis(prometheus, ERRORS), "abortScaleDownDelay": "2s"}
     _start_stable(sc, rollout)
     with sc.traffic() as gen:
         sc.apply(2, rollout)
         st = sc.wait_phase("RolledBack", timeout=90)
         rolled_back_at = time.monotonic()
+        # The route went back first; the candidate goes once the (stand-in) gateway
+        # confirmed that route, and abortScaleDownDelay later.
+        wait_for("candidate scaled down", lambda: sc.kubectl.get("deployment", "md-v2") is None)
     assert st["stableVersion"] == 1 and st.get("candidateVersion") is None
     assert "errors" in st["message"] or "errors" in st["history"][0]["reason"]
     assert gen.stats.failed.get(2, 0) > 0 and gen.stats.failed.get(1, 0) == 0
     route = read_route(sc.kubectl.cluster, sc.kubectl.namespace, "md")
     assert route is not None and route.weights.get(2, 0) == 0
-    wait_for("candidate scaled down", lambda: sc.kubectl.get("deployment", "md-v2") is None)
+    assert sc.status().get("draining") is None
     degraded = [c for c in st["conditions"] if c["type"] == "Degraded"]
     assert degraded and degraded[0]["status"] == "True"
     events = sc.kubectl("get", "events", "-o", "json").stdout

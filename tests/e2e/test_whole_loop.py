@@ -183,7 +183,9 @@ def test_a_version_that_passed_the_gate_but_is_slow_is_rolled_back(loop: Loop) -
     checks = {c["name"]: c for c in st["analysis"]["checks"]}
     assert checks["latency"]["result"] == "Failed" and checks["latency"]["value"] > 2.0
     assert loop.route_weights() == {f"{MD}-v2": 100}
-    wait_for("v3 scaled to zero", lambda: loop.replicas(3) == 0, timeout=30)
+    # Once the gateway confirmed the route back, abortScaleDownDelay (5s), then the pods'
+    # preStop sleep.
+    wait_for("v3 scaled to zero", lambda: loop.replicas(3) == 0, timeout=60)
 
 
 def test_shadow_mirrors_to_the_candidate_then_promotes(loop: Loop) -> None:

@@ -500,8 +500,9 @@ def test_operator_runs_under_the_charts_rbac_alone(
             wait_for("Ready v1", lambda: ready(kubectl, "defects-dev", 1), timeout=60)
             kubectl.apply(sample(version=2))
             wait_for("Ready v2", lambda: ready(kubectl, "defects-dev", 2), timeout=60)
+            # After abortScaleDownDelay (30s by default) once the Service switched.
             wait_for("v1 retired", lambda: kubectl.get("deployment", "defects-dev-v1") is None
-                     and kubectl.get("service", "defects-dev-v1") is None, timeout=60)
+                     and kubectl.get("service", "defects-dev-v1") is None, timeout=120)
 
             kubectl.apply(training_run())
             wait_for("Job", lambda: kubectl.get("job", "defects-v1-train"))

@@ -161,8 +161,10 @@ def test_new_version_replaces_old_and_old_children_go(
     kubectl.apply(sample(version=2))
     md = wait_for("v2 Ready", lambda: ready(kubectl, "defects-dev", 2))
     assert md["status"].get("candidateVersion") is None
+    # v1 drains first: abortScaleDownDelay (30s by default) after the Service switched.
     wait_for("v1 removed", lambda: set(children(kubectl, "defects-dev")) == {
-        "deployment/defects-dev-v2", "service/defects-dev-v2", "service/defects-dev"})
+        "deployment/defects-dev-v2", "service/defects-dev-v2", "service/defects-dev"},
+        timeout=120)
 
 
 def test_deleting_the_resource_garbage_collects_children(
@@ -190,7 +192,8 @@ def test_operator_killed_midway_converges_to_the_same_objects(
     operator.start()
     wait_for("v3 Ready", lambda: ready(kubectl, "defects-dev", 3))
     wait_for("only v3 left", lambda: set(children(kubectl, "defects-dev")) == {
-        "deployment/defects-dev-v3", "service/defects-dev-v3", "service/defects-dev"})
+        "deployment/defects-dev-v3", "service/defects-dev-v3", "service/defects-dev"},
+        timeout=120)
     assert _shape(kubectl) == {k.replace("v1", "v3"): v for k, v in reference.items()}
 
 

@@ -298,6 +298,26 @@ def test_deleting_a_pod_kills_its_processes(kubectl: Kubectl, agent: Path) -> No
     assert netns not in _netns() and veth not in _links()
 
 
+def test_prestop_sleep_runs_before_sigterm(kubectl: Kubectl, agent: Path,
+                                          tmp_path: Path) -> None:
+    """The API server takes `lifecycle.preStop.sleep` (what the operator gives Triton pods)
+    and the agent honours it: the container gets SIGTERM only after the sleep."""
+    kubectl.apply(_pod("sleeper", [{
+        "name": "main", "image": "ignored",
+        "lifecycle": {"preStop": {"sleep": {"seconds": 2}}},
+        "volumeMounts": [{"name": "host", "mountPath": "/out"}],
+        "command": ["sh", "-c", "trap 'date +%s.%N > /out/term; exit 0' TERM; "
+                    "touch /out/up; while :; do sleep 0.1; done"]}],
+        terminationGracePeriodSeconds=10,
+        volumes=[{"name": "host", "hostPath": {"path": str(tmp_path), "type": "Directory"}}]))
+    wait_for("container running", lambda: (tmp_path / "up").exists(), timeout=90)
+    deleted_at = time.time()
+    kubectl("delete", "pod", "sleeper", "--wait=false")
+    wait_for("pod object gone", lambda: kubectl.get("pod", "sleeper") is None, timeout=60)
+    term = float((tmp_path / "term").read_text())
+    assert term - deleted_at >= 2.0, f"SIGTERM {term - deleted_at:.2f}s after the delete"
+
+
 ECHO_CONFIG = """name: "echo"
 backend: "python"
 max_batch_size: 0

@@ -14,6 +14,9 @@ def test_observe_deployment_needs_current_generation_and_all_replicas() -> None:
     assert not observe_deployment(1, stale).ready
     short = {**dep, "status": {**dep["status"], "availableReplicas": 1}}
     assert not observe_deployment(1, short).ready
+    deleting = {**dep, "metadata": {**dep["metadata"], "deletionTimestamp": "2025-01-01T0:0:0Z"}}
+    seen = observe_deployment(1, deleting)
+    assert seen.terminating and not seen.ready
 
 
 def test_pod_problems_use_kubernetes_words() -> None:

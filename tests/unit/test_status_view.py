@@ -28,3 +28,21 @@ def test_status_view_shows_weights_and_each_check() -> None:
     assert "error-ratio  Failed" in text and "0.0734" in text and "<= 0.01" in text
     assert "latency" in text and "Inconclusive" in text and "no data" in text
     assert "1 failed" in text
+
+
+def test_status_view_shows_draining_versions_and_the_route_verdict() -> None:
+    md = ModelDeployment.model_validate({
+        "metadata": {"name": "defects", "namespace": "vision"},
+        "spec": {"model": {"name": "m", "version": 2},
+                 "repository": {"hostPath": {"path": "/r"}}},
+        "status": {
+            "phase": "RolledBack", "stableVersion": 1,
+            "draining": [{"version": 2, "since": "2026-01-01T10:00:00Z"}],
+            "conditions": [{"type": "RouteAccepted", "status": "False",
+                            "reason": "NoMatchingParent", "message": "no such listener",
+                            "lastTransitionTime": "2026-01-01T10:00:00Z"}],
+        },
+    })
+    text = render(md)
+    assert "draining:   v2 off the route since 2026-01-01T10:00:00Z; waiting for the route" in text
+    assert "RouteAccepted=False NoMatchingParent: no such listener" in text

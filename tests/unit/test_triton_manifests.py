@@ -52,6 +52,13 @@ def test_every_backend_exports_the_latency_summary_the_p99_check_reads(
     assert "0.99:0.001" in quantiles.split("=", 2)[2].split(",")
 
 
+def test_triton_sleeps_before_stopping_so_endpoints_go_first() -> None:
+    pod = triton_manifests.deployment(md(), 4, 1)["spec"]["template"]["spec"]
+    sleep = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep >= 1
+    assert pod["terminationGracePeriodSeconds"] > sleep  # Triton still gets its SIGTERM
+
+
 def test_startup_budget_follows_the_spec() -> None:
     dep = triton_manifests.deployment(md(runtime={"startupTimeout": "30m"}), 4, 1)
     probe = dep["spec"]["template"]["spec"]["containers"][0]["startupProbe"]

@@ -4,8 +4,10 @@ the gateway's part.
 Until the full data plane exists, no gateway routes the traffic: the generator
 reads the GRPCRoute the operator wrote from the real API server and honours it, sending each
 request to the version its weights pick and mirroring the share its RequestMirror filter
-names. Requests really go over gRPC to a real Triton, whose real metrics a real Prometheus
-scrapes, and the operator judges the candidate from those.
+names. Like a gateway it then reports, in the route's status, that it accepted the generation
+it now serves (the operator holds a rollout until its route is accepted, and removes a version
+only once a route without it is). Requests really go over gRPC to a real Triton, whose real
+metrics a real Prometheus scrapes, and the operator judges the candidate from those.
 """
 
 from __future__ import annotations
@@ -98,13 +100,19 @@ class Route:
     weights: dict[int, int]
     mirror_version: int | None = None
     mirror_percent: int = 0
+    generation: int = 0
+    parent_refs: list[dict[str, str]] = field(default_factory=list)
+
+
+CONTROLLER_NAME = "modelship.io/traffic-generator"
 
 
 def read_route(cluster: LocalCluster, namespace: str, name: str) -> Route | None:
     out = cluster.kubectl("-n", namespace, "get", "grpcroute", name, "-o", "json", check=False)
     if out.returncode != 0:
         return None
-    rule = json.loads(out.stdout)["spec"]["rules"][0]
+    obj = json.loads(out.stdout)
+    rule = obj["spec"]["rules"][0]
     version_of = {}
     for ref in rule["backendRefs"]:
         version_of[ref["name"]] = int(ref["name"].rsplit("-v", 1)[1])
@@ -114,7 +122,23 @@ def read_route(cluster: LocalCluster, namespace: str, name: str) -> Route | None
             ref = f["requestMirror"]["backendRef"]["name"]
             route.mirror_version = int(ref.rsplit("-v", 1)[1])
             route.mirror_percent = int(f["requestMirror"].get("percent", 100))
+    route.generation = int(obj["metadata"].get("generation", 0))
+    route.parent_refs = list(obj["spec"].get("parentRefs") or [])
     return route
+
+
+def accept_route(cluster: LocalCluster, namespace: str, name: str, route: Route) -> None:
+    """Report, as a gateway does, that `route.generation` is accepted with its backends
+    resolved (on every parent it names)."""
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    conditions = [{"type": t, "status": "True", "reason": t, "observedGeneration":
+                   route.generation, "lastTransitionTime": at,
+                   "message": "served by the traffic generator"}
+                  for t in ("Accepted", "ResolvedRefs")]
+    status = {"parents": [{"parentRef": ref, "controllerName": CONTROLLER_NAME,
+                           "conditions": conditions} for ref in route.parent_refs]}
+    cluster.kubectl("-n", namespace, "patch", "grpcroute", name, "--subresource=status",
+                    "--type=merge", "-p", json.dumps({"status": status}), check=False)
 
 
 @dataclass
@@ -142,6 +166,7 @@ class TrafficGenerator(Background):
         self.stats = TrafficStats()
         self._rng = random.Random(7)
         self.route: Route | None = None
+        self._accepted = 0  # the route generation last reported accepted
 
     def _stopped(self) -> None:
         self.client.close()
@@ -176,6 +201,9 @@ class TrafficGenerator(Background):
                 self.route = read_route(self.cluster, self.namespace, self.name) or self.route
                 if self.route is not None:
                     self.stats.weights_seen.append(dict(self.route.weights))
+                    if self.route.generation != self._accepted:
+                        accept_route(self.cluster, self.namespace, self.name, self.route)
+                        self._accepted = self.route.generation
                 next_read = now + 0.3
             route = self.route
             if route is not None:

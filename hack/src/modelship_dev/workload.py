@@ -79,6 +79,7 @@ def model_deployment(name: str, model: str, repository: Path, *, follow: dict[st
                     "max": 2.0}],
     })
     rollout.setdefault("scaleDownDelay", "5s")
+    rollout.setdefault("abortScaleDownDelay", "5s")
     return {
         "apiVersion": "modelship.io/v1alpha1", "kind": "ModelDeployment",
         "metadata": {"name": name},

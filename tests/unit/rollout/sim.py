@@ -22,6 +22,7 @@ from modelship.core.rollout import (
     parse_command,
     step,
 )
+from modelship.core.route_status import RouteObservation
 from modelship_api.modeldeployment import (
     Analysis,
     ModelDeploymentSpec,
@@ -42,11 +43,15 @@ def analysis(**kwargs: Any) -> Analysis:
 
 
 def make_spec(rollout: Rollout | None = None, version: int | None = 2,
-              replicas: int = 1) -> ModelDeploymentSpec:
+              replicas: int = 1, provider: str = "replicas") -> ModelDeploymentSpec:
+    traffic: dict[str, Any] = {"provider": provider}
+    if provider == "gateway":
+        traffic["gateway"] = {"parentRefs": [{"name": "gw"}]}
     return ModelDeploymentSpec.model_validate({
         "model": {"name": "resnet", "version": version},
         "repository": {"hostPath": {"path": "/models"}},
         "runtime": {"replicas": replicas},
+        "traffic": traffic,
         **({"rollout": rollout.to_api()} if rollout is not None else {}),
     })
 
@@ -90,7 +95,11 @@ def with_sample(query: CheckQuery, measurement: Measurement, requests: float) ->
 
 @dataclass
 class Sim:
-    """Applies actions to a set of running versions and a route, as the operator would."""
+    """Applies actions to a set of running versions and a route, as the operator would.
+
+    With provider gateway it also plays the gateway: a route written in one tick is seen
+    accepted from the next one on while `accepting`; `refusal` (reason, message) makes it
+    refuse every generation instead. Removed versions vanish at once."""
 
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
@@ -105,6 +114,34 @@ class Sim:
     decisions: list[Decision] = field(default_factory=list)
     queried: int = 0
     requests: float = 100.0  # each version's requests in every window
+    replicas: dict[int, int] = field(default_factory=dict)  # as the last EnsureVersion asked
+    route_generation: int = 0
+    accepted_generation: int = 0
+    accepting: bool = True
+    refusal: tuple[str, str] | None = None
+    removal_ticks: int = 0  # ticks a removed version is still observed, terminating
+    terminating: dict[int, int] = field(default_factory=dict)  # version -> ticks left
+
+    def route_observation(self) -> RouteObservation | None:
+        if self.spec.traffic.provider != "gateway":
+            return None
+        if self.accepting:
+            self.accepted_generation = self.route_generation
+        gen, route = self.route_generation, self.route
+        weights: dict[int, int] = {}
+        mirrors: dict[int, int] = {}
+        if route is not None:
+            weights[route.stable_version] = 100 - route.candidate_weight
+            if route.candidate_version is not None:
+                weights[route.candidate_version] = route.candidate_weight
+                if route.mirror_percent:
+                    mirrors[route.candidate_version] = route.mirror_percent
+        if gen == 0:
+            return RouteObservation(0, "Pending")
+        if self.refusal is not None:
+            return RouteObservation(gen, "Refused", weights, mirrors, *self.refusal)
+        state = "Accepted" if self.accepted_generation >= gen else "Pending"
+        return RouteObservation(gen, state, weights, mirrors)
 
     def observations(self, command: str | None = None) -> Observations:
         queries = due_queries(self.spec, self.status, "prod", self.now)
@@ -114,13 +151,15 @@ class Sim:
         versions = {
             v: VersionObservation(version=v, replicas=1,
                                   ready_replicas=1 if v in self.healthy_versions else 0,
-                                  available=v in self.healthy_versions)
+                                  available=v in self.healthy_versions,
+                                  terminating=v in self.terminating)
             for v in sorted(self.running)
         }
         return Observations(desired_version=self.desired, versions=versions,
                             generation=self.generation, measurements=measurements,
                             command=parse_command(command) if command else None,
-                            mirroring_supported=self.mirroring)
+                            mirroring_supported=self.mirroring,
+                            route=self.route_observation())
 
     def tick(self, seconds: float = 0.0, command: str | None = None) -> Decision:
         self.now += timedelta(seconds=seconds)
@@ -129,13 +168,25 @@ class Sim:
         return decision
 
     def apply(self, decision: Decision) -> None:
+        for version, left in list(self.terminating.items()):
+            if left <= 1:
+                del self.terminating[version]
+                self.running.discard(version)
+            else:
+                self.terminating[version] = left - 1
         for action in decision.actions:
             if isinstance(action, EnsureVersion):
                 self.running.add(action.version)
+                self.replicas[action.version] = action.replicas
             elif isinstance(action, SetTraffic):
+                if action != self.route:
+                    self.route_generation += 1
                 self.route = action
             elif isinstance(action, RemoveVersion):
-                self.running.discard(action.version)
+                if self.removal_ticks > 0:
+                    self.terminating[action.version] = self.removal_ticks
+                else:
+                    self.running.discard(action.version)
         self.status = decision.status
         self.decisions.append(decision)
 

@@ -58,8 +58,9 @@ def test_without_a_rollout_block_the_new_version_replaces_the_old_once_ready() -
     d = sim.tick(1)
     assert phase(sim) == "Ready" and sim.status.stable_version == 2
     assert [a for a in d.actions if isinstance(a, SetTraffic | RemoveVersion)] == [
-        SetTraffic(2, None, 0, 0), RemoveVersion(1)]
+        SetTraffic(2, None, 0, 0)]
     assert (sim.status.history or [])[0].strategy == "replace"
+    sim.run_until(lambda s: s.running == {2}, limit=31)  # drained for abortScaleDownDelay
 
 
 def test_candidate_not_ready_within_the_deadline_is_rolled_back() -> None:
@@ -72,7 +73,7 @@ def test_candidate_not_ready_within_the_deadline_is_rolled_back() -> None:
     assert sim.status.phase == "Progressing"
     sim.run_until(lambda s: s.status.phase == "RolledBack", limit=2)
     assert "ProgressDeadlineExceeded" in (sim.status.history or [])[0].reason
-    assert sim.running == {1}
+    sim.run_until(lambda s: s.running == {1}, limit=31)
 
 
 def test_candidate_that_stops_being_ready_mid_rollout_is_rolled_back() -> None:
@@ -149,8 +150,9 @@ def test_reverting_spec_mid_rollout_stops_it_route_first() -> None:
     d = sim.tick(1)
     assert sim.status.phase == "Ready"
     assert [a for a in d.actions if isinstance(a, SetTraffic | RemoveVersion)] == [
-        SetTraffic(1, None, 0, 0), RemoveVersion(2)]
+        SetTraffic(1, None, 0, 0)]
     assert d.finished is not None and d.finished.outcome == "Superseded"
+    sim.run_until(lambda s: s.running == {1}, limit=31)
 
 
 def test_a_newer_version_supersedes_the_running_rollout() -> None:
@@ -161,8 +163,11 @@ def test_a_newer_version_supersedes_the_running_rollout() -> None:
     d = sim.tick(1)
     assert sim.status.candidate_version == 3
     assert [a for a in d.actions if isinstance(a, SetTraffic | RemoveVersion)] == [
-        SetTraffic(1, 3, 0, 0), RemoveVersion(2)]
+        SetTraffic(1, 3, 0, 0)]
     assert [h.outcome for h in sim.status.history or []] == ["Superseded"]
+    # Version 2 drains first: the replicas provider's weighted step waits until it is gone.
+    sim.run_until(lambda s: s.status.weights is not None and s.status.weights.candidate == 20)
+    assert sim.running == {1, 3}
     sim.run_until(lambda s: s.status.stable_version == 3)
 
 

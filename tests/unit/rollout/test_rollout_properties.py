@@ -16,6 +16,7 @@ from modelship.core.analysis import CheckQuery, Measurement, aggregate
 from modelship.core.rollout import (
     COMMAND_ACTIONS,
     Decision,
+    Observations,
     RemoveVersion,
     SetTraffic,
     stages_of,
@@ -64,6 +65,7 @@ def rollouts(draw: st.DrawFn) -> Rollout | None:
         "analysis": judged or None,
         "progress_deadline": draw(st.sampled_from(["5s", "20s", "1m"])),
         "scale_down_delay": draw(st.sampled_from(["0s", "10s", "1m"])),
+        "abort_scale_down_delay": draw(st.sampled_from(["0s", "5s", "30s"])),
     }
     if kind == "canary":
         return Rollout(canary=Canary(steps=draw(canary_steps())), **common)
@@ -103,6 +105,7 @@ class TickPlan:
     desired: int | None  # None: unchanged
     candidate_ready: bool
     mirroring: bool
+    gateway_accepts: bool  # provider gateway: the gateway takes routes written before
 
 
 ticks = st.builds(
@@ -113,6 +116,7 @@ ticks = st.builds(
     desired=st.none() | st.none() | st.none() | st.none() | st.sampled_from([1, 2, 3]),
     candidate_ready=st.booleans() | st.just(True),
     mirroring=st.just(True) | st.just(True) | st.just(False),
+    gateway_accepts=st.just(True) | st.just(True) | st.just(False),
 )
 
 
@@ -154,6 +158,21 @@ def check_actions(decision: Decision, before: ModelDeploymentStatus) -> None:
         assert route.stable_version != finished.version
 
 
+def check_routing(decision: Decision, obs: Observations, spec: ModelDeploymentSpec,
+                  before: ModelDeploymentStatus) -> None:
+    """No removal unless a route without the version was confirmed, and no weighted
+    Service of the replicas provider while a third version runs."""
+    for action in decision.actions:
+        if isinstance(action, RemoveVersion) and obs.route is not None:
+            drained = any(d.version == action.version and d.route_confirmed_at is not None
+                          for d in before.draining or [])
+            assert not obs.route.sends_to(action.version)
+            assert obs.route.generation == 0 or obs.route.accepted or drained
+        if (isinstance(action, SetTraffic) and spec.traffic.provider == "replicas"
+                and 0 < action.candidate_weight < 100):
+            assert set(obs.versions) <= {action.stable_version, action.candidate_version}
+
+
 def position(status: ModelDeploymentStatus) -> tuple[int | None, str, int]:
     r = status.rollout
     return (status.candidate_version, r.stage if r else "", r.step if r else 0)
@@ -171,9 +190,11 @@ def advanced(before: ModelDeploymentStatus, after: ModelDeploymentStatus) -> boo
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rollout=rollouts(), plan=st.lists(ticks, min_size=1, max_size=80))
-def test_rollout_invariants(rollout: Rollout | None, plan: list[TickPlan]) -> None:
-    spec: ModelDeploymentSpec = make_spec(rollout)
+@given(rollout=rollouts(), plan=st.lists(ticks, min_size=1, max_size=80),
+       provider=st.sampled_from(["replicas", "gateway"]))
+def test_rollout_invariants(rollout: Rollout | None, plan: list[TickPlan],
+                            provider: str) -> None:
+    spec: ModelDeploymentSpec = make_spec(rollout, provider=provider)
     sim = serving(spec)
     sim.desired = 2
     for n, tick in enumerate(plan):
@@ -182,6 +203,7 @@ def test_rollout_invariants(rollout: Rollout | None, plan: list[TickPlan]) -> No
             sim.desired = tick.desired
         sim.healthy_versions = {1} | ({2, 3} if tick.candidate_ready else set())
         sim.mirroring = tick.mirroring
+        sim.accepting = tick.gateway_accepts
         sim.measure = lambda q, quality=tick.quality: measurement(quality, q)  # type: ignore[misc]
         command = f"{tick.command}@{n}" if tick.command else None
         obs = sim.observations(command)
@@ -197,6 +219,7 @@ def test_rollout_invariants(rollout: Rollout | None, plan: list[TickPlan]) -> No
 
         check_weights(decision.status)
         check_actions(decision, before)
+        check_routing(decision, obs, spec, before)
         if decision.requeue_after is not None:
             assert decision.requeue_after >= 0
 
@@ -217,12 +240,12 @@ def test_rollout_invariants(rollout: Rollout | None, plan: list[TickPlan]) -> No
 
 @settings(max_examples=100, deadline=None)
 @given(rollout=rollouts(), plan=st.lists(ticks, min_size=1, max_size=40),
-       cut=st.integers(0, 39))
+       cut=st.integers(0, 39), provider=st.sampled_from(["replicas", "gateway"]))
 def test_a_restart_anywhere_continues_the_same_rollout(
-        rollout: Rollout | None, plan: list[TickPlan], cut: int) -> None:
+        rollout: Rollout | None, plan: list[TickPlan], cut: int, provider: str) -> None:
     """Two runs see the same observations; one is restarted (status re-read from storage)
     at tick `cut`. Every later decision is the same."""
-    spec = make_spec(rollout)
+    spec = make_spec(rollout, provider=provider)
     runs = [serving(spec), serving(spec)]
     for sim in runs:
         sim.desired = 2
@@ -235,6 +258,7 @@ def test_a_restart_anywhere_continues_the_same_rollout(
             if tick.desired is not None:
                 sim.desired = tick.desired
             sim.healthy_versions = {1} | ({2, 3} if tick.candidate_ready else set())
+            sim.accepting = tick.gateway_accepts
             sim.measure = lambda q, quality=tick.quality: measurement(quality, q)  # type: ignore[misc]
             command = f"{tick.command}@{n}" if tick.command else None
             decisions.append(sim.tick(0, command))

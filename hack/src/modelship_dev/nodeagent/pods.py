@@ -31,6 +31,13 @@ BACKOFF_MAX_S = 30.0
 MAX_GRACE_S = 30.0
 
 
+def prestop_sleep(container: dict[str, Any]) -> float:
+    """Seconds of the container's `lifecycle.preStop.sleep` (0 without one). Other preStop
+    handlers (exec, httpGet) are not run here."""
+    sleep = ((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
+    return max(0.0, float(sleep.get("seconds", 0)))
+
+
 @dataclass
 class Context:
     """What every pod runner shares with the agent."""
@@ -277,13 +284,17 @@ class PodRunner:
             await asyncio.sleep(settings.period)
 
     async def _kill(self, state: ContainerState) -> None:
-        """SIGTERM the container's group, SIGKILL it after the grace period."""
+        """Run the container's preStop sleep, then SIGTERM its group, and SIGKILL it once
+        the grace period (which counts the sleep, as the kubelet's does) is over."""
         if self.box is None or state.name not in self.box.groups:
             return
-        pgid, started = self.box.groups[state.name]
-        processes.signal_group(pgid, started, signal.SIGTERM)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.grace
+        spec: dict[str, Any] = next(
+            (c for c in self.pod["spec"]["containers"] if c["name"] == state.name), {})
+        await asyncio.sleep(min(prestop_sleep(spec), self.grace))
+        pgid, started = self.box.groups[state.name]
+        processes.signal_group(pgid, started, signal.SIGTERM)
         # Group members are not all our children: there is nothing to await but polling.
         while processes.group_alive(pgid, started) and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)

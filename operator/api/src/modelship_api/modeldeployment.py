@@ -373,6 +373,13 @@ class Rollout(ApiModel):
         description="How long the previous stable version stays warm after a promotion, "
         "for an instant switch-back.",
     )
+    abort_scale_down_delay: Duration = Field(
+        default="30s",
+        description="How long a version that lost its traffic (rolled back, aborted, "
+        "superseded, or replaced without scaleDownDelay) keeps running after the gateway "
+        "confirmed the route without it, so requests in flight and gateways still "
+        "programming the change reach live pods. 0s: removed as soon as confirmed.",
+    )
 
 
 class ModelDeploymentSpec(ApiModel):
@@ -516,6 +523,19 @@ class QueryCheck(ApiModel):
     checked_at: str | None = Field(default=None, description="When Prometheus answered.")
 
 
+class DrainingVersion(ApiModel):
+    """A version taken off the route, removed once the route is confirmed without it and
+    abortScaleDownDelay has passed since."""
+
+    version: int = Field(description="Model version.")
+    since: str = Field(description="When the route stopped sending it traffic (RFC 3339).")
+    route_confirmed_at: str | None = Field(
+        default=None,
+        description="When the gateway was first seen to have accepted a route that sends it "
+        "no traffic (RFC 3339); absent while that is not confirmed.",
+    )
+
+
 class ModelDeploymentStatus(ApiModel):
     """Observed state, written only by the operator."""
 
@@ -545,11 +565,18 @@ class ModelDeploymentStatus(ApiModel):
     warm_versions: list[WarmVersion] | None = Field(
         default=None, description="Former stable versions still running."
     )
+    draining: list[DrainingVersion] | None = Field(
+        default=None,
+        description="Versions taken off the route and still running until the gateway "
+        "confirmed the change and abortScaleDownDelay passed.",
+    )
     history: list[HistoryEntry] | None = Field(
         default=None, max_length=20, description="Recent rollouts, newest first (bounded)."
     )
     conditions: list[Condition] | None = Field(
-        default=None, description="Ready, Progressing, Degraded, InvalidSpec."
+        default=None,
+        description="Ready, Progressing, Degraded, InvalidSpec, and RouteAccepted (provider "
+        "gateway: whether the gateway accepted the GRPCRoute, with its reason).",
     )
     query_check: QueryCheck | None = Field(
         default=None,

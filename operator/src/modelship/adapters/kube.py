@@ -193,8 +193,10 @@ class Kube:
         self._remember(out)
         return out
 
-    async def delete(self, api_version: str, kind: str, name: str, namespace: str) -> bool:
-        """Delete if present (children go too, in the background); False when absent."""
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str,
+                     foreground: bool = False) -> bool:
+        """Delete if present; False when absent. Children go too: in the background, or with
+        `foreground` before the object itself (it stays, being deleted, until they are gone)."""
         metrics.KUBE_WRITES.labels(verb="delete", kind=kind).inc()
         store = self._store(api_version, kind, namespace)
         if store is not None:
@@ -202,7 +204,8 @@ class Kube:
         try:
             await self.client.delete(resource_for(api_version, kind), name,
                                      namespace=namespace,
-                                     cascade=CascadeType.BACKGROUND)
+                                     cascade=(CascadeType.FOREGROUND if foreground
+                                              else CascadeType.BACKGROUND))
         except ApiError as err:
             if err.status.code == 404:
                 return False

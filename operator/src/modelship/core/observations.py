@@ -15,10 +15,13 @@ class VersionObservation:
     ready_replicas: int
     available: bool
     problems: tuple[str, ...] = field(default=())  # e.g. "ImagePullBackOff: ...", init errors
+    # Being deleted (its pods may still run): never ready, and not deleted again.
+    terminating: bool = False
 
     @property
     def ready(self) -> bool:
-        return self.available and self.ready_replicas >= self.replicas > 0
+        return (self.available and not self.terminating
+                and self.ready_replicas >= self.replicas > 0)
 
 
 def observe_deployment(version: int, obj: dict[str, Any],
@@ -42,6 +45,7 @@ def observe_deployment(version: int, obj: dict[str, Any],
         ready_replicas=int(status.get("readyReplicas", 0)),
         available=current and updated >= replicas and available >= replicas,
         problems=progress_problems + problems,
+        terminating=bool(meta.get("deletionTimestamp")),
     )
 
 

@@ -40,6 +40,10 @@ def render(md: ModelDeployment) -> str:
         for row in rows:
             cells = [row[i].ljust(widths[i]) for i in range(5)] + [row[5]]
             lines.append("    " + "  ".join(cells).rstrip())
+    for d in st.draining or []:
+        confirmed = (f"route confirmed {d.route_confirmed_at}" if d.route_confirmed_at
+                     else "waiting for the route to be confirmed")
+        lines.append(f"  draining:   v{d.version} off the route since {d.since}; {confirmed}")
     for cond in st.conditions or []:
         lines.append(f"  {cond.type}={cond.status} {cond.reason}: {cond.message}".rstrip(": "))
     if st.history:

@@ -3,8 +3,9 @@
 - gateway: one GRPCRoute per ModelDeployment with weighted backendRefs (canary), a
   RequestMirror filter (shadow) and a backend swap (blue-green: weight 0 -> 100).
 - replicas: one Service across versions; the candidate's share is approximated by pod
-  counts. Weight 0 narrows the Service to stable and weight 100 to the candidate, so both
-  ends are exact and switching them is a route change, never a scale change.
+  counts (the rollout core sizes the candidate, `rollout.routing.candidate_replicas`).
+  Weight 0 narrows the Service to stable and weight 100 to the candidate, so both ends are
+  exact and switching them is a route change, never a scale change.
 """
 
 from __future__ import annotations
@@ -62,7 +63,11 @@ def grpc_route(md: ModelDeployment, traffic: SetTraffic) -> dict[str, Any]:
 
 
 def stable_selector(md: ModelDeployment, traffic: SetTraffic) -> dict[str, str]:
-    """Which pods the stable Service `<name>` selects."""
+    """Which pods the stable Service `<name>` selects.
+
+    A selector cannot leave a version out, so at 0 < weight < 100 it selects every Triton
+    pod of the ModelDeployment: the rollout core enters such a step only once no version
+    but stable and candidate runs (`rollout.routing.weight_blocker`)."""
     name = md.metadata.name
     candidate, weight = traffic.candidate_version, traffic.candidate_weight
     if candidate is None or weight == 0 or md.spec.traffic.provider == "gateway":
@@ -71,12 +76,3 @@ def stable_selector(md: ModelDeployment, traffic: SetTraffic) -> dict[str, str]:
     if weight >= 100:
         return names.version_selector(name, candidate)
     return names.all_versions_selector(name)
-
-
-def candidate_replicas(stable_replicas: int, weight: int) -> int:
-    """Pods of the candidate so that candidate / (stable + candidate) is closest to weight%."""
-    if weight <= 0:
-        return stable_replicas  # warm beside stable (blue-green preview, analysis) at 0%
-    if weight >= 100:
-        return stable_replicas
-    return max(1, round(stable_replicas * weight / (100 - weight)))

@@ -22,6 +22,9 @@ REPO_VOLUME = "model-repository"
 VIEW_VOLUME = "triton-repository"
 VIEW_MOUNT = "/triton-repository"
 PROBE_PERIOD_S = 5
+# preStop sleep of a Triton pod: time for endpoint removal to reach every proxy and gateway.
+PRESTOP_SLEEP_S = 5
+TERMINATION_GRACE_S = 30
 
 
 def owner_reference(md: ModelDeployment) -> dict[str, Any]:
@@ -142,6 +145,9 @@ def deployment(md: ModelDeployment, version: int, replicas: int) -> dict[str, An
             {"name": VIEW_VOLUME, "mountPath": VIEW_MOUNT},
         ],
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        # A deleted pod leaves the endpoints at once, but kube-proxy and gateways learn it a
+        # moment later: Triton keeps serving (no binary needed in the image) until then.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
     }
     if spec.runtime.resources is not None:
         container["resources"] = spec.runtime.resources.to_api()
@@ -156,8 +162,8 @@ def deployment(md: ModelDeployment, version: int, replicas: int) -> dict[str, An
         "containers": [container],
         "volumes": [repository_volume(spec.repository),
                     {"name": VIEW_VOLUME, "emptyDir": {}}],
-        # Let Triton finish in-flight requests after the endpoint is removed.
-        "terminationGracePeriodSeconds": 30,
+        # The preStop sleep, then time for Triton to finish in-flight requests on SIGTERM.
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
     }
     if spec.runtime.node_selector:
         pod_spec["nodeSelector"] = dict(spec.runtime.node_selector)

@@ -38,6 +38,7 @@ from modelship.core.rollout import (
     parse_command,
     step,
 )
+from modelship.core.route_status import RouteObservation, observe_route
 from modelship.core.validation import SpecError, model_deployment_errors
 from modelship_api.common import Condition
 from modelship_api.modeldeployment import ModelDeployment, ModelDeploymentStatus, QueryCheck
@@ -86,7 +87,8 @@ async def _observe(kube: Kube, ns: str, name: str) -> dict[int, VersionObservati
     deployments = await kube.list("apps/v1", "Deployment", ns,
                                   {constants.LABEL_DEPLOYMENT: name})
     problems: dict[str, list[str]] = defaultdict(list)
-    if any(not observe_deployment(0, d).ready for d in deployments):
+    if any(not (seen := observe_deployment(0, d)).ready and not seen.terminating
+           for d in deployments):
         for pod in await kube.list("v1", "Pod", ns, {constants.LABEL_DEPLOYMENT: name}):
             version = pod["metadata"].get("labels", {}).get(constants.LABEL_MODEL_VERSION, "")
             problems[version] += pod_problems(pod)
@@ -96,6 +98,16 @@ async def _observe(kube: Kube, ns: str, name: str) -> dict[int, VersionObservati
         if label.isdigit():
             out[int(label)] = observe_deployment(int(label), dep, tuple(problems[label]))
     return out
+
+
+async def _observe_route(kube: Kube, md: ModelDeployment) -> RouteObservation | None:
+    """The GRPCRoute and the gateway's verdict on it; None for the replicas provider, whose
+    Service takes effect as written."""
+    if md.spec.traffic.provider != "gateway":
+        return None
+    name = md.metadata.name
+    return observe_route(await kube.get(traffic.GRPC_ROUTE_API, "GRPCRoute", name,
+                                        md.metadata.namespace), name)
 
 
 async def _command(kube: Kube, body: dict[str, Any]) -> Command | None:
@@ -114,15 +126,10 @@ async def _command(kube: Kube, body: dict[str, Any]) -> Command | None:
 
 async def _apply(kube: Kube, md: ModelDeployment, actions: tuple[Action, ...]) -> None:
     """Apply the decision in order: scale-ups, then the route, then removals, then events."""
-    route = next((a for a in actions if isinstance(a, SetTraffic)), None)
     ns, name = md.metadata.namespace, md.metadata.name
     for action in actions:
         if isinstance(action, EnsureVersion):
-            replicas = action.replicas
-            if (md.spec.traffic.provider == "replicas" and route is not None
-                    and action.version == route.candidate_version):
-                replicas = traffic.candidate_replicas(replicas, route.candidate_weight)
-            await kube.apply(triton_manifests.deployment(md, action.version, replicas))
+            await kube.apply(triton_manifests.deployment(md, action.version, action.replicas))
             await kube.apply(triton_manifests.version_service(md, action.version))
         elif isinstance(action, SetTraffic):
             if md.spec.traffic.provider == "gateway":
@@ -134,7 +141,9 @@ async def _apply(kube: Kube, md: ModelDeployment, actions: tuple[Action, ...]) -
         elif isinstance(action, RemoveVersion):
             child = names.version_name(name, action.version)
             await kube.delete("v1", "Service", child, ns)
-            await kube.delete("apps/v1", "Deployment", child, ns)
+            # Foreground: the Deployment stays (observed as terminating) until its pods are
+            # gone, so no later step counts a version whose pods still serve as removed.
+            await kube.delete("apps/v1", "Deployment", child, ns, foreground=True)
         elif isinstance(action, Event):
             pass  # after the status write, so `kubectl describe` never shows the future
 
@@ -231,6 +240,7 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
         command=await _command(kube, body),
         mirroring_supported=md.spec.traffic.provider == "gateway",
         pending_reason=resolution.reason,
+        route=await _observe_route(kube, md),
     ), now_dt)
     await _apply(kube, md, decision.actions)
     await kube.patch_status(constants.API_VERSION, KIND, name, namespace,

@@ -9,6 +9,7 @@ from typing import Literal, cast, get_args
 
 from modelship.core.analysis import Measurement
 from modelship.core.observations import VersionObservation
+from modelship.core.route_status import RouteObservation
 
 CommandAction = Literal["abort", "promote", "promote-full", "pause", "resume", "retry"]
 COMMAND_ACTIONS: tuple[str, ...] = get_args(CommandAction)
@@ -43,7 +44,10 @@ class Observations:
 
     `measurements` holds one Measurement per check name for an analysis run made this tick,
     or None when no run was due (see `due_queries`); measurements given when no run is due
-    are ignored."""
+    are ignored.
+
+    `route`: the GRPCRoute as last read (provider gateway), before this tick's actions.
+    None for a provider whose route takes effect when written (replicas: the Service)."""
 
     desired_version: int | None
     versions: Mapping[int, VersionObservation] = field(default_factory=dict)
@@ -52,3 +56,4 @@ class Observations:
     command: Command | None = None
     mirroring_supported: bool = True
     pending_reason: str = ""  # why desired_version is None (e.g. no blessed TrainingRun yet)
+    route: RouteObservation | None = None

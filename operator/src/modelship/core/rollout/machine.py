@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from modelship.core.analysis import Measurement, analysis_checks, check_errors, record_run, verdict
+from modelship.core.rollout import routing
 from modelship.core.rollout import transitions as tr
 from modelship.core.rollout.clock import elapsed, format_time, parse_time
 from modelship.core.rollout.decisions import (
@@ -63,6 +64,8 @@ def step(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observat
     if t.command is not None and not t.command_used:
         t.emit("Normal", "CommandIgnored",
                f"{t.command.action}: nothing to {t.command.action} in phase {status.phase}")
+    routing.update_drains(t, status)
+    routing.update_route_condition(t)
     summarize(t, desired)
     return Decision(status=st, actions=_actions(t, desired), requeue_after=_requeue(t),
                     finished=t.finished, analysis_run=t.run)
@@ -178,6 +181,11 @@ def _progress(t: Tick) -> None:
                 return
             _refuse_promotion(t, f"version {candidate} is not ready")
             return
+        blocker = _move_blocker(t, stages, 0)
+        if blocker:
+            t.waiting_for = blocker
+            _refuse_promotion(t, blocker)
+            return
         if not t.take("promote-full"):
             tr.advance(t, stages, None)
             return
@@ -205,20 +213,26 @@ def _progress(t: Tick) -> None:
         return
 
     if t.take("promote-full"):
-        if ready:
-            tr.promote(t, "promoted by `modelship promote --full`")
+        why = (f"version {candidate} is not ready" if not ready
+               else routing.route_blocker(t))
+        if why:
+            t.emit("Warning", "PromoteRefused", why)
         else:
-            t.emit("Warning", "PromoteRefused", f"version {candidate} is not ready")
+            tr.promote(t, "promoted by `modelship promote --full`")
         return
     if t.take("promote"):
-        why = _promotion_blocker(t, ready)
+        why = _promotion_blocker(t, ready) or _move_blocker(t, stages, position + 1)
         if why:
             t.emit("Warning", "PromoteRefused", why)
         else:
             tr.advance(t, stages, position)
         return
     if _may_advance(t, stage, ready):
-        tr.advance(t, stages, position)
+        blocker = _move_blocker(t, stages, position + 1)
+        if blocker:
+            t.waiting_for = blocker
+        else:
+            tr.advance(t, stages, position)
 
 
 def _analyse(t: Tick) -> bool:
@@ -248,6 +262,15 @@ def _analyse(t: Tick) -> bool:
     elif st.analysis.last_result == "Successful":
         tr.lift_hold(t)
     return True
+
+
+def _move_blocker(t: Tick, stages: list[Stage], nxt: int) -> str:
+    """Why the rollout cannot move to stage `nxt` (or promote, past the last) now: the
+    route of this stage is not confirmed, or the next weight would reach a third version."""
+    why = routing.route_blocker(t)
+    if not why and nxt < len(stages):
+        why = routing.weight_blocker(t, stages[nxt].weight)
+    return why
 
 
 def _promotion_blocker(t: Tick, ready: bool) -> str:
@@ -295,13 +318,21 @@ def _actions(t: Tick, desired: int | None) -> tuple[Action, ...]:
     if st.stable_version is None and desired is not None:
         keep.append(desired)
     replicas = t.spec.runtime.replicas
-    actions: list[Action] = [EnsureVersion(v, replicas) for v in keep]
+    weights = st.weights
+    actions: list[Action] = []
+    for version in keep:
+        count = replicas
+        if (version == st.candidate_version and weights is not None
+                and t.spec.traffic.provider == "replicas"):
+            # The replicas provider's weight is the candidate's share of the pods.
+            count = routing.candidate_replicas(replicas, weights.candidate)
+        actions.append(EnsureVersion(version, count))
     if st.stable_version is not None:
-        weights = st.weights
         assert weights is not None
         actions.append(SetTraffic(st.stable_version, st.candidate_version, weights.candidate,
                                   weights.mirror))
-    actions += [RemoveVersion(v) for v in sorted(t.obs.versions) if v not in keep]
+    actions += [RemoveVersion(v) for v in sorted(t.obs.versions)
+                if v not in keep and routing.removable(t, v)]
     actions += t.events
     return tuple(actions)
 
@@ -336,6 +367,7 @@ def _requeue(t: Tick) -> float | None:
             if end is not None:
                 instants.append(end)
     delays = [(x - t.now).total_seconds() for x in instants if x > t.now]
+    delays += routing.route_delays(t)
     due = analysis_due_at(t.spec, st)
     if due is not None:
         delays.append(max(0.0, (due - t.now).total_seconds()))

@@ -39,6 +39,8 @@ def _progress_message(t: Tick) -> str:
             text += f"; not ready: {_waiting(t, candidate)}"
     if rollout.paused:
         text += f"; paused: {rollout.pause_reason}"
+    if t.waiting_for:
+        text += f"; held: {t.waiting_for}"
     return text
 
 

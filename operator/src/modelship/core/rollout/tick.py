@@ -34,6 +34,7 @@ class Tick:
     run: tuple[CheckResult, ...] | None = None
     blocked_reason: str = ""  # set when a rollout cannot start: phase Failed
     blocked_message: str = ""
+    waiting_for: str = ""  # why the current stage cannot advance yet (shown in the message)
 
     def take(self, action: str) -> bool:
         """Consume the pending command if it is `action`."""

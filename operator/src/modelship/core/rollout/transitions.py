@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from modelship.core.durations import parse_duration
+from modelship.core.rollout import routing
 from modelship.core.rollout.clock import format_time
-from modelship.core.rollout.stages import STARTING, Stage, strategy_of
+from modelship.core.rollout.stages import STARTING, Stage, stages_of, strategy_of
 from modelship.core.rollout.tick import Outcome, Tick
 from modelship_api.modeldeployment import (
     AnalysisStatus,
@@ -34,6 +35,10 @@ def start(t: Tick, version: int) -> None:
     st.rolled_back_version = None
     # A warm version that was not ready cannot be fast-tracked: it is rolled out afresh.
     st.warm_versions = [w for w in st.warm_versions or [] if w.version != version] or None
+    if routing.plan_shares_service(t.spec, stages_of(t.spec.rollout)):
+        # The Service of a weighted step would select a warm version's pods too: it goes
+        # now, so it is gone by the time the candidate is ready for its first weight.
+        st.warm_versions = None
     st.rollout = RolloutStatus(strategy=strategy, stage=STARTING, step=0, started_at=t.at,
                                stage_started_at=t.at)
     has_analysis = t.spec.rollout is not None and t.spec.rollout.analysis is not None
