@@ -17,7 +17,14 @@ from lightkube import ApiError, AsyncClient
 from lightkube.resources.core_v1 import Pod, PodStatus
 from lightkube.types import PatchType
 
-from modelship_dev.nodeagent import containers, probes, processes, projected, sandbox
+from modelship_dev.nodeagent import (
+    containers,
+    probes,
+    processes,
+    projected,
+    sandbox,
+    termination,
+)
 from modelship_dev.nodeagent.podstatus import (
     Conditions,
     ContainerState,
@@ -28,7 +35,9 @@ from modelship_dev.nodeagent.podstatus import (
 log = logging.getLogger(__name__)
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
-MAX_GRACE_S = 30.0
+# After its containers are stopped, a pod's task has this long to record their exits.
+RECORD_EXITS_S = 10.0
+STATUS_ATTEMPTS = 5
 
 
 @dataclass
@@ -56,6 +65,9 @@ class PodRunner:
         self.start_time = now()
         self.conditions = Conditions()
         self.terminating = False
+        self._terminating = asyncio.Event()  # wakes a container waiting to restart
+        self.grace_override: float | None = None
+        self.targets: dict[str, probes.Target] = {}  # running containers, for preStop hooks
         self._published: dict[str, Any] | None = None
         self._lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
@@ -67,11 +79,9 @@ class PodRunner:
 
     @property
     def grace(self) -> float:
-        meta, spec = self.pod["metadata"], self.pod["spec"]
-        grace = meta.get("deletionGracePeriodSeconds")
-        if grace is None:
-            grace = spec.get("terminationGracePeriodSeconds", 30)
-        return min(float(grace), MAX_GRACE_S)
+        """The grace period now (a shorter delete or the agent's shutdown lowers it)."""
+        grace = termination.grace_period(self.pod)
+        return grace if self.grace_override is None else min(grace, self.grace_override)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"pod {self.name}")
@@ -108,12 +118,13 @@ class PodRunner:
             status["podIPs"] = [{"ip": self.box.net.ip}]
         return status
 
-    async def publish(self) -> None:
-        """Write the status when it changed; a pod already gone is no error."""
+    async def publish(self) -> bool:
+        """Write the status when it changed; a pod already gone is no error. False when the
+        write failed."""
         async with self._lock:
             status = self.status()
             if status == self._published:
-                return
+                return True
             meta = self.pod["metadata"]
             try:
                 await self.ctx.client.patch(PodStatus, meta["name"], {"status": status},
@@ -123,6 +134,11 @@ class PodRunner:
             except ApiError as err:
                 if err.status.code != 404:
                     log.warning("status of %s not written: %s", self.name, err)
+                    return False
+            except httpx.HTTPError as err:
+                log.warning("status of %s not written: %s", self.name, err)
+                return False
+            return True
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -182,7 +198,10 @@ class PodRunner:
             state.wait("CrashLoopBackOff",
                        f"back-off {backoff:g}s restarting failed container={state.name}")
             await self.publish()
-            await asyncio.sleep(backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._terminating.wait(), backoff)
+            if self.terminating:
+                return None
             backoff = min(backoff * 2, BACKOFF_MAX_S)
             state.restart_count += 1
 
@@ -211,10 +230,12 @@ class PodRunner:
         target = probes.Target(self.box.net.ip, {p["name"]: int(p["containerPort"]) for p in
                                                  spec.get("ports") or [] if p.get("name")},
                                proc.pid, launch["env"])
+        self.targets[state.name] = target
         prober = asyncio.create_task(self._probe(spec, state, target))
         try:
             rc = await proc.wait()
         finally:
+            self.targets.pop(state.name, None)
             prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await prober
@@ -294,20 +315,70 @@ class PodRunner:
             sandbox.destroy(self.box)
 
     async def terminate(self, grace: float | None = None) -> None:
-        """Stop every container (SIGTERM, then SIGKILL after the grace period) and remove
-        the sandbox."""
+        """Stop every container the kubelet's way (preStop hook, SIGTERM, SIGKILL once the
+        grace period is over), let the pod's task record their exits, remove the sandbox."""
         self.terminating = True
+        self._terminating.set()
         if grace is not None:
-            self.pod["metadata"]["deletionGracePeriodSeconds"] = grace
+            self.grace_override = grace
+        began = asyncio.get_running_loop().time()
+        specs = {c["name"]: c for c in (self.pod["spec"].get("initContainers") or [])
+                 + self.pod["spec"]["containers"]}
         running = [s for s in self.inits + self.mains if s.running_since is not None]
-        await asyncio.gather(*[self._kill(s) for s in running])
+        await asyncio.gather(*[self._stop_container(specs.get(s.name, {}), s, began)
+                               for s in running])
         if self.task is not None:
+            # Each container's exit code and termination message are recorded as it ends.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.task), RECORD_EXITS_S)
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
         await asyncio.to_thread(self._destroy_sandbox)
 
+    async def _stop_container(self, spec: dict[str, Any], state: ContainerState,
+                              began: float) -> None:
+        """preStop, SIGTERM, SIGKILL: all within the grace period counted from `began`,
+        with at least MIN_KILL_GRACE_S between SIGTERM and SIGKILL, as the kubelet does.
+        The grace is read again while waiting: a shorter delete ends the wait sooner."""
+        if self.box is None or state.name not in self.box.groups:
+            return
+        loop = asyncio.get_running_loop()
+        target = self.targets.get(state.name)
+        if target is not None:
+            ok, why = await termination.run_pre_stop(
+                spec, target, self.ctx.http, max(began + self.grace - loop.time(), 0.0))
+            if not ok:
+                log.warning("%s/%s preStop hook failed: %s", self.name, state.name, why)
+        pgid, started = self.box.groups[state.name]
+        processes.signal_group(pgid, started, signal.SIGTERM)
+        term_at = loop.time()
+
+        def deadline() -> float:
+            return max(began + self.grace, term_at + termination.MIN_KILL_GRACE_S)
+        # Group members are not all our children: there is nothing to await but polling.
+        while processes.group_alive(pgid, started) and loop.time() < deadline():  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        processes.signal_group(pgid, started, signal.SIGKILL)
+
+    async def report_terminated(self) -> None:
+        """The terminal phase and every container's terminated state, written (retried a
+        few times) before the object may go: Failed or Succeeded as the kubelet decides for
+        a pod whose containers will not run again. A pod that already ended before this
+        agent saw it keeps the status it has."""
+        if self.task is None and (self.pod.get("status") or {}).get("phase") \
+                in termination.TERMINAL:
+            return
+        termination.end_states(self.inits + self.mains)
+        self.phase = termination.terminal_phase(self.phase, self.mains)
+        for attempt in range(STATUS_ATTEMPTS):
+            if await self.publish():
+                return
+            await asyncio.sleep(0.5 * 2 ** attempt)
+        log.error("terminal status of %s not written", self.name)
+
     async def delete_object(self) -> None:
+        """Let the object go, as the kubelet does once the pod's status is final."""
         meta = self.pod["metadata"]
         try:
             await self.ctx.client.delete(Pod, meta["name"], namespace=meta["namespace"],
