@@ -1,9 +1,10 @@
 """TrainingRuns against the real API server and the real operator.
 
-kwok plays the kubelet: it schedules and runs nothing, so the tests run the REAL trainer
-(`modelship-train`) with exactly the environment the operator put into the Job's pod, then
-finish the pod with the trainer's real exit code and termination message (kwok stage
-`pod-finish-annotated`). The operator's parser therefore reads real trainer output.
+kwok plays the kubelet (the runs tolerate its nodes' taint): it runs nothing, so the tests
+run the REAL trainer (`modelship-train`) with exactly the environment the operator put into
+the Job's pod, then finish the pod with the trainer's real exit code and termination message
+(kwok stage `pod-finish-annotated`). The operator's parser therefore reads real trainer
+output.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from modelship_dev.cluster import SIMULATED_TOLERATION
 from modelship_dev.operator_process import OperatorProcess
 from tests.conftest import Kubectl, wait_for
 
@@ -29,7 +31,8 @@ def training_run(name: str = "defects-v1", gate: dict[str, Any] | None = None,
                  **trainer: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "model": "surface-defects",
-        "trainer": {"hyperparameters": {"epochs": "1"}, "podAnnotations": MANUAL, **trainer},
+        "trainer": {"hyperparameters": {"epochs": "1"}, "podAnnotations": MANUAL, **trainer,
+                    "tolerations": [*trainer.get("tolerations", []), SIMULATED_TOLERATION]},
         "dataset": {"generated": {"seed": 3, "samples": 400}},
         "publish": {"backend": "python",
                     "repository": {"hostPath": {"path": "/var/lib/modelship/repo"}}},
@@ -181,7 +184,7 @@ def test_gpu_run_waits_for_a_free_gpu_with_the_schedulers_reason(
     kubectl.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gpu-hog"},
                    "spec": {"containers": [{"name": "c", "image": "busybox",
                                             "resources": gpu["resources"]}],
-                            "tolerations": gpu["tolerations"]}})
+                            "tolerations": [*gpu["tolerations"], SIMULATED_TOLERATION]}})
     wait_for("gpu-hog running", lambda: (kubectl.get("pod", "gpu-hog") or {}).get(
         "status", {}).get("phase") == "Running")
     kubectl.apply(training_run(**gpu))
