@@ -270,6 +270,28 @@ def test_volumes_and_init_containers(kubectl: Kubectl, agent: Path, tmp_path: Pa
     assert init["exitCode"] == 0
 
 
+def test_container_that_cannot_be_created_yet_is_retried(kubectl: Kubectl, agent: Path,
+                                                         tmp_path: Path) -> None:
+    """A hostPath that appears later (a TrainingRun publishing into the folder a Triton pod
+    serves from): CreateContainerConfigError until then, then the container runs."""
+    folder = tmp_path / "later"
+    kubectl.apply(_pod("later", [{
+        "name": "main", "image": "ignored", "volumeMounts": [{"name": "d", "mountPath": "/d"}],
+        "command": ["sh", "-c", "cat /d/file"]}], restartPolicy="Never",
+        volumes=[{"name": "d", "hostPath": {"path": str(folder), "type": "Directory"}}]))
+    waiting = wait_for("CreateContainerConfigError", lambda: (p := kubectl.get("pod", "later"))
+                       and (s := (p["status"].get("containerStatuses") or [{}])[0])
+                       .get("state", {}).get("waiting", {}).get("reason")
+                       == "CreateContainerConfigError" and s, timeout=90)
+    assert str(folder) in waiting["state"]["waiting"]["message"]
+    folder.mkdir()
+    (folder / "file").write_text("here")
+    pod = wait_for("pod finished", lambda: (p := kubectl.get("pod", "later"))
+                   and p["status"].get("phase") in ("Succeeded", "Failed") and p, timeout=90)
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
 def test_crashing_container_restarts(kubectl: Kubectl, agent: Path) -> None:
     kubectl.apply(_pod("crash", [{"name": "main", "image": "ignored",
                                   "command": ["sh", "-c", "echo boom; exit 7"],

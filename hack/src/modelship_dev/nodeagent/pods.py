@@ -180,12 +180,19 @@ class PodRunner:
     async def _supervise(self, spec: dict[str, Any], state: ContainerState,
                          init: bool) -> bool | None:
         """Run a container until it is done by the restart policy: True when it finished
-        successfully, False when it failed for good, None when it cannot start."""
+        successfully, False when it failed for good, None when the pod is terminating."""
         backoff = BACKOFF_START_S
         while True:
             code = await self._run_once(spec, state)
-            if code is None or self.terminating:
+            if self.terminating:
                 return None
+            if code is None:
+                # It could not be created (CreateContainerConfigError): the kubelet tries
+                # again with back-off, so a hostPath or a Secret that appears later is used.
+                if not await self._back_off(backoff):
+                    return None
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
             policy = "OnFailure" if init and self.policy == "Always" else self.policy
             if code == 0 and (init or policy != "Always"):
                 return True
@@ -198,12 +205,16 @@ class PodRunner:
             state.wait("CrashLoopBackOff",
                        f"back-off {backoff:g}s restarting failed container={state.name}")
             await self.publish()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._terminating.wait(), backoff)
-            if self.terminating:
+            if not await self._back_off(backoff):
                 return None
             backoff = min(backoff * 2, BACKOFF_MAX_S)
             state.restart_count += 1
+
+    async def _back_off(self, seconds: float) -> bool:
+        """Wait before the next try; False when the pod started terminating meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._terminating.wait(), seconds)
+        return not self.terminating
 
     async def _run_once(self, spec: dict[str, Any], state: ContainerState) -> int | None:
         """Start the container, probe it, wait for it: its exit code (None: cannot start)."""
