@@ -363,9 +363,9 @@ def _last_status_before_deletion(events: list[tuple[str, dict[str, Any]]]
 
 def test_deleted_pod_runs_its_pre_stop_hook_then_ends_with_a_terminal_status(
         kubectl: Kubectl, agent: Path, tmp_path: Path) -> None:
-    """preStop, then SIGTERM; the process exits 0 on SIGTERM, so the pod (restartPolicy
-    Always) ends Succeeded with its container terminated, written before the object goes,
-    well within its grace period."""
+    """preStop (exec in one container, sleep in the other), then SIGTERM; both exit 0 on
+    SIGTERM, so the pod (restartPolicy Always) ends Succeeded with its containers
+    terminated, written before the object goes, well within its grace period."""
     tmp_path.chmod(0o777)
     mounts = [{"name": "out", "mountPath": "/out"}]
     kubectl.apply(_pod("graceful", [{
@@ -373,25 +373,33 @@ def test_deleted_pod_runs_its_pre_stop_hook_then_ends_with_a_terminal_status(
         "command": ["sh", "-c", "trap 'echo term >> /out/order; exit 0' TERM; "
                     "echo started > /out/started; while true; do sleep 0.2; done"],
         "lifecycle": {"preStop": {"exec": {"command": [
-            "sh", "-c", "test -e /out/started && echo preStop >> /out/order"]}}}}],
+            "sh", "-c", "test -e /out/started && echo preStop >> /out/order"]}}}}, {
+        "name": "slow", "image": "ignored", "volumeMounts": mounts,
+        "command": ["sh", "-c", "trap 'date +%s.%N > /out/slow-term; exit 0' TERM; "
+                    "while true; do sleep 0.2; done"],
+        "lifecycle": {"preStop": {"sleep": {"seconds": 3}}}}],
         terminationGracePeriodSeconds=30,
         volumes=[{"name": "out", "hostPath": {"path": str(tmp_path), "type": "Directory"}}]))
     wait_for("container running", lambda: (tmp_path / "started").exists(), timeout=90)
     watch = PodWatch(kubectl, "graceful")
     try:
         wait_for("the watch's first event", lambda: watch.events, timeout=30)
+        requested = time.time()
         kubectl("delete", "pod", "graceful", "--wait=false")
         events = watch.until_deleted(timeout=60)
     finally:
         watch.close()
     assert (tmp_path / "order").read_text().split() == ["preStop", "term"]
+    # The sleep hook held SIGTERM back for its 3 s.
+    assert float((tmp_path / "slow-term").read_text()) - requested >= 3
     request, last = _last_status_before_deletion(events)
     assert last["status"]["phase"] == "Succeeded"
     assert request["deletionGracePeriodSeconds"] == 30
-    (status,) = last["status"]["containerStatuses"]
-    terminated = status["state"]["terminated"]
-    assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
-    assert status["ready"] is False and _condition(last, "Ready") == "False"
+    for status in last["status"]["containerStatuses"]:
+        terminated = status["state"]["terminated"]
+        assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
+        assert status["ready"] is False
+    assert _condition(last, "Ready") == "False"
     # Within the grace period: the API server set deletionTimestamp = delete + 30 s.
     assert _at(terminated["finishedAt"]) < _at(request["deletionTimestamp"])
 
