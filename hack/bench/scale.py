@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from modelship_dev import apiserver_metrics, tools
-from modelship_dev.cluster import LocalCluster, node_manifest
+from modelship_dev.cluster import SIMULATED_TAINT, SIMULATED_TOLERATION, LocalCluster, node_manifest
 from modelship_dev.demo import install_crds
 from modelship_dev.operator_process import OperatorProcess
 
@@ -53,7 +53,8 @@ def manifest(name: str, namespace: str) -> dict[str, Any]:
             "model": {"name": "surface-defects", "version": 1},
             "repository": {"hostPath": {"path": "/var/lib/modelship/model-repository"}},
             "runtime": {"backend": "python", "replicas": 1,
-                        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}}},
+                        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+                        "tolerations": [SIMULATED_TOLERATION]},  # kwok's nodes
         },
     }
 
@@ -65,7 +66,7 @@ def add_nodes(cluster: LocalCluster, pods: int) -> list[str]:
     docs = [node_manifest({"name": n, "labels": {"modelship.io/node-class": "cpu"},
                            "capacity": {"cpu": "64", "memory": "256Gi",
                                         "pods": str(PODS_PER_NODE)},
-                           "taints": []}) for n in names]
+                           "taints": [SIMULATED_TAINT]}) for n in names]
     cluster.kubectl("apply", "-f", "-", input_text="\n---\n".join(json.dumps(d) for d in docs))
     wait("kwok nodes Ready", lambda: all(
         any(c["type"] == "Ready" and c["status"] == "True"

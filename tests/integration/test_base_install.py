@@ -22,7 +22,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from modelship_dev.cluster import LocalCluster
+from modelship_dev.cluster import SIMULATED_TOLERATION, LocalCluster
 from modelship_dev.operator_process import OperatorProcess
 from tests.conftest import REPO, Kubectl, wait_for
 
@@ -135,7 +135,9 @@ def test_the_base_install_runs_the_operator_and_shows_status(
     assert missing.returncode == 1
     assert f"modeldeployment {ns}/defects-dev not found" in missing.stderr
 
-    kubectl.apply(yaml.safe_load(SAMPLE.read_text()))
+    sample = yaml.safe_load(SAMPLE.read_text())
+    sample["spec"]["runtime"]["tolerations"] = [SIMULATED_TOLERATION]  # kwok's nodes
+    kubectl.apply(sample)
 
     def ready() -> str | None:
         text = base.modelship("status", "defects-dev", "-n", ns, env=env).stdout

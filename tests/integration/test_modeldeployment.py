@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from modelship_dev.cluster import SIMULATED_TOLERATION
 from modelship_dev.operator_process import OperatorProcess
 from tests.conftest import Kubectl, wait_for
 
@@ -18,9 +19,13 @@ SAMPLE = Path(__file__).resolve().parents[2] / "crds" / "samples" / "modeldeploy
 
 
 def sample(version: int = 1, **runtime: Any) -> dict[str, Any]:
+    """The local sample, placed on kwok's simulated nodes (which tolerate nothing else): the
+    pods' readiness is kwok's, the operator's objects are real."""
     doc: dict[str, Any] = yaml.safe_load(SAMPLE.read_text())
     doc["spec"]["model"]["version"] = version
     doc["spec"]["runtime"].update(runtime)
+    doc["spec"]["runtime"]["tolerations"] = [*runtime.get("tolerations", []),
+                                             SIMULATED_TOLERATION]
     return doc
 
 

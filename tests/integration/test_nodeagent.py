@@ -8,9 +8,11 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import httpx
 import pytest
 
 from modelship.core.triton_manifests import VIEW_MOUNT, view_script
+from modelship_dev import tools
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.nodeagent import hostnet
 from tests.conftest import Kubectl, wait_for
@@ -267,6 +270,28 @@ def test_volumes_and_init_containers(kubectl: Kubectl, agent: Path, tmp_path: Pa
     assert init["exitCode"] == 0
 
 
+def test_container_that_cannot_be_created_yet_is_retried(kubectl: Kubectl, agent: Path,
+                                                         tmp_path: Path) -> None:
+    """A hostPath that appears later (a TrainingRun publishing into the folder a Triton pod
+    serves from): CreateContainerConfigError until then, then the container runs."""
+    folder = tmp_path / "later"
+    kubectl.apply(_pod("later", [{
+        "name": "main", "image": "ignored", "volumeMounts": [{"name": "d", "mountPath": "/d"}],
+        "command": ["sh", "-c", "cat /d/file"]}], restartPolicy="Never",
+        volumes=[{"name": "d", "hostPath": {"path": str(folder), "type": "Directory"}}]))
+    waiting = wait_for("CreateContainerConfigError", lambda: (p := kubectl.get("pod", "later"))
+                       and (s := (p["status"].get("containerStatuses") or [{}])[0])
+                       .get("state", {}).get("waiting", {}).get("reason")
+                       == "CreateContainerConfigError" and s, timeout=90)
+    assert str(folder) in waiting["state"]["waiting"]["message"]
+    folder.mkdir()
+    (folder / "file").write_text("here")
+    pod = wait_for("pod finished", lambda: (p := kubectl.get("pod", "later"))
+                   and p["status"].get("phase") in ("Succeeded", "Failed") and p, timeout=90)
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
 def test_crashing_container_restarts(kubectl: Kubectl, agent: Path) -> None:
     kubectl.apply(_pod("crash", [{"name": "main", "image": "ignored",
                                   "command": ["sh", "-c", "echo boom; exit 7"],
@@ -278,44 +303,166 @@ def test_crashing_container_restarts(kubectl: Kubectl, agent: Path) -> None:
     assert last["exitCode"] == 7 and last["message"].strip() == "boom"
 
 
+class PodWatch:
+    """Every change of one pod as the API server streams it (`kubectl get --watch`), read
+    in a thread: what a Job controller or a user sees, in order."""
+
+    def __init__(self, kubectl: Kubectl, name: str) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.proc = subprocess.Popen(
+            [str(tools.binary("kubectl")), f"--kubeconfig={kubectl.cluster.kubeconfig}",
+             "-n", kubectl.namespace, "get", "pod", name, "-o", "json", "--watch",
+             "--output-watch-events"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        decoder, buffer = json.JSONDecoder(), ""
+        for line in self.proc.stdout:
+            buffer += line
+            try:
+                event, end = decoder.raw_decode(buffer.lstrip())
+            except json.JSONDecodeError:
+                continue
+            buffer = buffer.lstrip()[end:]
+            self.events.append((event["type"], event["object"]))
+
+    def until_deleted(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
+        wait_for("the pod's DELETED event", lambda: any(t == "DELETED" for t, _ in self.events),
+                 timeout=timeout)
+        return list(self.events)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.reader.join(timeout=10)
+
+
+def _at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _last_status_before_deletion(events: list[tuple[str, dict[str, Any]]]
+                                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The delete request as the API server recorded it (deletionTimestamp = request +
+    grace) and the pod as it was when it went, every change in between checked to be in
+    the kubelet's order (never gone while Running)."""
+    deleting = [o for t, o in events if o["metadata"].get("deletionTimestamp")]
+    assert deleting, events
+    assert events[-1][0] == "DELETED"
+    # Until its containers are stopped the phase stays Running; once it is terminal it
+    # never goes back; the object goes only after that.
+    phases = [o["status"].get("phase") for o in deleting]
+    terminal = [i for i, p in enumerate(phases) if p in ("Succeeded", "Failed")]
+    assert terminal, phases
+    assert all(p in ("Succeeded", "Failed") for p in phases[terminal[0]:]), phases
+    return deleting[0]["metadata"], deleting[-1]
+
+
+def test_deleted_pod_runs_its_pre_stop_hook_then_ends_with_a_terminal_status(
+        kubectl: Kubectl, agent: Path, tmp_path: Path) -> None:
+    """preStop (exec in one container, sleep in the other), then SIGTERM; both exit 0 on
+    SIGTERM, so the pod (restartPolicy Always) ends Succeeded with its containers
+    terminated, written before the object goes, well within its grace period."""
+    tmp_path.chmod(0o777)
+    mounts = [{"name": "out", "mountPath": "/out"}]
+    kubectl.apply(_pod("graceful", [{
+        "name": "main", "image": "ignored", "volumeMounts": mounts,
+        "command": ["sh", "-c", "trap 'echo term >> /out/order; exit 0' TERM; "
+                    "echo started > /out/started; while true; do sleep 0.2; done"],
+        "lifecycle": {"preStop": {"exec": {"command": [
+            "sh", "-c", "test -e /out/started && echo preStop >> /out/order"]}}}}, {
+        "name": "slow", "image": "ignored", "volumeMounts": mounts,
+        "command": ["sh", "-c", "trap 'date +%s.%N > /out/slow-term; exit 0' TERM; "
+                    "while true; do sleep 0.2; done"],
+        "lifecycle": {"preStop": {"sleep": {"seconds": 3}}}}],
+        terminationGracePeriodSeconds=30,
+        volumes=[{"name": "out", "hostPath": {"path": str(tmp_path), "type": "Directory"}}]))
+    wait_for("container running", lambda: (tmp_path / "started").exists(), timeout=90)
+    watch = PodWatch(kubectl, "graceful")
+    try:
+        wait_for("the watch's first event", lambda: watch.events, timeout=30)
+        requested = time.time()
+        kubectl("delete", "pod", "graceful", "--wait=false")
+        events = watch.until_deleted(timeout=60)
+    finally:
+        watch.close()
+    assert (tmp_path / "order").read_text().split() == ["preStop", "term"]
+    # The sleep hook held SIGTERM back for its 3 s.
+    assert float((tmp_path / "slow-term").read_text()) - requested >= 3
+    request, last = _last_status_before_deletion(events)
+    assert last["status"]["phase"] == "Succeeded"
+    assert request["deletionGracePeriodSeconds"] == 30
+    for status in last["status"]["containerStatuses"]:
+        terminated = status["state"]["terminated"]
+        assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
+        assert status["ready"] is False
+    assert _condition(last, "Ready") == "False"
+    # Within the grace period: the API server set deletionTimestamp = delete + 30 s.
+    assert _at(terminated["finishedAt"]) < _at(request["deletionTimestamp"])
+
+
 def test_deleting_a_pod_kills_its_processes(kubectl: Kubectl, agent: Path) -> None:
     marker = f"ms-test-{uuid.uuid4().hex}"
     # Ignores SIGTERM (the child inherits that): only the SIGKILL after the grace ends it.
     kubectl.apply(_pod("victim", [{
         "name": "main", "image": "ignored", "env": [{"name": "MARKER", "value": marker}],
         "command": ["sh", "-c", "trap '' TERM; python -c 'import time; time.sleep(600)' & wait"]
-    }], terminationGracePeriodSeconds=2))
+    }], terminationGracePeriodSeconds=30))
     pids = wait_for("processes running", lambda: len(found := _processes_with(marker)) >= 2
                     and found, timeout=90)
     pod = kubectl.get("pod", "victim")
     assert pod is not None
     netns, veth = hostnet.pod_names(hostnet.agent_tag(agent), pod["metadata"]["uid"])
     assert netns in _netns() and veth in _links()
-    kubectl("delete", "pod", "victim", "--wait=false")
-    wait_for("pod object gone", lambda: kubectl.get("pod", "victim") is None, timeout=60)
+    watch = PodWatch(kubectl, "victim")
+    try:
+        wait_for("the watch's first event", lambda: watch.events, timeout=30)
+        # The deletion's grace period overrides the pod's 30 s.
+        kubectl("delete", "pod", "victim", "--wait=false", "--grace-period=3")
+        events = watch.until_deleted(timeout=60)
+    finally:
+        watch.close()
+    request, last = _last_status_before_deletion(events)
+    assert last["status"]["phase"] == "Failed"
+    terminated = last["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 137 and terminated["reason"] == "Error"  # SIGKILL
+    # Not before the grace period was over (deletionTimestamp = delete + 3 s; both in whole
+    # seconds, the kill's rounded down like the deadline's).
+    assert request["deletionGracePeriodSeconds"] == 3
+    assert _at(terminated["finishedAt"]) >= _at(request["deletionTimestamp"])
     assert _processes_with(marker) == []
     assert not any(_alive(pid) for pid in pids)
     assert netns not in _netns() and veth not in _links()
 
 
-def test_prestop_sleep_runs_before_sigterm(kubectl: Kubectl, agent: Path,
-                                          tmp_path: Path) -> None:
-    """The API server takes `lifecycle.preStop.sleep` (what the operator gives Triton pods)
-    and the agent honours it: the container gets SIGTERM only after the sleep."""
-    kubectl.apply(_pod("sleeper", [{
-        "name": "main", "image": "ignored",
-        "lifecycle": {"preStop": {"sleep": {"seconds": 2}}},
-        "volumeMounts": [{"name": "host", "mountPath": "/out"}],
-        "command": ["sh", "-c", "trap 'date +%s.%N > /out/term; exit 0' TERM; "
-                    "touch /out/up; while :; do sleep 0.1; done"]}],
-        terminationGracePeriodSeconds=10,
-        volumes=[{"name": "host", "hostPath": {"path": str(tmp_path), "type": "Directory"}}]))
-    wait_for("container running", lambda: (tmp_path / "up").exists(), timeout=90)
-    deleted_at = time.time()
-    kubectl("delete", "pod", "sleeper", "--wait=false")
-    wait_for("pod object gone", lambda: kubectl.get("pod", "sleeper") is None, timeout=60)
-    term = float((tmp_path / "term").read_text())
-    assert term - deleted_at >= 2.0, f"SIGTERM {term - deleted_at:.2f}s after the delete"
+def test_deleted_job_pod_is_counted_failed_and_goes(kubectl: Kubectl, agent: Path) -> None:
+    """A Job pod keeps its job-tracking finalizer until its phase is terminal: deleted while
+    running, it must end Failed (killed by SIGTERM), be counted by the Job and go."""
+    job = _job("long", "import time; time.sleep(600)")
+    job["spec"]["podFailurePolicy"] = {"rules": [{"action": "FailJob", "onExitCodes": {
+        "containerName": "main", "operator": "In", "values": [42]}}]}
+    kubectl.apply(job)
+    pod = wait_for("Job pod running", lambda: (p := _only_pod(kubectl, "job-name=long"))
+                   and p["status"].get("phase") == "Running" and p, timeout=90)
+    name = pod["metadata"]["name"]
+    assert "batch.kubernetes.io/job-tracking" in pod["metadata"]["finalizers"]
+    watch = PodWatch(kubectl, name)
+    try:
+        wait_for("the watch's first event", lambda: watch.events, timeout=30)
+        kubectl("delete", "pod", name, "--wait=false")
+        events = watch.until_deleted(timeout=60)
+    finally:
+        watch.close()
+    _, last = _last_status_before_deletion(events)
+    assert last["status"]["phase"] == "Failed"
+    assert last["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 143
+    assert wait_for("Job failed", lambda: _job_condition(kubectl, "long"),
+                    timeout=60) == "Failed"
+    status = (kubectl.get("job", "long") or {})["status"]
+    assert status["failed"] == 1 and not status.get("terminating")
 
 
 ECHO_CONFIG = """name: "echo"

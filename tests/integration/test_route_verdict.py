@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from modelship_dev.cluster import LocalCluster
+from modelship_dev.cluster import SIMULATED_TOLERATION, LocalCluster
 from modelship_dev.gateway import LocalGateway
 from modelship_dev.operator_process import OperatorProcess
 from tests.conftest import Kubectl, wait_for_status
@@ -45,7 +45,7 @@ def _md(version: int, parent_ref: dict[str, str]) -> dict[str, Any]:
         "spec": {
             "model": {"name": "surface-defects", "version": version},
             "repository": {"hostPath": {"path": "/var/lib/modelship/model-repository"}},
-            "runtime": {"backend": "python"},
+            "runtime": {"backend": "python", "tolerations": [SIMULATED_TOLERATION]},
             "traffic": {"provider": "gateway", "gateway": {"parentRefs": [parent_ref]}},
             "rollout": {"canary": {"steps": [{"weight": 50, "pause": "1s"}]},
                         "abortScaleDownDelay": "0s"},

@@ -1,25 +1,30 @@
 """TrainingRuns against the real API server and the real operator.
 
-kwok plays the kubelet: it schedules and runs nothing, so the tests run the REAL trainer
-(`modelship-train`) with exactly the environment the operator put into the Job's pod, then
-finish the pod with the trainer's real exit code and termination message (kwok stage
-`pod-finish-annotated`). The operator's parser therefore reads real trainer output.
+kwok plays the kubelet (the runs tolerate its nodes' taint): it runs nothing, so the tests
+run the REAL trainer (`modelship-train`) with exactly the environment the operator put into
+the Job's pod, then finish the pod with the trainer's real exit code and termination message
+(kwok stage `pod-finish-annotated`). The operator's parser therefore reads real trainer
+output. The last test runs a TrainingRun on the node agent's node instead, for real.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from modelship_dev import workload
+from modelship_dev.cluster import SIMULATED_TOLERATION, LocalCluster
 from modelship_dev.operator_process import OperatorProcess
-from tests.conftest import Kubectl, wait_for
+from tests.conftest import Kubectl, wait_for, wait_for_status
 
 pytestmark = pytest.mark.integration
 MANUAL = {"kwok.modelship.io/manual": "true"}
@@ -29,7 +34,8 @@ def training_run(name: str = "defects-v1", gate: dict[str, Any] | None = None,
                  **trainer: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "model": "surface-defects",
-        "trainer": {"hyperparameters": {"epochs": "1"}, "podAnnotations": MANUAL, **trainer},
+        "trainer": {"hyperparameters": {"epochs": "1"}, "podAnnotations": MANUAL, **trainer,
+                    "tolerations": [*trainer.get("tolerations", []), SIMULATED_TOLERATION]},
         "dataset": {"generated": {"seed": 3, "samples": 400}},
         "publish": {"backend": "python",
                     "repository": {"hostPath": {"path": "/var/lib/modelship/repo"}}},
@@ -181,7 +187,7 @@ def test_gpu_run_waits_for_a_free_gpu_with_the_schedulers_reason(
     kubectl.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gpu-hog"},
                    "spec": {"containers": [{"name": "c", "image": "busybox",
                                             "resources": gpu["resources"]}],
-                            "tolerations": gpu["tolerations"]}})
+                            "tolerations": [*gpu["tolerations"], SIMULATED_TOLERATION]}})
     wait_for("gpu-hog running", lambda: (kubectl.get("pod", "gpu-hog") or {}).get(
         "status", {}).get("phase") == "Running")
     kubectl.apply(training_run(**gpu))
@@ -206,3 +212,65 @@ def test_spec_is_immutable(kubectl: Kubectl, operator: OperatorProcess) -> None:
     out = kubectl.apply(doc, check=False)
     assert out.returncode != 0
     assert "spec is immutable" in out.stderr
+
+
+@pytest.fixture
+def local_node(cluster: LocalCluster) -> Iterator[Path]:
+    """The node agent's node, where pods placed with `workload.PLACEMENT` run for real."""
+    if os.geteuid() != 0:
+        pytest.fail("the node agent needs root (network and mount namespaces)")
+    if shutil.which("ip") is None or shutil.which("nsenter") is None:
+        pytest.fail("the node agent needs `ip` (iproute2) and `nsenter` (util-linux)")
+    folder = cluster.start_node_agent(workload.NODE,
+                                      taints=[f"{workload.NODE_TAINT}=true:NoSchedule"])
+    try:
+        yield folder
+    finally:
+        cluster.stop_node_agent(workload.NODE)
+
+
+def test_training_pod_deleted_mid_run_fails_the_run_and_publishes_nothing(
+        kubectl: Kubectl, operator: OperatorProcess, local_node: Path,
+        tmp_path: Path) -> None:
+    """The real trainer on the node agent; its pod deleted while it trains. The node agent
+    stops it the kubelet's way, so the Job counts the pod as failed (backoffLimit 0: the Job
+    fails) and lets it go; the run says the pod was deleted; the repository stays clean."""
+    repository = tmp_path / "repo"
+    kubectl.apply(workload.training_run(
+        "defects-v1", "surface-defects", repository, labels={"pipeline": "defects-dev"},
+        seed=5, samples=4000, hyperparameters={"epochs": "50"}))
+    st = wait_for_status("training in a pod", lambda: status(kubectl), lambda s: (
+        s.get("phase") == "Running" and s.get("message", "").startswith("training in pod")),
+        timeout=120, context=operator.log_tail)
+    pod = kubectl.list("pod", "modelship.io/trainingrun=defects-v1")[0]
+    assert pod["spec"]["nodeName"] == workload.NODE
+    assert st["message"] == f"training in pod {pod['metadata']['name']}"
+    # Training has begun once the data set is generated (the trainer logs each stage).
+    meta = pod["metadata"]
+    log = (local_node / "logs" / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
+           / "trainer.log")
+    wait_for("the trainer training", lambda: log.exists()
+             and "modelship-train: generate" in log.read_text(), timeout=180, interval=0.5)
+    kubectl("delete", "pod", meta["name"], "--wait=false")
+
+    st = wait_for_status("the run Failed", lambda: status(kubectl),
+                         lambda s: s.get("phase") in ("Failed", "Succeeded", "Rejected"),
+                         timeout=120, context=operator.log_tail)
+    assert st["phase"] == "Failed", st
+    complete = next(c for c in st["conditions"] if c["type"] == "Complete")
+    assert complete["status"] == "False" and complete["reason"] == "PodDeleted"
+    assert st["message"].startswith("the training pod was deleted before it finished")
+    assert "BackoffLimitExceeded" in st["message"]
+    # The Job counted the pod as failed and let it go (no pod left Terminating).
+    job = kubectl.get("job", "defects-v1-train")
+    assert job is not None and job["status"]["failed"] == 1
+    assert any(c["type"] == "Failed" and c["status"] == "True"
+               for c in job["status"]["conditions"])
+    wait_for("the deleted pod gone", lambda: not kubectl.list(
+        "pod", "modelship.io/trainingrun=defects-v1"), timeout=60)
+    events = json.loads(kubectl("get", "events", "--field-selector",
+                                "involvedObject.kind=TrainingRun", "-o", "json").stdout)
+    reasons = [e["reason"] for e in events["items"]]
+    assert reasons[-1] == "Failed" and "Running" in reasons, reasons
+    # Nothing was published, nothing half-written is left.
+    assert [p for p in repository.rglob("*") if p != repository / "surface-defects"] == []

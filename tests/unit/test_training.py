@@ -112,3 +112,46 @@ def test_finished_runs_never_change_or_recreate_the_job() -> None:
     done = run(status={"phase": "Succeeded", "version": 4})
     p = plan(done, None, [], NOW)  # the Job was removed by its TTL
     assert not p.create_job and p.status.phase == "Succeeded" and p.events == []
+
+
+def _deleting(pod: dict[str, Any]) -> dict[str, Any]:
+    pod["metadata"]["deletionTimestamp"] = NOW
+    return pod
+
+
+def test_a_deleted_training_pod_is_reported_while_it_stops_and_as_the_failure() -> None:
+    running = plan(run(), _job(), [_pod("Running")], NOW).status
+    stopping = plan(TrainingRun.model_validate({**run().to_api(), "status": running.to_api()}),
+                    _job(), [_deleting(_pod("Running"))], NOW)
+    assert stopping.status.phase == "Running"
+    assert "nightly-train-x was deleted" in stopping.status.message
+    assert "training in pod" not in stopping.status.message
+    assert stopping.events == [("Warning", "PodDeleted", stopping.status.message)]
+    remembered = TrainingRun.model_validate({**run().to_api(),
+                                             "status": stopping.status.to_api()})
+    # Gone before the Job is marked failed: no flap back to Pending, no new event.
+    gone = plan(remembered, _job(), [], NOW)
+    assert gone.status.message == stopping.status.message and gone.events == []
+    # The trainer caught SIGTERM and said so; the deletion is still the reason.
+    terminated = TrainingResult(outcome="Failed", reason="Terminated", model="defects",
+                                message="received SIGTERM (deadline or pod deletion)")
+    for pods in ([], [_deleting(_pod("Failed", 1, terminated.to_termination_message()))]):
+        failed = plan(remembered, _job("Failed", "BackoffLimitExceeded"), pods, NOW)
+        assert failed.status.phase == "Failed"
+        complete = next(c for c in failed.status.conditions or [] if c.type == "Complete")
+        assert complete.reason == "PodDeleted"
+        assert failed.status.message.startswith("the training pod was deleted before it "
+                                                "finished")
+        assert "BackoffLimitExceeded" in failed.status.message
+        assert failed.events == [("Warning", "Failed", failed.status.message)]
+
+
+def test_a_pod_gone_unseen_still_reads_as_deleted_but_a_deadline_stays_a_deadline() -> None:
+    unseen = plan(run({"phase": "Running"}), _job("Failed", "BackoffLimitExceeded"), [], NOW)
+    assert unseen.status.message.startswith("the training pod was deleted")
+    deadline = plan(run({"phase": "Running"}), _job("Failed", "DeadlineExceeded"), [], NOW)
+    assert deadline.status.message.startswith("DeadlineExceeded")
+    # A pod that failed by itself stays with the Job: its own result is the reason.
+    crashed = plan(run({"phase": "Running"}), _job("Failed", "BackoffLimitExceeded"),
+                   [_pod("Failed", 1, "Traceback: boom")], NOW)
+    assert "not a modelship result" in crashed.status.message

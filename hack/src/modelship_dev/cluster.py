@@ -1,6 +1,11 @@
 """A real local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler
 and kwok (simulated nodes, one with GPUs), bound to loopback, with its own kubeconfig.
 
+kwok's nodes run nothing for real (kwok fakes every pod's life), so they carry kwok's own
+taint `kwok.x-k8s.io/node=fake:NoSchedule`: only workloads that tolerate it land there
+(scale tests, tests that finish pods by annotation). Everything else waits for a real node:
+the node agent's (`start_node_agent`), whose pods are real processes.
+
 Everything lives in one state folder; `down` stops every process it started (checked by
 command line, so a recycled PID is never signalled) and removes the folder.
 """
@@ -60,19 +65,23 @@ def _wait(what: str, check: Callable[[], bool], timeout: float,
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s\n{tail}")
 
 
+SIMULATED_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
+SIMULATED_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists",
+                        "effect": "NoSchedule"}
 NODES: list[dict[str, Any]] = [
     {
         "name": "cpu-0",
         "labels": {"modelship.io/node-class": "cpu"},
         "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
-        "taints": [],
+        "taints": [SIMULATED_TAINT],
     },
     {
         "name": "gpu-0",
         "labels": {"modelship.io/node-class": "gpu", "nvidia.com/gpu.present": "true",
                    "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
         "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "1"},
-        "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+        "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},
+                   SIMULATED_TAINT],
     },
 ]
 

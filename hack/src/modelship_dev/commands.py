@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ import click
 from modelship_dev import demo as demo_run
 from modelship_dev import tools
 from modelship_dev.cluster import LocalCluster, default_state_dir
+
+NODE = "local-0"  # the node agent's node, where pods run for real
 
 
 @click.command()
@@ -51,18 +54,38 @@ def build() -> None:
     tools.build_all(log=click.echo)
 
 
+def _node_agent_missing() -> str | None:
+    """Why this machine cannot run the node agent, or None."""
+    if os.geteuid() != 0:
+        return "it needs root (network and mount namespaces)"
+    missing = [tool for tool in ("ip", "nsenter") if shutil.which(tool) is None]
+    return f"it needs {' and '.join(missing)} (iproute2, util-linux)" if missing else None
+
+
 @dev.command()
 @_state_option
 @click.option("--crds/--no-crds", default=True, show_default=True,
               help="Install modelship's CRDs.")
-def up(state_dir: Path | None, crds: bool) -> None:
-    """Build what is missing, then start the local cluster."""
+@click.option("--node-agent/--no-node-agent", default=True, show_default=True,
+              help=f"Start node {NODE}, whose pods run as real processes (needs root). "
+              "Without it pods stay Pending: kwok's simulated nodes take only pods that "
+              "tolerate kwok.x-k8s.io/node=fake:NoSchedule.")
+def up(state_dir: Path | None, crds: bool, node_agent: bool) -> None:
+    """Build what is missing, then start the local cluster and the node agent."""
+    if node_agent and (why := _node_agent_missing()) is not None:
+        raise click.UsageError(f"the node agent cannot run here: {why}. Run as root, or "
+                               "pass --no-node-agent for a control plane whose pods stay "
+                               "Pending.")
     tools.build_all(log=click.echo)
     cluster = _cluster(state_dir)
     cluster.up()
     if crds:
         demo_run.install_crds(cluster)
         click.echo("CRDs installed")
+    if node_agent:
+        cluster.start_node_agent(NODE)
+        click.echo(f"node {NODE} Ready: pods scheduled there run as local processes "
+                   f"(log: {cluster.state_dir / 'logs' / f'node-agent-{NODE}.log'})")
 
 
 @dev.command()

@@ -78,9 +78,10 @@ class Agent:
             await asyncio.wait_for(asyncio.gather(
                 *[r.terminate(min(r.grace, SHUTDOWN_GRACE_S)) for r in runners],
                 return_exceptions=True), SHUTDOWN_GRACE_S + 5)
-        # Pods bound to a node that goes away would wait for the pod GC; remove them now.
+        # Pods bound to a node that goes away would wait for the pod GC; end them now, in
+        # the kubelet's order (terminal status first: a Job pod's finalizer waits for it).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*[r.delete_object() for r in runners],
+            await asyncio.wait_for(asyncio.gather(*[self._let_go(r) for r in runners],
                                                   return_exceptions=True), 15)
         for task in self.background:
             task.cancel()
@@ -123,13 +124,15 @@ class Agent:
         runner = self.runners.get(uid)
         if op == "DELETED":
             if runner is not None:
-                self._stop(uid, delete=False, grace=0.0)
+                # Gone without waiting for us (a forced delete): no grace is left.
+                runner.grace_override = 0.0
+                self._stop(uid, delete=False)
             return
         if pod["metadata"].get("deletionTimestamp"):
             if runner is None:
                 runner = PodRunner(ctx, pod)
                 self.runners[uid] = runner
-            runner.pod = pod
+            runner.pod = pod  # a second, shorter delete shortens the grace of a stop under way
             self._stop(uid, delete=True)
             return
         if runner is None and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
@@ -138,7 +141,15 @@ class Agent:
             log.info("starting pod %s", runner.name)
             runner.start()
 
-    def _stop(self, uid: str, delete: bool, grace: float | None = None) -> None:
+    @staticmethod
+    async def _let_go(runner: PodRunner) -> None:
+        """The end of a deleted pod, as the kubelet orders it: its containers are stopped
+        already; write the terminal phase and their terminated states, then remove the
+        object."""
+        await runner.report_terminated()
+        await runner.delete_object()
+
+    def _stop(self, uid: str, delete: bool) -> None:
         if uid in self.stopping:
             return
         self.stopping.add(uid)
@@ -146,10 +157,10 @@ class Agent:
 
         async def stop() -> None:
             try:
-                log.info("stopping pod %s", runner.name)
-                await runner.terminate(grace)
+                log.info("stopping pod %s (grace %gs)", runner.name, runner.grace)
+                await runner.terminate()
                 if delete:
-                    await runner.delete_object()
+                    await self._let_go(runner)
             finally:
                 self.runners.pop(uid, None)
                 self.stopping.discard(uid)

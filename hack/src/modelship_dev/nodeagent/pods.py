@@ -17,7 +17,14 @@ from lightkube import ApiError, AsyncClient
 from lightkube.resources.core_v1 import Pod, PodStatus
 from lightkube.types import PatchType
 
-from modelship_dev.nodeagent import containers, probes, processes, projected, sandbox
+from modelship_dev.nodeagent import (
+    containers,
+    probes,
+    processes,
+    projected,
+    sandbox,
+    termination,
+)
 from modelship_dev.nodeagent.podstatus import (
     Conditions,
     ContainerState,
@@ -28,14 +35,9 @@ from modelship_dev.nodeagent.podstatus import (
 log = logging.getLogger(__name__)
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
-MAX_GRACE_S = 30.0
-
-
-def prestop_sleep(container: dict[str, Any]) -> float:
-    """Seconds of the container's `lifecycle.preStop.sleep` (0 without one). Other preStop
-    handlers (exec, httpGet) are not run here."""
-    sleep = ((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
-    return max(0.0, float(sleep.get("seconds", 0)))
+# After its containers are stopped, a pod's task has this long to record their exits.
+RECORD_EXITS_S = 10.0
+STATUS_ATTEMPTS = 5
 
 
 @dataclass
@@ -63,6 +65,9 @@ class PodRunner:
         self.start_time = now()
         self.conditions = Conditions()
         self.terminating = False
+        self._terminating = asyncio.Event()  # wakes a container waiting to restart
+        self.grace_override: float | None = None
+        self.targets: dict[str, probes.Target] = {}  # running containers, for preStop hooks
         self._published: dict[str, Any] | None = None
         self._lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
@@ -74,11 +79,9 @@ class PodRunner:
 
     @property
     def grace(self) -> float:
-        meta, spec = self.pod["metadata"], self.pod["spec"]
-        grace = meta.get("deletionGracePeriodSeconds")
-        if grace is None:
-            grace = spec.get("terminationGracePeriodSeconds", 30)
-        return min(float(grace), MAX_GRACE_S)
+        """The grace period now (a shorter delete or the agent's shutdown lowers it)."""
+        grace = termination.grace_period(self.pod)
+        return grace if self.grace_override is None else min(grace, self.grace_override)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"pod {self.name}")
@@ -115,12 +118,13 @@ class PodRunner:
             status["podIPs"] = [{"ip": self.box.net.ip}]
         return status
 
-    async def publish(self) -> None:
-        """Write the status when it changed; a pod already gone is no error."""
+    async def publish(self) -> bool:
+        """Write the status when it changed; a pod already gone is no error. False when the
+        write failed."""
         async with self._lock:
             status = self.status()
             if status == self._published:
-                return
+                return True
             meta = self.pod["metadata"]
             try:
                 await self.ctx.client.patch(PodStatus, meta["name"], {"status": status},
@@ -130,6 +134,11 @@ class PodRunner:
             except ApiError as err:
                 if err.status.code != 404:
                     log.warning("status of %s not written: %s", self.name, err)
+                    return False
+            except httpx.HTTPError as err:
+                log.warning("status of %s not written: %s", self.name, err)
+                return False
+            return True
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -171,12 +180,19 @@ class PodRunner:
     async def _supervise(self, spec: dict[str, Any], state: ContainerState,
                          init: bool) -> bool | None:
         """Run a container until it is done by the restart policy: True when it finished
-        successfully, False when it failed for good, None when it cannot start."""
+        successfully, False when it failed for good, None when the pod is terminating."""
         backoff = BACKOFF_START_S
         while True:
             code = await self._run_once(spec, state)
-            if code is None or self.terminating:
+            if self.terminating:
                 return None
+            if code is None:
+                # It could not be created (CreateContainerConfigError): the kubelet tries
+                # again with back-off, so a hostPath or a Secret that appears later is used.
+                if not await self._back_off(backoff):
+                    return None
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
             policy = "OnFailure" if init and self.policy == "Always" else self.policy
             if code == 0 and (init or policy != "Always"):
                 return True
@@ -189,9 +205,16 @@ class PodRunner:
             state.wait("CrashLoopBackOff",
                        f"back-off {backoff:g}s restarting failed container={state.name}")
             await self.publish()
-            await asyncio.sleep(backoff)
+            if not await self._back_off(backoff):
+                return None
             backoff = min(backoff * 2, BACKOFF_MAX_S)
             state.restart_count += 1
+
+    async def _back_off(self, seconds: float) -> bool:
+        """Wait before the next try; False when the pod started terminating meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._terminating.wait(), seconds)
+        return not self.terminating
 
     async def _run_once(self, spec: dict[str, Any], state: ContainerState) -> int | None:
         """Start the container, probe it, wait for it: its exit code (None: cannot start)."""
@@ -218,10 +241,12 @@ class PodRunner:
         target = probes.Target(self.box.net.ip, {p["name"]: int(p["containerPort"]) for p in
                                                  spec.get("ports") or [] if p.get("name")},
                                proc.pid, launch["env"])
+        self.targets[state.name] = target
         prober = asyncio.create_task(self._probe(spec, state, target))
         try:
             rc = await proc.wait()
         finally:
+            self.targets.pop(state.name, None)
             prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await prober
@@ -284,41 +309,81 @@ class PodRunner:
             await asyncio.sleep(settings.period)
 
     async def _kill(self, state: ContainerState) -> None:
-        """Run the container's preStop sleep, then SIGTERM its group, and SIGKILL it once
-        the grace period (which counts the sleep, as the kubelet's does) is over."""
-        if self.box is None or state.name not in self.box.groups:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.grace
+        """A failed liveness or startup probe: the container stops as on a deletion
+        (preStop hook, SIGTERM, SIGKILL once the grace period is over), as the kubelet's do."""
         spec: dict[str, Any] = next(
             (c for c in self.pod["spec"]["containers"] if c["name"] == state.name), {})
-        await asyncio.sleep(min(prestop_sleep(spec), self.grace))
-        pgid, started = self.box.groups[state.name]
-        processes.signal_group(pgid, started, signal.SIGTERM)
-        # Group members are not all our children: there is nothing to await but polling.
-        while processes.group_alive(pgid, started) and loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
-        processes.signal_group(pgid, started, signal.SIGKILL)
+        await self._stop_container(spec, state, asyncio.get_running_loop().time())
 
     def _destroy_sandbox(self) -> None:
         if self.box is not None and self.box.dir.exists():
             sandbox.destroy(self.box)
 
     async def terminate(self, grace: float | None = None) -> None:
-        """Stop every container (SIGTERM, then SIGKILL after the grace period) and remove
-        the sandbox."""
+        """Stop every container the kubelet's way (preStop hook, SIGTERM, SIGKILL once the
+        grace period is over), let the pod's task record their exits, remove the sandbox."""
         self.terminating = True
+        self._terminating.set()
         if grace is not None:
-            self.pod["metadata"]["deletionGracePeriodSeconds"] = grace
+            self.grace_override = grace
+        began = asyncio.get_running_loop().time()
+        specs = {c["name"]: c for c in (self.pod["spec"].get("initContainers") or [])
+                 + self.pod["spec"]["containers"]}
         running = [s for s in self.inits + self.mains if s.running_since is not None]
-        await asyncio.gather(*[self._kill(s) for s in running])
+        await asyncio.gather(*[self._stop_container(specs.get(s.name, {}), s, began)
+                               for s in running])
         if self.task is not None:
+            # Each container's exit code and termination message are recorded as it ends.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.task), RECORD_EXITS_S)
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
         await asyncio.to_thread(self._destroy_sandbox)
 
+    async def _stop_container(self, spec: dict[str, Any], state: ContainerState,
+                              began: float) -> None:
+        """preStop, SIGTERM, SIGKILL: all within the grace period counted from `began`,
+        with at least MIN_KILL_GRACE_S between SIGTERM and SIGKILL, as the kubelet does.
+        The grace is read again while waiting: a shorter delete ends the wait sooner."""
+        if self.box is None or state.name not in self.box.groups:
+            return
+        loop = asyncio.get_running_loop()
+        target = self.targets.get(state.name)
+        if target is not None:
+            ok, why = await termination.run_pre_stop(
+                spec, target, self.ctx.http, max(began + self.grace - loop.time(), 0.0))
+            if not ok:
+                log.warning("%s/%s preStop hook failed: %s", self.name, state.name, why)
+        pgid, started = self.box.groups[state.name]
+        processes.signal_group(pgid, started, signal.SIGTERM)
+        term_at = loop.time()
+
+        def deadline() -> float:
+            return max(began + self.grace, term_at + termination.MIN_KILL_GRACE_S)
+        # Group members are not all our children: there is nothing to await but polling.
+        while processes.group_alive(pgid, started) and loop.time() < deadline():  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        processes.signal_group(pgid, started, signal.SIGKILL)
+
+    async def report_terminated(self) -> None:
+        """The terminal phase and every container's terminated state, written (retried a
+        few times) before the object may go: Failed or Succeeded as the kubelet decides for
+        a pod whose containers will not run again. A pod that already ended before this
+        agent saw it keeps the status it has."""
+        if self.task is None and (self.pod.get("status") or {}).get("phase") \
+                in termination.TERMINAL:
+            return
+        termination.end_states(self.inits + self.mains)
+        self.phase = termination.terminal_phase(self.phase, self.mains)
+        for attempt in range(STATUS_ATTEMPTS):
+            if await self.publish():
+                return
+            await asyncio.sleep(0.5 * 2 ** attempt)
+        log.error("terminal status of %s not written", self.name)
+
     async def delete_object(self) -> None:
+        """Let the object go, as the kubelet does once the pod's status is final."""
         meta = self.pod["metadata"]
         try:
             await self.ctx.client.delete(Pod, meta["name"], namespace=meta["namespace"],

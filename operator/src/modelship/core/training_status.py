@@ -3,6 +3,10 @@
 Phases: Pending (including the scheduler's words when no node has a free GPU), Running,
 Evaluating, Succeeded, Failed, Rejected. Finished phases are final: a Job later removed by
 its TTL changes nothing, and the Job is never created again.
+
+A training pod deleted while it runs (by a user, a drain, an eviction) is reported as it
+happens (condition reason PodDeleted, a Warning event) and, when the Job fails for it, as
+the run's reason: the pod is gone by then, so the condition is what remembers it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from modelship_api.training_result import TrainingResult
 from modelship_api.trainingrun import TrainingRun, TrainingRunStatus
 
 FINISHED = ("Succeeded", "Failed", "Rejected")
+POD_DELETED = "PodDeleted"
 EVALUATING_MARKER = "Evaluating"  # the trainer's pod is Ready while it evaluates (probe)
 
 
@@ -97,10 +102,27 @@ def plan(tr: TrainingRun, job: dict[str, Any] | None, pods: list[dict[str, Any]]
             _finish(st, complete, failed, pods, gen, now)
         else:
             _active(st, pods, gen, now)
-    if st.phase != old.phase:
+    if _reason(st, "Running") == POD_DELETED != _reason(old, "Running"):
+        out.events.append(("Warning", POD_DELETED, st.message))
+    elif st.phase != old.phase:
         kind = "Warning" if st.phase == "Failed" else "Normal"
         out.events.append((kind, st.phase or "Unknown", st.message))
     return out
+
+
+def _reason(status: TrainingRunStatus, type_: str) -> str:
+    return next((c.reason for c in status.conditions or [] if c.type == type_), "")
+
+
+def _deleted_pods(pods: list[dict[str, Any]]) -> list[str]:
+    return [p["metadata"]["name"] for p in pods if p["metadata"].get("deletionTimestamp")]
+
+
+def _pod_was_deleted(st: TrainingRunStatus, pods: list[dict[str, Any]]) -> bool:
+    """Whether the Job failed because its pod was deleted: seen while it stopped (the
+    condition remembers it), still terminating, or gone altogether (a failed pod that
+    ended by itself stays until the Job goes)."""
+    return bool(_deleted_pods(pods)) or not pods or _reason(st, "Running") == POD_DELETED
 
 
 def _finish(st: TrainingRunStatus, complete: dict[str, Any] | None,
@@ -109,6 +131,13 @@ def _finish(st: TrainingRunStatus, complete: dict[str, Any] | None,
     done = complete or failed or {}
     st.completion_time = done.get("lastTransitionTime") or now
     result, why = _result(pods)
+    if failed and failed.get("reason") != "DeadlineExceeded" and _pod_was_deleted(st, pods) \
+            and (result is None or result.reason == "Terminated"):
+        # A trainer stopped by SIGTERM reports "Terminated"; the deletion is the cause.
+        detail = f"{failed.get('reason') or 'JobFailed'}: {failed.get('message') or ''}"
+        _set(st, "Failed", POD_DELETED, "the training pod was deleted before it finished, "
+             f"so it left no result (the Job: {detail.strip(': ')})", gen, now)
+        return
     if result is not None:
         for key, value in result.status_fields().items():
             setattr(st, _snake(key), _typed(key, value))
@@ -128,6 +157,16 @@ def _finish(st: TrainingRunStatus, complete: dict[str, Any] | None,
 
 def _active(st: TrainingRunStatus, pods: list[dict[str, Any]], gen: int, now: str) -> None:
     live = [p for p in pods if (p.get("status") or {}).get("phase") in ("Pending", "Running")]
+    deleted = [p for p in live if p["metadata"].get("deletionTimestamp")]
+    if deleted and len(deleted) == len(live):
+        pod = deleted[-1]["metadata"]
+        _set(st, st.phase if st.phase in ("Pending", "Running", "Evaluating") else "Running",
+             POD_DELETED, f"the training pod {pod['name']} was deleted at "
+             f"{pod['deletionTimestamp']} before it finished; it is stopping and the Job "
+             "counts it as failed", gen, now)
+        return
+    if not live and _reason(st, "Running") == POD_DELETED:
+        return  # the deleted pod is gone; the Job retries or fails next
     if not live:
         if any((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in pods):
             # The pod ended; the Job controller has yet to mark the Job finished. Going back
