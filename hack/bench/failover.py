@@ -13,6 +13,7 @@ started again, as Kubernetes would, and stands by for the next round.
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import shutil
 import statistics
@@ -24,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from modelship_dev import tools
+from modelship_dev import polling, tools
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.demo import install_crds
 from modelship_dev.operator_process import OperatorProcess
@@ -34,14 +35,8 @@ LEASE = "modelship-operator"
 SAMPLE = Path(__file__).resolve().parents[2] / "crds" / "samples" / "modeldeployment-local.yaml"
 
 
-def wait(what: str, check: Any, timeout: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"{what}: not within {timeout}s")
+# Polls every 0.05s here.
+wait = functools.partial(polling.wait, interval=0.05)
 
 
 def lease_spec(cluster: LocalCluster) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 import yaml
 
-from modelship_dev import gateway_api, tools
+from modelship_dev import gateway_api, polling, tools
 from modelship_dev.background import Background
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.demo import install_crds
@@ -77,14 +77,7 @@ def phase(cluster: LocalCluster) -> dict[str, Any]:
         else {}
 
 
-def wait(what: str, check: Any, timeout: float, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(what)
+wait = polling.wait
 
 
 def finished(status: dict[str, Any]) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
@@ -29,13 +30,12 @@ import ssl
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from modelship_dev import apiserver_metrics, tools
+from modelship_dev import apiserver_metrics, polling, tools
 from modelship_dev.cluster import SIMULATED_TAINT, SIMULATED_TOLERATION, LocalCluster, node_manifest
 from modelship_dev.demo import install_crds
 from modelship_dev.operator_process import OperatorProcess
@@ -76,14 +76,8 @@ def add_nodes(cluster: LocalCluster, pods: int) -> list[str]:
     return names
 
 
-def wait(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(interval)
-    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+# Polls every 0.5s here.
+wait = functools.partial(polling.wait, interval=0.5)
 
 
 def api_client(cluster: LocalCluster) -> httpx.AsyncClient:
