@@ -17,12 +17,12 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from tests.e2e.test_analysis_signals import prometheus
 
 from modelship.adapters.prometheus import measure_checks
 from modelship.core import triton_manifests
 from modelship.core.analysis import DEFAULT_CHECKS, Measurement, QueryContext, check_query, verdict
 from modelship_api.modeldeployment import Check, CheckResult
-from modelship_dev import tools
 from modelship_dev.prometheus import PrometheusProcess
 from modelship_dev.traffic import STEADY_S, TAIL_EVERY, TAIL_S, write_model
 from modelship_dev.triton import TritonServer
@@ -45,6 +45,9 @@ P99_MAX_MS = 100.0
 P99_ABSOLUTE = Check(name="p99-ms", builtin="p99Latency", max=P99_MAX_MS)
 
 
+__all__ = ["prometheus"]  # test_analysis_signals' fixture, scraping this module's triton
+
+
 @pytest.fixture(scope="module")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     repo = tmp_path_factory.mktemp("tail") / "repo"
@@ -52,21 +55,6 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     with TritonServer(repo, tmp_path_factory.mktemp("triton"),
                       extra_args=list(triton_manifests.LATENCY_SUMMARY_ARGS)) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def prometheus(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[PrometheusProcess]:
-    tools.build(tools.PROMETHEUS)  # cached after the first build
-    prom = PrometheusProcess(tmp_path_factory.mktemp("prometheus"), scrape_interval="1s",
-                             static_targets=[f"127.0.0.1:{triton.metrics_port}"])
-    prom.start()
-    try:
-        prom.wait_scraping(1, timeout=30)
-        yield prom
-    finally:
-        prom.stop()
-        assert not prom.alive()
 
 
 def send(triton: TritonServer, per_version: int) -> dict[int, list[float]]:

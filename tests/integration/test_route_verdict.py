@@ -7,35 +7,20 @@ judges the route, not the backends' answers."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from modelship_dev.cluster import SIMULATED_TOLERATION, LocalCluster
+from modelship_dev.cluster import SIMULATED_TOLERATION
 from modelship_dev.gateway import LocalGateway
 from modelship_dev.operator_process import OperatorProcess
 from tests.conftest import Kubectl, wait_for_status
+from tests.integration.test_gateway import gateway
 
 pytestmark = pytest.mark.integration
+__all__ = ["gateway"]  # test_gateway's module-scoped fixture
 
 NAME = "routed"
-
-
-@pytest.fixture(scope="module")
-def gateway(cluster: LocalCluster,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGateway]:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.fail("the local gateway needs root and `unshare` (util-linux)")
-    gw = LocalGateway(cluster, tmp_path_factory.mktemp("gateway"))
-    gw.start()
-    try:
-        yield gw
-    finally:
-        gw.stop()
-        assert gw.processes() == []
 
 
 def _md(version: int, parent_ref: dict[str, str]) -> dict[str, Any]:
