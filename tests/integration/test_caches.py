@@ -4,12 +4,13 @@ behind the operator's back is seen through the cache and recreated."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from modelship_dev import apiserver_metrics
+from modelship_dev import apiserver_metrics, gateway_api
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.operator_process import OperatorProcess
 from tests.conftest import REPO, Kubectl, wait_for
@@ -44,8 +45,39 @@ def _after_passes(operator: OperatorProcess, passes: int) -> None:
              timeout=10 * passes)
 
 
-def test_converged_model_deployment_sends_no_api_request(
-        cluster: LocalCluster, kubectl: Kubectl, operator: OperatorProcess) -> None:
+@contextlib.contextmanager
+def own_cluster(tmp_path: Path, gateway: bool) -> Iterator[tuple[LocalCluster, Kubectl]]:
+    """A control plane of the test's own, with the CRDs (and the Gateway API's when
+    `gateway`) and one namespace: nothing another test left behind (a namespace still
+    terminating, say) sends requests the kube-apiserver would count."""
+    local = LocalCluster(tmp_path / "cluster", log=lambda _line: None)
+    try:
+        local.up()
+        local.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        if gateway:
+            gateway_api.install(local)
+        local.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        local.kubectl("create", "namespace", "own")
+        kubectl = Kubectl(local, "own")
+        wait_for("default service account",
+                 lambda: kubectl("get", "sa", "default", check=False).returncode == 0)
+        yield local, kubectl
+    finally:
+        local.down(quiet=True)
+
+
+def test_converged_model_deployment_sends_no_api_request(tmp_path: Path) -> None:
+    with own_cluster(tmp_path, gateway=True) as (cluster, kubectl):
+        operator = OperatorProcess(cluster.kubeconfig, tmp_path / "operator", kubectl.namespace)
+        operator.start()
+        try:
+            _no_request_once_converged(cluster, kubectl, operator)
+        finally:
+            operator.stop()
+
+
+def _no_request_once_converged(cluster: LocalCluster, kubectl: Kubectl,
+                               operator: OperatorProcess) -> None:
     before = apiserver_metrics.scrape(cluster)
     kubectl.apply(sample(version=1))
     wait_for("Ready", lambda: ready(kubectl, "defects-dev", 1))
@@ -99,25 +131,15 @@ def test_deployment_deleted_behind_the_operator_is_recreated(
 def test_a_cluster_without_the_gateway_api_does_not_stop_the_operator(tmp_path: Path) -> None:
     """No GRPCRoute CRD: its cache says so and stays out of the way; a ModelDeployment
     with the replicas provider becomes Ready and is read from the other caches."""
-    local = LocalCluster(tmp_path / "cluster", log=lambda _line: None)
-    operator: OperatorProcess | None = None
-    try:
-        local.up()
-        local.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        local.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    with own_cluster(tmp_path, gateway=False) as (local, kubectl):
         assert local.kubectl("get", "crd", "grpcroutes.gateway.networking.k8s.io",
                              check=False).returncode != 0
-        local.kubectl("create", "namespace", "no-gateway")
-        kubectl = Kubectl(local, "no-gateway")
-        wait_for("default service account",
-                 lambda: kubectl("get", "sa", "default", check=False).returncode == 0)
         operator = OperatorProcess(local.kubeconfig, tmp_path / "operator")
         operator.start()
-        kubectl.apply(sample(version=1))
-        wait_for("Ready", lambda: ready(kubectl, "defects-dev", 1))
-        log = (tmp_path / "operator" / "operator-1.log").read_text()
-        assert "cache GRPCRoute: not served by this cluster" in log
-    finally:
-        if operator is not None:
+        try:
+            kubectl.apply(sample(version=1))
+            wait_for("Ready", lambda: ready(kubectl, "defects-dev", 1))
+            log = (tmp_path / "operator" / "operator-1.log").read_text()
+            assert "cache GRPCRoute: not served by this cluster" in log
+        finally:
             operator.stop()
-        local.down(quiet=True)
