@@ -33,7 +33,7 @@ import yaml
 
 from modelship_dev import gateway_api, polling, tools
 from modelship_dev.background import Background
-from modelship_dev.cluster import LocalCluster
+from modelship_dev.cluster import SIMULATED_TOLERATION, LocalCluster
 from modelship_dev.demo import install_crds
 from modelship_dev.operator_process import OperatorProcess
 from modelship_dev.prometheus import PrometheusProcess
@@ -52,7 +52,7 @@ def deployment(model: str, version: int, prometheus: str) -> dict[str, Any]:
         "spec": {
             "model": {"name": model, "version": version},
             "repository": {"hostPath": {"path": "/models"}},
-            "runtime": {"backend": "python"},
+            "runtime": {"backend": "python", "tolerations": [SIMULATED_TOLERATION]},
             "traffic": {"provider": "gateway",
                         "gateway": {"parentRefs": [{"name": "inference-gateway"}]}},
             "rollout": {

@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import Kubectl, wait_for, wait_for_status
 
 from modelship.core import triton_manifests
-from modelship_dev.cluster import LocalCluster
+from modelship_dev.cluster import SIMULATED_TOLERATION, LocalCluster
 from modelship_dev.operator_process import OperatorProcess
 from modelship_dev.prometheus import PrometheusProcess
 from modelship_dev.traffic import Behaviour, TrafficGenerator, read_route, write_model
@@ -91,7 +91,8 @@ class Scenario:
             "spec": {
                 "model": {"name": self.model, "version": version},
                 "repository": {"hostPath": {"path": "/models"}},
-                "runtime": {"backend": "python"},
+                # Its pods run on kwok's simulated node; Triton is this module's process.
+                "runtime": {"backend": "python", "tolerations": [SIMULATED_TOLERATION]},
                 "traffic": {"provider": "gateway",
                             "gateway": {"parentRefs": [{"name": "inference-gateway"}]}},
                 "rollout": rollout,
