@@ -77,6 +77,19 @@ def test_running_then_evaluating() -> None:
     assert plan(run(), _job(), [_pod("Running", ready=True)], NOW).status.phase == "Evaluating"
 
 
+def test_evaluating_does_not_flap_back_when_the_same_pod_turns_not_ready() -> None:
+    """The pod reached evaluation (its marker stays); a readiness probe failing under load,
+    or the container exiting before the pod's phase says so, must not send the run back
+    to Running and record Running and Evaluating events twice."""
+    evaluating = plan(run(), _job(), [_pod("Running", ready=True)], NOW).status
+    again = plan(run(evaluating.to_api()), _job(), [_pod("Running")], NOW)
+    assert again.status.phase == "Evaluating"
+    assert again.events == []
+    retried = _pod("Running")
+    retried["metadata"]["name"] = "nightly-train-y"  # the Job's next pod trains anew
+    assert plan(run(evaluating.to_api()), _job(), [retried], NOW).status.phase == "Running"
+
+
 def test_a_finished_pod_before_the_job_completes_keeps_the_phase() -> None:
     evaluating = run({"phase": "Evaluating"})
     p = plan(evaluating, _job(), [_pod("Succeeded", 0)], NOW)

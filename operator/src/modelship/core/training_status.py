@@ -114,6 +114,10 @@ def _reason(status: TrainingRunStatus, type_: str) -> str:
     return next((c.reason for c in status.conditions or [] if c.type == type_), "")
 
 
+def _message(status: TrainingRunStatus, type_: str) -> str:
+    return next((c.message or "" for c in status.conditions or [] if c.type == type_), "")
+
+
 def _deleted_pods(pods: list[dict[str, Any]]) -> list[str]:
     return [p["metadata"]["name"] for p in pods if p["metadata"].get("deletionTimestamp")]
 
@@ -185,13 +189,17 @@ def _active(st: TrainingRunStatus, pods: list[dict[str, Any]], gen: int, now: st
             else "PodPending"
         _set(st, "Pending", reason, message, gen, now)
         return
+    name = pod["metadata"]["name"]
     ready = any(c.get("type") == "Ready" and c.get("status") == "True"
                 for c in pod["status"].get("conditions") or [])
-    if ready:
-        _set(st, "Evaluating", "Evaluating",
-             "training done; evaluating, exporting and gating", gen, now)
+    evaluating = f"training in pod {name} done; evaluating, exporting and gating"
+    # Evaluating is a stage the pod reached (its progress marker stays), not its health: a
+    # readiness probe that fails later, or the container exiting before the pod's phase
+    # says so, leaves the phase where it is rather than flapping back to Running.
+    if ready or (st.phase == "Evaluating" and _message(st, "Running") == evaluating):
+        _set(st, "Evaluating", "Evaluating", evaluating, gen, now)
     else:
-        _set(st, "Running", "Training", f"training in pod {pod['metadata']['name']}", gen, now)
+        _set(st, "Running", "Training", f"training in pod {name}", gen, now)
 
 
 def _snake(key: str) -> str:
