@@ -114,13 +114,19 @@ def test_every_dashboard_query_returns_data_after_a_canary_rollback(
             wait_for("TrainingRun Failed", lambda: ((kubectl.get("tr", "dash-v1") or {})
                                                     .get("status") or {}).get("phase")
                      == "Failed")
-            # Prometheus has scraped what the operator reports now.
-            wait_for("the rollback and the TrainingRun in Prometheus", lambda: all(
-                api(prom, "query", query=q)["result"] for q in (
-                    f'modelship_rollbacks_total{{namespace="{ns}",name="md"}}',
-                    f'modelship_training_runs_total{{namespace="{ns}",outcome="Failed"}}')),
-                timeout=30)
-        ended = time.time()
+            # Prometheus has scraped what the operator reports now, and a range query
+            # ending now sees it: its 1 s steps are aligned to `started`, so the last step
+            # may fall before a sample scraped in the final second.
+            def scraped_up_to_now() -> float | None:
+                end = time.time()
+                return end if all(
+                    api(prom, "query_range", query=q, start=started, end=end,
+                        step="1s")["result"] for q in (
+                        f'modelship_rollbacks_total{{namespace="{ns}",name="md"}}',
+                        f'modelship_training_runs_total{{namespace="{ns}",outcome="Failed"}}'
+                    )) else None
+            ended = wait_for("the rollback and the TrainingRun in Prometheus",
+                             scraped_up_to_now, timeout=30)
 
         for variable in dashboard["templating"]["list"]:
             if variable["type"] != "query":
