@@ -575,8 +575,10 @@ class ModelDeploymentStatus(ApiModel):
     )
     conditions: list[Condition] | None = Field(
         default=None,
-        description="Ready, Progressing, Degraded, InvalidSpec, and RouteAccepted (provider "
-        "gateway: whether the gateway accepted the GRPCRoute, with its reason).",
+        description="Ready, Progressing, Degraded, InvalidSpec, RouteAccepted (provider "
+        "gateway: whether the gateway accepted the GRPCRoute, with its reason), and "
+        "ReconcileError while the Kubernetes API refuses the operator a request (its "
+        "message is the API's, e.g. which RBAC verb is missing).",
     )
     query_check: QueryCheck | None = Field(
         default=None,

@@ -283,7 +283,11 @@ class TrainingRunStatus(ApiModel):
     gate: GateStatus | None = Field(default=None, description="Gate outcome.")
     artifact: Artifact | None = Field(default=None, description="Published files.")
     lineage: Lineage | None = Field(default=None, description="Provenance.")
-    conditions: list[Condition] | None = Field(default=None, description="Conditions.")
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Conditions: ReconcileError while the Kubernetes API refuses the operator "
+        "a request (its message is the API's, e.g. which RBAC verb is missing).",
+    )
 
 
 class TrainingRun(ApiModel):

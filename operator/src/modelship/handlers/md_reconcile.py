@@ -21,6 +21,7 @@ from modelship.adapters.kube import Kube
 from modelship.adapters.prometheus import measure_checks, parse_queries
 from modelship.core import names, traffic, triton_manifests, versions
 from modelship.core.analysis import check_errors, syntax
+from modelship.core.api_errors import RECONCILE_ERROR
 from modelship.core.conditions import remove_condition, set_condition
 from modelship.core.durations import parse_duration
 from modelship.core.observations import VersionObservation, observe_deployment, pod_problems
@@ -69,6 +70,7 @@ async def _report_invalid(kube: Kube, body: dict[str, Any], message: str, now: s
     new.query_check = query_check or new.query_check
     gen = body["metadata"].get("generation", 0)
     new.phase, new.message, new.observed_generation = "Failed", message, gen
+    new.conditions = remove_condition(new.conditions, RECONCILE_ERROR) or None
     for type_ in ("InvalidSpec", "Ready"):
         new.conditions = set_condition(new.conditions, Condition(
             type=type_, status="True" if type_ == "InvalidSpec" else "False",
@@ -223,7 +225,8 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
 
     status = md.status.model_copy(deep=True)
     status.query_check = query_check
-    status.conditions = remove_condition(status.conditions, "InvalidSpec") or None
+    status.conditions = remove_condition(
+        remove_condition(status.conditions, "InvalidSpec"), RECONCILE_ERROR) or None
     matchers = {NAMESPACE_LABEL: namespace} if NAMESPACE_LABEL else {}
     queries = due_queries(md.spec, status, namespace, now_dt, matchers)
     measurements = None
