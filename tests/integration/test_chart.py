@@ -149,6 +149,10 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
     (["--set", "monitoring.enabled=maybe"], "'/monitoring/enabled'"),
     (["--set", "image.pullPolicy=Sometimes"], "'/image/pullPolicy'"),
     (["--set", "monitoring.podMonitor.interval=5 seconds"], "'/monitoring/podMonitor/interval'"),
+    (["--set", "rbac.create=maybe"], "'/rbac/create': got string, want boolean"),
+    (["--set", "serviceAccount.name=Operator_SA"], "'/serviceAccount/name'"),
+    (["--set-json", 'watchNamespaces=["ml","ml"]'], "'/watchNamespaces'"),
+    (["--set", "image.digest=sha256:abc"], "'/image/digest'"),
 ], ids=lambda v: v if isinstance(v, str) else " ".join(v))
 def test_bad_values_are_refused_naming_the_key(args: list[str], message: str,
                                                helm_home: dict[str, str]) -> None:
