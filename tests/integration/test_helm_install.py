@@ -18,7 +18,6 @@ after install is reported on the resource with the API server's own 403 message.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,24 +30,27 @@ import yaml
 
 from modelship_dev import tools
 from modelship_dev.cluster import LocalCluster
+from modelship_dev.helm import Helm, operator_deployment, operator_like_the_pod
 from modelship_dev.operator_process import OperatorProcess
-from tests.conftest import REPO, Kubectl, wait_for, wait_for_status
+from tests.conftest import Kubectl, wait_for, wait_for_status
 from tests.integration.test_modeldeployment import condition, ready, sample
 from tests.integration.test_trainingrun import training_run, wait_phase
 
 pytestmark = pytest.mark.integration
 
-CHART = REPO / "charts" / "modelship"
 COMPONENT = "modelship-operator"  # the source of the operator's events
 DENIED = ("forbidden", "Forbidden", " 403", "Not enough permissions")
 
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """A bare control plane: no CRDs until `helm install` brings them."""
+    """A bare control plane: no CRDs until `helm install` brings them. It enforces owner
+    references' permissions, as OpenShift does: a child with blockOwnerDeletion needs the
+    right to update its owner's finalizers, which the chart grants."""
     tools.build_all()
     local = LocalCluster(tmp_path_factory.mktemp("helm-plane") / "cluster",
-                         log=lambda _line: None)
+                         log=lambda _line: None, apiserver_args=(
+                             "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",))
     try:
         local.up()
         yield local
@@ -57,17 +59,8 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture(scope="module")
-def helm_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("helm-home")
-    return {f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
-
-
-def helm(plane: LocalCluster, env: dict[str, str], *args: str) -> str:
-    out = subprocess.run([str(tools.binary("helm")), *args],
-                         env={**os.environ, **env, "KUBECONFIG": str(plane.kubeconfig)},
-                         capture_output=True, text=True, timeout=180, check=False)
-    assert out.returncode == 0, f"helm {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
-    return out.stdout
+def helm(plane: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(plane, tmp_path_factory.mktemp("helm-home"))
 
 
 def create_namespace(plane: LocalCluster, name: str) -> Kubectl:
@@ -91,10 +84,7 @@ class Install:
 
     @property
     def deployment(self) -> dict[str, Any]:
-        (dep,) = Kubectl(self.plane, self.namespace).list(
-            "deployment", f"app.kubernetes.io/instance={self.release},"
-            "app.kubernetes.io/component=operator")
-        return dep
+        return operator_deployment(self.plane, self.release, self.namespace)
 
     @property
     def account(self) -> str:
@@ -116,31 +106,14 @@ class Install:
         assert out.stdout.strip() in ("yes", "no"), out.stdout + out.stderr
         return out.stdout.strip() == "yes"
 
-    def kubeconfig(self) -> Path:
-        """The cluster's address and CA with a token of the chart's ServiceAccount."""
-        token = self.plane.kubectl("-n", self.namespace, "create", "token", self.account,
-                                   "--duration=1h").stdout.strip()
-        config = json.loads(self.plane.kubeconfig.read_text())
-        config["users"][0]["user"] = {"token": token}
-        path = self.workdir / "operator.kubeconfig"
-        path.write_text(json.dumps(config))
-        who = subprocess.run([str(tools.binary("kubectl")), f"--kubeconfig={path}", "auth",
-                              "whoami", "-o", "json"],
+    def start_operator(self, name: str) -> OperatorProcess:
+        """The Deployment's container as a process here, as the chart's ServiceAccount."""
+        op = operator_like_the_pod(self.plane, self.deployment, self.workdir / "operator",
+                                   name)
+        who = subprocess.run([str(tools.binary("kubectl")), f"--kubeconfig={op.kubeconfig}",
+                              "auth", "whoami", "-o", "json"],
                              capture_output=True, text=True, timeout=30, check=False)
         assert json.loads(who.stdout)["status"]["userInfo"]["username"] == self.user, who
-        return path
-
-    def start_operator(self, name: str) -> OperatorProcess:
-        """The Deployment's container as a process here: its arguments and environment (but
-        the health and metrics ports, which must be free on this machine)."""
-        (container,) = self.deployment["spec"]["template"]["spec"]["containers"]
-        assert container["command"] == ["modelship"] and container["args"][0] == "operator"
-        args = [a for a in container["args"][1:] if not a.startswith("--liveness=")]
-        env = {e["name"]: e["value"] for e in container.get("env", [])
-               if e["name"] not in ("MODELSHIP_METRICS_PORT", "MODELSHIP_RESYNC_SECONDS")}
-        op = OperatorProcess(self.kubeconfig(), self.workdir / "operator", env=env,
-                             leader_election="--no-leader-elect" not in args,
-                             args=[a for a in args if a != "--no-leader-elect"], name=name)
         self.operators.append(op)
         op.start()
         return op
@@ -163,18 +136,15 @@ class Install:
                                                   "json").stdout))
 
 
-def install(plane: LocalCluster, helm_home: dict[str, str], workdir: Path, release: str,
-            namespace: str, *values: str) -> Install:
+def install(helm: Helm, workdir: Path, release: str, namespace: str, *values: str) -> Install:
     """What the README tells a user to run."""
     started = time.monotonic()
-    out = helm(plane, helm_home, "install", release, str(CHART), "-n", namespace,
-               "--create-namespace", *values)
-    installed = time.monotonic() - started
-    return Install(plane, release, namespace, out.split("NOTES:", 1)[-1], started, installed,
-                   workdir)
+    notes = helm.install(release, namespace, *values)
+    return Install(helm.cluster, release, namespace, notes, started,
+                   time.monotonic() - started, workdir)
 
 
-def uninstall(inst: Install, helm_home: dict[str, str], *namespaces: str) -> None:
+def uninstall(inst: Install, helm: Helm, *namespaces: str) -> None:
     """The resources first, while the operator still releases their finalizers."""
     for ns in namespaces:
         inst.plane.kubectl("-n", ns, "delete", "modeldeployments,trainingruns", "--all",
@@ -183,7 +153,7 @@ def uninstall(inst: Install, helm_home: dict[str, str], *namespaces: str) -> Non
         op.stop()
     for ns in namespaces:
         inst.plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
-    helm(inst.plane, helm_home, "uninstall", inst.release, "-n", inst.namespace, "--wait")
+    helm.uninstall(inst.release, inst.namespace)
 
 
 def operator_events(kubectl: Kubectl) -> list[dict[str, Any]]:
@@ -239,11 +209,10 @@ def refusal(inst: Install, team: Kubectl, kind: str, name: str) -> dict[str, Any
 
 
 @pytest.fixture(scope="class")
-def clusterwide(plane: LocalCluster, helm_home: dict[str, str],
+def clusterwide(plane: LocalCluster, helm: Helm,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
     """The chart's defaults: one ClusterRole, every namespace."""
-    inst = install(plane, helm_home, tmp_path_factory.mktemp("cluster-wide"), "modelship",
-                   "modelship")
+    inst = install(helm, tmp_path_factory.mktemp("cluster-wide"), "modelship", "modelship")
     try:
         op = inst.start_operator("host-0")
         inst.timings["operator live"] = time.monotonic() - inst.started
@@ -255,7 +224,7 @@ def clusterwide(plane: LocalCluster, helm_home: dict[str, str],
         yield inst
     finally:
         report_timings(inst)
-        uninstall(inst, helm_home, "team-a", "team-b", "team-c")
+        uninstall(inst, helm, "team-a", "team-b", "team-c")
 
 
 class TestClusterWide:
@@ -273,6 +242,8 @@ class TestClusterWide:
                                "--timeout=30s")
         assert "Watched namespaces: all (cluster-wide)" in inst.notes
         assert "ClusterRole and ClusterRoleBinding modelship-operator" in inst.notes
+        assert "Role and RoleBinding modelship-operator-leader-election: the Lease " \
+            "modelship-operator in modelship" in inst.notes
         assert "Monitoring: skipped" in inst.notes
         assert inst.account == "modelship-operator"
         assert kubectl.get("serviceaccount", inst.account) is not None
@@ -340,6 +311,18 @@ class TestClusterWide:
         out = inst.plane.kubectl("-n", "team-b", "--as=alice", "annotate", "md", "defects-dev",
                                  "modelship.io/command=pause@1", check=False)
         assert out.returncode == 0, out.stderr
+        # The plane enforces owner references' permissions: edit may not block an MD's
+        # deletion (the operator may: its rules grant modeldeployments/finalizers update).
+        md_uid = (team.get("md", "defects-dev") or {})["metadata"]["uid"]
+        child = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+            "name": "alices", "ownerReferences": [{
+                "apiVersion": "modelship.io/v1alpha1", "kind": "ModelDeployment",
+                "name": "defects-dev", "uid": md_uid, "blockOwnerDeletion": True}]}}
+        out = inst.plane.kubectl("-n", "team-b", "--as=alice", "create", "-f", "-",
+                                 input_text=json.dumps(child), check=False)
+        assert "cannot set blockOwnerDeletion" in out.stderr, out.stdout + out.stderr
+        assert inst.can_i("update", "modeldeployments.modelship.io", "team-b",
+                          subresource="finalizers")
 
     def test_a_verb_taken_away_is_reported_on_the_resource(self, inst: Install) -> None:
         """Bad input: the ClusterRole loses `patch` on Jobs and on Deployments (server-side
@@ -403,7 +386,7 @@ WATCHED = ("ml-team-a", "ml-team-b")
 
 
 @pytest.fixture(scope="class")
-def namespaced(plane: LocalCluster, helm_home: dict[str, str],
+def namespaced(plane: LocalCluster, helm: Helm,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
     """`watchNamespaces`: a Role in each watched namespace, cluster-wide reads only; two
     operator processes share the chart's Lease."""
@@ -411,7 +394,7 @@ def namespaced(plane: LocalCluster, helm_home: dict[str, str],
         create_namespace(plane, ns)
     values = tmp_path_factory.mktemp("values") / "values.yaml"
     values.write_text(yaml.safe_dump({"watchNamespaces": list(WATCHED)}))
-    inst = install(plane, helm_home, tmp_path_factory.mktemp("namespaced"), "ml", "ml-ops",
+    inst = install(helm, tmp_path_factory.mktemp("namespaced"), "ml", "ml-ops",
                    "-f", str(values))
     try:
         inst.start_operator("host-a")
@@ -424,7 +407,7 @@ def namespaced(plane: LocalCluster, helm_home: dict[str, str],
         yield inst
     finally:
         report_timings(inst)
-        uninstall(inst, helm_home, *WATCHED, "outside")
+        uninstall(inst, helm, *WATCHED, "outside")
 
 
 class TestNamespaced:

@@ -106,6 +106,8 @@ def node_manifest(node: dict[str, Any]) -> dict[str, Any]:
 class LocalCluster:
     state_dir: Path = field(default_factory=default_state_dir)
     log: Callable[[str], None] = print
+    # More kube-apiserver flags, e.g. admission plugins that production clusters enable.
+    apiserver_args: Sequence[str] = ()
 
     @property
     def kubeconfig(self) -> Path:
@@ -208,7 +210,7 @@ class LocalCluster:
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",
             # The built-in `kubernetes` Service would point at a loopback address.
             "--endpoint-reconciler-type=none", "--profiling=false",
-            f"--cert-dir={pki_dir}",
+            f"--cert-dir={pki_dir}", *self.apiserver_args,
         ])
         _wait("kube-apiserver", lambda: self._https_ok(f"{api}/readyz"), timeout, proc,
               logs / "kube-apiserver.log")
