@@ -24,8 +24,9 @@ for image in operator:operator/Containerfile trainer:trainer/Containerfile \
 done
 
 # 3. The chart: CRDs, the operator under its own ServiceAccount and RBAC (cluster-wide).
-helm upgrade --install modelship charts/modelship -n modelship --create-namespace \
-  --set image.repository=localhost/modelship/operator
+helm status modelship -n modelship >/dev/null 2>&1 ||
+  helm install modelship charts/modelship -n modelship --create-namespace \
+    --set image.repository=localhost/modelship/operator
 kubectl -n modelship rollout status deployment/modelship-operator --timeout=180s
 
 # 4. The local samples, with the images just loaded: a CPU TrainingRun, then the
