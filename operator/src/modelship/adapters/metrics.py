@@ -33,7 +33,8 @@ KUBE_WRITES = Counter(
 )
 RECONCILES = Counter(
     "modelship_reconciles_total",
-    "Reconcile passes by kind and result (ok, invalid).",
+    "Reconcile passes by kind and result (ok, invalid, error: the API server refused a "
+    "request, see the ReconcileError condition).",
     ["kind", "result"],
 )
 RECONCILE_SECONDS = Histogram(
