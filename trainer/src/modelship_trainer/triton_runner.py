@@ -14,22 +14,248 @@ fails (always the case without dynamic batching: one request per call) the runne
 in a mixed dynamic batch it answers the failing requests with errors so the others still
 succeed, and only the custom counter sees them. tests/e2e/test_triton_serves_published.py
 checks all of this against the real server.
+
+Model statistics (see modelship_api.profile, which this file cannot import): per served
+sample, the statistics the version's profile.json defines (for images: brightness, contrast,
+saturated fraction, top-1 confidence, entropy, predicted class), plus the samples whose
+output is not finite. Each custom-metric call crosses from the stub to the server (measured
++0.14 ms per call), so nothing is exported per sample: execute() only adds each batch into
+numpy bucket counts (vectorized, a few tens of microseconds) and a background thread turns
+what accumulated into counter increments every MODELSHIP_STATISTICS_FLUSH_S seconds (1 s),
+off the request path; one flush costs a call per changed series, whatever the traffic.
+The histograms are exported as Prometheus classic-histogram series built from counters
+(`<family>_bucket{le}`, `_count`, `_sum`): a Triton HISTOGRAM metric only takes one value per
+observe() call, which would cost a server crossing per sample and statistic.
+MODELSHIP_RUNNER_STATISTICS=0 turns the statistics off (hack/bench/profiling.py compares).
+
+The trainer imports the measuring functions from here (the same code computes the profile
+and the live statistics), outside Triton, where triton_python_backend_utils is absent.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
-import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found,unused-ignore]
+
+try:
+    import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found,unused-ignore]
+except ModuleNotFoundError:  # imported by the trainer for the measuring functions only
+    pb_utils = None
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
 ERRORS_METRIC = "modelship_runner_errors_total"
+# The names and conventions of modelship_api.profile (duplicated: the stub cannot import it).
+PROFILE_FILE = "profile.json"
+INPUT_METRIC = "modelship_input_statistic"
+OUTPUT_METRIC = "modelship_output_statistic"
+PREDICTIONS_METRIC = "modelship_predictions_total"
+NONFINITE_METRIC = "modelship_nonfinite_outputs_total"
+SATURATION_LOW, SATURATION_HIGH = 0.02, 0.98
+FLUSH_S = float(os.environ.get("MODELSHIP_STATISTICS_FLUSH_S", "1"))
+
+Floats = npt.NDArray[np.float64]
+
+
+def softmax_summary(logits: npt.NDArray[Any]) -> tuple[Floats, Floats, npt.NDArray[np.int64]]:
+    """(top-1 probability, entropy in nats, argmax) per row of finite logits."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    total = e.sum(axis=1)
+    # H = log(sum e^z) - sum(p z): no log(0) for vanishing probabilities.
+    entropy = np.log(total) - (e * z).sum(axis=1) / total
+    return 1.0 / total, np.maximum(entropy, 0.0), logits.argmax(axis=1).astype(np.int64)
+
+
+def measure(measure: str, feature: int | None, x: npt.NDArray[Any],
+            logits: npt.NDArray[Any]) -> Floats | npt.NDArray[np.int64]:
+    """One statistic's value per sample: x is (N, features) flattened inputs, logits (N, K)
+    finite rows; see modelship_api.profile for the measures."""
+    if measure == "mean":
+        return np.asarray(x.mean(axis=1, dtype=np.float64), dtype=np.float64)
+    if measure == "std":
+        return np.asarray(x.std(axis=1, dtype=np.float64), dtype=np.float64)
+    if measure == "saturated_fraction":
+        saturated = (x <= SATURATION_LOW) | (x >= SATURATION_HIGH)
+        return np.asarray(saturated.mean(axis=1, dtype=np.float64), dtype=np.float64)
+    if measure == "feature":
+        return x[:, feature].astype(np.float64)
+    confidence, entropy, top = softmax_summary(logits)
+    if measure == "confidence":
+        return confidence
+    if measure == "entropy":
+        return entropy
+    if measure == "predicted_class":
+        return top
+    raise ValueError(f"unknown measure {measure!r}")
+
+
+@dataclass
+class Definition:
+    """One statistic of profile.json, as the runner needs it."""
+
+    name: str
+    source: str
+    measure: str
+    feature: int | None
+    edges: list[float] | None  # numeric
+    categories: list[str] | None  # categorical (predicted_class)
+
+
+def read_definitions(version_dir: Path) -> list[Definition]:
+    """The statistics profile.json defines; none when the version has no profile."""
+    path = version_dir / PROFILE_FILE
+    if not path.is_file():
+        return []
+    stats = json.loads(path.read_text())["statistics"]
+    return [Definition(name, s["source"], s["measure"], s.get("feature"), s.get("edges"),
+                       s.get("categories")) for name, s in sorted(stats.items())]
+
+
+def class_labels(version_dir: Path, definitions: Sequence[Definition],
+                 num_classes: int) -> list[str]:
+    """The profile's categories, else lineage.json's classes, else the class indices."""
+    for d in definitions:
+        if d.measure == "predicted_class" and d.categories:
+            return list(d.categories)
+    lineage = version_dir / "lineage.json"
+    if lineage.is_file():
+        classes = json.loads(lineage.read_text()).get("classes")
+        if isinstance(classes, list) and len(classes) == num_classes:
+            return [str(c) for c in classes]
+    return [str(i) for i in range(num_classes)]
+
+
+def le_label(edge: float) -> str:
+    """How Prometheus spells a bucket bound (1 -> "1.0", +Inf -> "+Inf")."""
+    return "+Inf" if math.isinf(edge) else repr(float(edge))
+
+
+class Statistics:
+    """Bucket counts, sums and class counts accumulated since the last take() (thread-safe)."""
+
+    def __init__(self, definitions: Sequence[Definition], num_classes: int) -> None:
+        self.numeric = [d for d in definitions if d.edges is not None]
+        self.edges = [np.asarray(d.edges, dtype=np.float64) for d in self.numeric]
+        self.num_classes = num_classes
+        self.lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.counts = [np.zeros(len(e) + 1, dtype=np.int64) for e in self.edges]
+        self.sums = [0.0] * len(self.edges)
+        self.classes = np.zeros(self.num_classes, dtype=np.int64)
+        self.nonfinite = 0
+        self.pending = False
+
+    def add(self, x: npt.NDArray[Any], logits: npt.NDArray[Any]) -> None:
+        """x (N, ...) inputs and their (N, K) outputs."""
+        flat = x.reshape(x.shape[0], -1)
+        finite = np.isfinite(logits).all(axis=1)
+        good = logits[finite]
+        values = [measure(d.measure, d.feature, flat if d.source == "input" else flat[finite],
+                          good) for d in self.numeric]
+        buckets = [np.bincount(np.searchsorted(e, v, side="left"), minlength=len(e) + 1)
+                   for e, v in zip(self.edges, values, strict=True)]
+        top = np.bincount(good.argmax(axis=1), minlength=self.num_classes) if len(good) else 0
+        with self.lock:
+            for i, (b, v) in enumerate(zip(buckets, values, strict=True)):
+                self.counts[i] += b
+                self.sums[i] += float(v.sum())
+            self.classes += top
+            self.nonfinite += int((~finite).sum())
+            self.pending = True
+
+    def take(self) -> tuple[list[npt.NDArray[np.int64]], list[float], npt.NDArray[np.int64],
+                            int] | None:
+        with self.lock:
+            if not self.pending:
+                return None
+            out = self.counts, self.sums, self.classes, self.nonfinite
+            self._reset()
+            return out
+
+
+class Exporter:
+    """The Prometheus series of one version, created at start (so they exist at 0 before the
+    first request and increase() sees every count) and incremented by flush()."""
+
+    def __init__(self, model: str, version: str, stats: Statistics,
+                 labels: Sequence[str]) -> None:
+        base = {"model": model, "version": version}
+        self.stats = stats
+        families: dict[str, Any] = {}
+
+        def family(name: str, description: str, kind: str = "COUNTER") -> Any:
+            if name not in families:
+                families[name] = pb_utils.MetricFamily(
+                    name=name, description=description,
+                    kind=getattr(pb_utils.MetricFamily, kind))
+            return families[name]
+
+        self.buckets: list[list[Any]] = []
+        self.count_sum: list[tuple[Any, Any]] = []
+        for d, edges in zip(stats.numeric, stats.edges, strict=True):
+            prefix = INPUT_METRIC if d.source == "input" else OUTPUT_METRIC
+            what = f"{d.source} statistic per served sample (modelship_api.profile)"
+            bucket = family(f"{prefix}_bucket", f"Histogram buckets of an {what}")
+            series = {**base, "statistic": d.name}
+            self.buckets.append([bucket.Metric(labels={**series, "le": le_label(e)})
+                                 for e in [*edges.tolist(), math.inf]])
+            self.count_sum.append((
+                family(f"{prefix}_count", f"Samples counted in an {what}").Metric(labels=series),
+                # A gauge: a "feature" statistic may sum to less than zero.
+                family(f"{prefix}_sum", f"Sum of an {what}", "GAUGE").Metric(labels=series)))
+        predictions = family(PREDICTIONS_METRIC, "Served samples by predicted class")
+        self.predictions = [predictions.Metric(labels={**base, "class": c}) for c in labels]
+        self.nonfinite = family(NONFINITE_METRIC, "Served samples whose output has a NaN or "
+                                "an infinity").Metric(labels=base)
+        self.families = families
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="modelship-statistics",
+                                       daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.halt.wait(FLUSH_S):
+            self.flush()
+
+    def flush(self) -> None:
+        taken = self.stats.take()
+        if taken is None:
+            return
+        counts, sums, classes, nonfinite = taken
+        for metrics, (count, total), c, s in zip(self.buckets, self.count_sum, counts, sums,
+                                                 strict=True):
+            # Prometheus buckets are cumulative: le=e counts every value <= e.
+            for metric, n in zip(metrics, np.cumsum(c).tolist(), strict=True):
+                if n:
+                    metric.increment(n)
+            if c.sum():
+                count.increment(int(c.sum()))
+            if s:
+                total.increment(s)
+        for metric, n in zip(self.predictions, classes.tolist(), strict=True):
+            if n:
+                metric.increment(n)
+        if nonfinite:
+            self.nonfinite.increment(nonfinite)
+
+    def close(self) -> None:
+        self.halt.set()
+        self.thread.join(timeout=10)
+        self.flush()
 
 
 class TritonPythonModel:
@@ -50,6 +276,20 @@ class TritonPythonModel:
             kind=pb_utils.MetricFamily.COUNTER,
         )
         self.errors: dict[str, Any] = {}
+        self.statistics: Statistics | None = None
+        self.exporter: Exporter | None = None
+        if os.environ.get("MODELSHIP_RUNNER_STATISTICS", "1") != "0":
+            version_dir = Path(args["model_repository"]) / self.version
+            num_classes = int(pb_utils.get_output_config_by_name(
+                config, OUTPUT_NAME)["dims"][-1])
+            definitions = read_definitions(version_dir)
+            self.statistics = Statistics(definitions, num_classes)
+            self.exporter = Exporter(self.model, self.version, self.statistics,
+                                     class_labels(version_dir, definitions, num_classes))
+        # Triton runs the config's warmup requests (zeros) before the version is ready and
+        # before any client can reach it; they are no served samples (nor in nv_* counts).
+        self.warmup_left = sum(int(w.get("count", 1) or 1)
+                               for w in config.get("model_warmup") or [])
 
     def _count(self, reason: str) -> None:
         metric = self.errors.get(reason)
@@ -68,6 +308,10 @@ class TritonPythonModel:
             (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: x.astype(np.float32)})
         except Exception as exc:  # onnxruntime raises several types; all are this request's
             return None, "inference", f"inference failed: {exc}"
+        if self.warmup_left > 0:
+            self.warmup_left -= 1
+        elif self.statistics is not None:
+            self.statistics.add(x, logits)
         return pb_utils.Tensor(OUTPUT_NAME, logits.astype(self.output_dtype)), None, ""
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -84,4 +328,6 @@ class TritonPythonModel:
                 for out, _, msg in results]
 
     def finalize(self) -> None:
+        if self.exporter is not None:
+            self.exporter.close()
         self.errors.clear()
