@@ -1,6 +1,6 @@
 """The version's reference profile: on the held-out split, the statistics serving computes.
 
-The per-sample values come from the runner's own measuring functions (triton_runner.measure)
+The per-sample values come from the runner's own measuring functions (triton_runner.Measures)
 on the ONNX model's outputs, so the profile and the live histograms are the same code on
 the same numbers; the statistics, their edges and profile.json are modelship_api.profile's.
 """
@@ -14,7 +14,7 @@ import numpy as np
 
 from modelship_api.profile import Profile, StatisticDefinition
 from modelship_trainer.data import FloatArray
-from modelship_trainer.triton_runner import measure
+from modelship_trainer.triton_runner import Measures
 
 
 def build_profile(definitions: list[StatisticDefinition], images: FloatArray,
@@ -24,9 +24,9 @@ def build_profile(definitions: list[StatisticDefinition], images: FloatArray,
     are not finite enter only the input statistics (serving counts them apart)."""
     flat = images.reshape(images.shape[0], -1)
     finite = np.isfinite(logits).all(axis=1)
-    values = {d.name: measure(d.measure, d.feature,
-                              flat if d.source == "input" else flat[finite],
-                              logits[finite]).tolist() for d in definitions}
+    inputs, outputs = Measures(flat, logits[:0]), Measures(flat[:0], logits[finite])
+    values = {d.name: (inputs if d.source == "input" else outputs).values(
+        d.measure, d.feature).tolist() for d in definitions}
     return Profile.build(definitions, values, samples=len(images), data_time=data_time,
                          created_at=created_at or datetime.now(UTC))
 

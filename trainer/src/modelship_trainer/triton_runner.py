@@ -26,7 +26,8 @@ off the request path; one flush costs a call per changed series, whatever the tr
 The histograms are exported as Prometheus classic-histogram series built from counters
 (`<family>_bucket{le}`, `_count`, `_sum`): a Triton HISTOGRAM metric only takes one value per
 observe() call, which would cost a server crossing per sample and statistic.
-MODELSHIP_RUNNER_STATISTICS=0 turns the statistics off (hack/bench/profiling.py compares).
+The config.pbtxt parameter `modelship_statistics: "off"` turns them off (hack/bench/
+profiling.py compares the two).
 
 The trainer imports the measuring functions from here (the same code computes the profile
 and the live statistics), outside Triton, where triton_python_backend_utils is absent.
@@ -62,7 +63,9 @@ OUTPUT_METRIC = "modelship_output_statistic"
 PREDICTIONS_METRIC = "modelship_predictions_total"
 NONFINITE_METRIC = "modelship_nonfinite_outputs_total"
 SATURATION_LOW, SATURATION_HIGH = 0.02, 0.98
-FLUSH_S = float(os.environ.get("MODELSHIP_STATISTICS_FLUSH_S", "1"))
+FLUSH_S = float(os.environ.get("MODELSHIP_STATISTICS_FLUSH_S", "5"))
+STATISTICS_PARAMETER = "modelship_statistics"  # config.pbtxt parameter; "off" disables
+MAX_PENDING_BYTES = 32 << 20  # served batches kept between flushes
 
 Floats = npt.NDArray[np.float64]
 
@@ -78,27 +81,49 @@ def softmax_summary(logits: npt.NDArray[Any]) -> tuple[Floats, Floats, npt.NDArr
     return 1.0 / total, np.maximum(entropy, 0.0), logits.argmax(axis=1).astype(np.int64)
 
 
-def measure(measure: str, feature: int | None, x: npt.NDArray[Any],
-            logits: npt.NDArray[Any]) -> Floats | npt.NDArray[np.int64]:
-    """One statistic's value per sample: x is (N, features) flattened inputs, logits (N, K)
-    finite rows; see modelship_api.profile for the measures."""
-    if measure == "mean":
-        return np.asarray(x.mean(axis=1, dtype=np.float64), dtype=np.float64)
-    if measure == "std":
-        return np.asarray(x.std(axis=1, dtype=np.float64), dtype=np.float64)
-    if measure == "saturated_fraction":
-        saturated = (x <= SATURATION_LOW) | (x >= SATURATION_HIGH)
-        return np.asarray(saturated.mean(axis=1, dtype=np.float64), dtype=np.float64)
-    if measure == "feature":
-        return x[:, feature].astype(np.float64)
-    confidence, entropy, top = softmax_summary(logits)
-    if measure == "confidence":
-        return confidence
-    if measure == "entropy":
-        return entropy
-    if measure == "predicted_class":
-        return top
-    raise ValueError(f"unknown measure {measure!r}")
+class Measures:
+    """Per-sample values of the measures over one set of samples, each computed at most
+    once and sharing the work (one float64 copy, one softmax): x is (N, features) flattened
+    inputs, logits (N, K) finite rows; see modelship_api.profile for the measures."""
+
+    def __init__(self, x: npt.NDArray[Any], logits: npt.NDArray[Any]) -> None:
+        self.x, self.logits = x, logits
+        self._moments: tuple[Floats, Floats] | None = None
+        self._softmax: tuple[Floats, Floats, npt.NDArray[np.int64]] | None = None
+
+    def moments(self) -> tuple[Floats, Floats]:
+        """(mean, std) per sample: float64 sums of x and x*x (one pass each, BLAS-fast)."""
+        if self._moments is None:
+            x64 = self.x.astype(np.float64)
+            n = max(x64.shape[1], 1)
+            mean = x64.sum(axis=1) / n
+            var = np.einsum("ij,ij->i", x64, x64) / n - mean * mean
+            self._moments = mean, np.sqrt(np.maximum(var, 0.0))
+        return self._moments
+
+    def softmax(self) -> tuple[Floats, Floats, npt.NDArray[np.int64]]:
+        if self._softmax is None:
+            self._softmax = softmax_summary(self.logits)
+        return self._softmax
+
+    def values(self, measure: str, feature: int | None) -> Floats | npt.NDArray[np.int64]:
+        if measure == "mean":
+            return self.moments()[0]
+        if measure == "std":
+            return self.moments()[1]
+        if measure == "saturated_fraction":
+            saturated = (self.x <= SATURATION_LOW) | (self.x >= SATURATION_HIGH)
+            count = np.count_nonzero(saturated, axis=1)
+            return np.asarray(count, dtype=np.float64) / max(self.x.shape[1], 1)
+        if measure == "feature":
+            return self.x[:, feature].astype(np.float64)
+        if measure == "confidence":
+            return self.softmax()[0]
+        if measure == "entropy":
+            return self.softmax()[1]
+        if measure == "predicted_class":
+            return self.softmax()[2]
+        raise ValueError(f"unknown measure {measure!r}")
 
 
 @dataclass
@@ -143,13 +168,21 @@ def le_label(edge: float) -> str:
 
 
 class Statistics:
-    """Bucket counts, sums and class counts accumulated since the last take() (thread-safe)."""
+    """Served samples since the last take(), thread-safe. add() only keeps the batch (a
+    reference, microseconds on the request path); take(), on the flush thread, measures
+    everything at once, vectorized over all the batches. Past MAX_PENDING_BYTES of kept
+    batches add() asks the flush thread to run early (`due`); past twice that, a flush
+    thread that cannot keep up, add() measures them itself, so memory stays bounded and
+    no sample is lost."""
 
     def __init__(self, definitions: Sequence[Definition], num_classes: int) -> None:
         self.numeric = [d for d in definitions if d.edges is not None]
         self.edges = [np.asarray(d.edges, dtype=np.float64) for d in self.numeric]
         self.num_classes = num_classes
         self.lock = threading.Lock()
+        self.due = threading.Event()
+        self.batches: list[tuple[npt.NDArray[Any], npt.NDArray[Any]]] = []
+        self.batch_bytes = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -157,30 +190,44 @@ class Statistics:
         self.sums = [0.0] * len(self.edges)
         self.classes = np.zeros(self.num_classes, dtype=np.int64)
         self.nonfinite = 0
-        self.pending = False
+        self.measured = False
 
     def add(self, x: npt.NDArray[Any], logits: npt.NDArray[Any]) -> None:
-        """x (N, ...) inputs and their (N, K) outputs."""
-        flat = x.reshape(x.shape[0], -1)
+        """x (N, ...) inputs and their (N, K) outputs; the caller no longer writes either."""
+        with self.lock:
+            self.batches.append((x, logits))
+            self.batch_bytes += x.nbytes + logits.nbytes
+            if self.batch_bytes > 2 * MAX_PENDING_BYTES:
+                self._measure_batches()
+        if self.batch_bytes > MAX_PENDING_BYTES:
+            self.due.set()
+
+    def _measure_batches(self) -> None:
+        """Fold the kept batches into the counts (with the lock held)."""
+        if not self.batches:
+            return
+        flat = np.concatenate([x.reshape(x.shape[0], -1) for x, _ in self.batches])
+        logits = np.concatenate([out for _, out in self.batches])
+        self.batches, self.batch_bytes = [], 0
         finite = np.isfinite(logits).all(axis=1)
         good = logits[finite]
-        values = [measure(d.measure, d.feature, flat if d.source == "input" else flat[finite],
-                          good) for d in self.numeric]
-        buckets = [np.bincount(np.searchsorted(e, v, side="left"), minlength=len(e) + 1)
-                   for e, v in zip(self.edges, values, strict=True)]
-        top = np.bincount(good.argmax(axis=1), minlength=self.num_classes) if len(good) else 0
-        with self.lock:
-            for i, (b, v) in enumerate(zip(buckets, values, strict=True)):
-                self.counts[i] += b
-                self.sums[i] += float(v.sum())
-            self.classes += top
-            self.nonfinite += int((~finite).sum())
-            self.pending = True
+        inputs, outputs = Measures(flat, logits[:0]), Measures(flat[:0], good)
+        for i, (d, edges) in enumerate(zip(self.numeric, self.edges, strict=True)):
+            v = (inputs if d.source == "input" else outputs).values(d.measure, d.feature)
+            self.counts[i] += np.bincount(np.searchsorted(edges, v, side="left"),
+                                          minlength=len(edges) + 1)
+            self.sums[i] += float(v.sum())
+        if len(good):
+            self.classes += np.bincount(good.argmax(axis=1), minlength=self.num_classes)
+        self.nonfinite += int((~finite).sum())
+        self.measured = True
 
     def take(self) -> tuple[list[npt.NDArray[np.int64]], list[float], npt.NDArray[np.int64],
                             int] | None:
         with self.lock:
-            if not self.pending:
+            self.due.clear()
+            self._measure_batches()
+            if not self.measured:
                 return None
             out = self.counts, self.sums, self.classes, self.nonfinite
             self._reset()
@@ -228,7 +275,8 @@ class Exporter:
         self.thread.start()
 
     def _loop(self) -> None:
-        while not self.halt.wait(FLUSH_S):
+        while not self.halt.is_set():
+            self.stats.due.wait(FLUSH_S)
             self.flush()
 
     def flush(self) -> None:
@@ -254,6 +302,7 @@ class Exporter:
 
     def close(self) -> None:
         self.halt.set()
+        self.stats.due.set()
         self.thread.join(timeout=10)
         self.flush()
 
@@ -278,7 +327,9 @@ class TritonPythonModel:
         self.errors: dict[str, Any] = {}
         self.statistics: Statistics | None = None
         self.exporter: Exporter | None = None
-        if os.environ.get("MODELSHIP_RUNNER_STATISTICS", "1") != "0":
+        parameters = config.get("parameters") or {}
+        switch = (parameters.get(STATISTICS_PARAMETER) or {}).get("string_value", "on")
+        if switch != "off":
             version_dir = Path(args["model_repository"]) / self.version
             num_classes = int(pb_utils.get_output_config_by_name(
                 config, OUTPUT_NAME)["dims"][-1])
@@ -304,8 +355,9 @@ class TritonPythonModel:
         x = pb_utils.get_input_tensor_by_name(request, INPUT_NAME).as_numpy()
         if not np.isfinite(x).all():
             return None, "invalid_input", "input contains NaN or infinity"
+        x = x.astype(np.float32)  # a copy: the request's own buffer is freed with it
         try:
-            (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: x.astype(np.float32)})
+            (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})
         except Exception as exc:  # onnxruntime raises several types; all are this request's
             return None, "inference", f"inference failed: {exc}"
         if self.warmup_left > 0:
