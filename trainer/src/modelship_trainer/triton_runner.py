@@ -268,7 +268,8 @@ class Statistics:
 
 class Exporter:
     """The Prometheus series of one version, created at start (so they exist at 0 before the
-    first request and increase() sees every count) and incremented by flush()."""
+    first request and increase() sees every count); measure() queues their increments,
+    pump() (execute) and the idle statistics thread make them."""
 
     def __init__(self, model: str, version: str, stats: Statistics,
                  labels: Sequence[str]) -> None:
@@ -301,6 +302,7 @@ class Exporter:
         self.nonfinite = family(NONFINITE_METRIC, "Served samples whose output has a NaN or "
                                 "an infinity").Metric(labels=base)
         self.families = families
+        self.series = sum(len(b) + 2 for b in self.buckets) + len(self.predictions) + 1
         self.queue: deque[tuple[Any, float]] = deque()  # (metric, increment), in order
         self.calling = threading.Lock()  # one caller of the metric API at a time
         self.last_execute = time.monotonic()
@@ -313,8 +315,10 @@ class Exporter:
         while not self.halt.is_set():
             self.stats.due.wait(FLUSH_S)
             self.measure()
-            if time.monotonic() - self.last_execute >= IDLE_S:
-                self.drain(len(self.queue))
+            with self.calling:
+                # Only while idle: once requests flow again, execute() takes over.
+                while self.queue and time.monotonic() - self.last_execute >= IDLE_S:
+                    self._call(1)
 
     def measure(self) -> None:
         """Fold what was served into counts and queue their increments (numpy only)."""
@@ -342,13 +346,10 @@ class Exporter:
         self.last_execute = time.monotonic()
         if self.queue and self.calling.acquire(blocking=False):
             try:
-                self._call(CALLS_PER_EXECUTE)
+                # Never more than one measure()'s worth behind, however slow the traffic.
+                self._call(max(CALLS_PER_EXECUTE, len(self.queue) - self.series))
             finally:
                 self.calling.release()
-
-    def drain(self, calls: int) -> None:
-        with self.calling:
-            self._call(calls)
 
     def _call(self, calls: int) -> None:
         for _ in range(calls):
@@ -363,7 +364,8 @@ class Exporter:
         self.stats.due.set()
         self.thread.join(timeout=10)
         self.measure()
-        self.drain(len(self.queue))
+        with self.calling:
+            self._call(len(self.queue))
 
 
 class TritonPythonModel:
