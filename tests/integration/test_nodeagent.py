@@ -1,5 +1,6 @@
-"""The local node agent: pods bound to its node run as real processes in their own network
-namespaces, with real probes, exit codes, termination messages, volumes and deletion."""
+"""The local node agent: pods bound to its node run from their images as real processes in
+their own network namespaces, with real probes, exit codes, termination messages, volumes
+and deletion; images the store lacks leave them waiting, as a kubelet's pull errors do."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import httpx
 import pytest
 
 from modelship.core.triton_manifests import VIEW_MOUNT, view_script
-from modelship_dev import tools
-from modelship_dev.cluster import LocalCluster
+from modelship_dev import images, tools
+from modelship_dev.cluster import LocalCluster, ensure_images
 from modelship_dev.nodeagent import hostnet
+from tests import ocilayout
 from tests.conftest import Kubectl, wait_for
 
 pytestmark = pytest.mark.integration
@@ -33,6 +35,9 @@ PLACEMENT: dict[str, Any] = {
     "nodeSelector": {"modelship.io/node-class": "local"},
     "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
 }
+# Python, sh and coreutils, user 65532: what most tests here run.
+OPERATOR = images.ref("operator")
+TRITON = images.ref("triton")
 
 
 def _netns() -> list[str]:
@@ -68,13 +73,22 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def agent(cluster: LocalCluster) -> Iterator[Path]:
+def store(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The agent's image store: the operator's and Triton's images of `make images`, and
+    whatever a test adds."""
+    ensure_images(tmp_path_factory.mktemp("images") / "build.log")
+    return ocilayout.new_store(tmp_path_factory.mktemp("store") / "oci", [OPERATOR, TRITON])
+
+
+@pytest.fixture(scope="module")
+def agent(cluster: LocalCluster, store: Path) -> Iterator[Path]:
     """The node agent, started with the cluster's hook; afterwards nothing may be left."""
     if os.geteuid() != 0:
         pytest.fail("the node agent needs root (network and mount namespaces)")
     if shutil.which("ip") is None or shutil.which("nsenter") is None:
         pytest.fail("the node agent needs `ip` (iproute2) and `nsenter` (util-linux)")
-    folder = cluster.start_node_agent(NODE, taints=[f"{TAINT_KEY}=true:NoSchedule"])
+    folder = cluster.start_node_agent(NODE, taints=[f"{TAINT_KEY}=true:NoSchedule"],
+                                      image_store=store)
     tag = hostnet.agent_tag(folder)
     try:
         yield folder
@@ -132,7 +146,7 @@ def test_node_is_ready_and_its_lease_renews(cluster: LocalCluster, agent: Path) 
 
 def test_deployment_is_ready_only_once_it_serves(kubectl: Kubectl, agent: Path) -> None:
     labels = {"app": "web"}
-    container = {"name": "web", "image": "ignored",
+    container = {"name": "web", "image": OPERATOR,
                  "command": ["sh", "-c", "sleep 4; exec python -m http.server 8080"],
                  "ports": [{"name": "http", "containerPort": 8080}],
                  "readinessProbe": {"httpGet": {"path": "/", "port": "http"},
@@ -166,7 +180,7 @@ def test_deployment_is_ready_only_once_it_serves(kubectl: Kubectl, agent: Path) 
 
 def test_failing_readiness_probe_never_becomes_ready(kubectl: Kubectl, agent: Path) -> None:
     kubectl.apply(_pod("unready", [{
-        "name": "web", "image": "ignored", "command": ["python", "-m", "http.server", "8080"],
+        "name": "web", "image": OPERATOR, "command": ["python", "-m", "http.server", "8080"],
         "readinessProbe": {"httpGet": {"path": "/missing", "port": 8080}, "periodSeconds": 1,
                            "failureThreshold": 1}}]))
     wait_for("server answering", lambda: (p := kubectl.get("pod", "unready"))
@@ -189,7 +203,7 @@ def test_exec_probe_runs_inside_the_container(kubectl: Kubectl, agent: Path) -> 
     decoy.touch()
     try:
         kubectl.apply(_pod("marker", [{
-            "name": "work", "image": "ignored",
+            "name": "work", "image": OPERATOR,
             "command": ["sh", "-c", f"sleep 4; touch {decoy}; exec sleep 600"],
             "readinessProbe": {"exec": {"command": ["test", "-e", str(decoy)]},
                                "periodSeconds": 1}}]))
@@ -204,7 +218,7 @@ def test_exec_probe_runs_inside_the_container(kubectl: Kubectl, agent: Path) -> 
         decoy.parent.rmdir()
     # ... and Ready once the container creates it in its own /tmp.
     kubectl.apply(_pod("marker2", [{
-        "name": "work", "image": "ignored",
+        "name": "work", "image": OPERATOR,
         "command": ["sh", "-c", "sleep 2; mkdir -p /tmp/m; touch /tmp/m/ready; exec sleep 600"],
         "readinessProbe": {"exec": {"command": ["test", "-e", "/tmp/m/ready"]},
                            "periodSeconds": 1}}]))
@@ -217,7 +231,7 @@ def test_exec_probe_runs_inside_the_container(kubectl: Kubectl, agent: Path) -> 
 def _job(name: str, script: str) -> dict[str, Any]:
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
             "spec": {"backoffLimit": 0, "template": {"spec": _pod_spec([{
-                "name": "main", "image": "ignored", "command": ["python", "-c", script],
+                "name": "main", "image": OPERATOR, "command": ["python", "-c", script],
                 "terminationMessagePath": "/dev/termination-log"}],
                 restartPolicy="Never")}}}
 
@@ -250,14 +264,15 @@ def test_job_outcome_comes_from_the_real_exit_code(kubectl: Kubectl, agent: Path
 
 
 def test_volumes_and_init_containers(kubectl: Kubectl, agent: Path, tmp_path: Path) -> None:
+    tmp_path.chmod(0o777)  # the image's user writes there
     (tmp_path / "in.txt").write_text("from the host")
     mounts = [{"name": "host", "mountPath": "/hostdata"},
               {"name": "scratch", "mountPath": "/scratch"}]
     kubectl.apply(_pod("volumes", [{
-        "name": "main", "image": "ignored", "volumeMounts": mounts,
+        "name": "main", "image": OPERATOR, "volumeMounts": mounts,
         "command": ["sh", "-c", "cat /hostdata/in.txt /scratch/init.txt > /hostdata/out.txt"]}],
         restartPolicy="Never",
-        initContainers=[{"name": "init", "image": "ignored", "volumeMounts": mounts,
+        initContainers=[{"name": "init", "image": OPERATOR, "volumeMounts": mounts,
                          "command": ["sh", "-c", "printf ' and init' > /scratch/init.txt"]}],
         volumes=[{"name": "host", "hostPath": {"path": str(tmp_path), "type": "Directory"}},
                  {"name": "scratch", "emptyDir": {}}]))
@@ -276,7 +291,7 @@ def test_container_that_cannot_be_created_yet_is_retried(kubectl: Kubectl, agent
     serves from): CreateContainerConfigError until then, then the container runs."""
     folder = tmp_path / "later"
     kubectl.apply(_pod("later", [{
-        "name": "main", "image": "ignored", "volumeMounts": [{"name": "d", "mountPath": "/d"}],
+        "name": "main", "image": OPERATOR, "volumeMounts": [{"name": "d", "mountPath": "/d"}],
         "command": ["sh", "-c", "cat /d/file"]}], restartPolicy="Never",
         volumes=[{"name": "d", "hostPath": {"path": str(folder), "type": "Directory"}}]))
     waiting = wait_for("CreateContainerConfigError", lambda: (p := kubectl.get("pod", "later"))
@@ -293,7 +308,7 @@ def test_container_that_cannot_be_created_yet_is_retried(kubectl: Kubectl, agent
 
 
 def test_crashing_container_restarts(kubectl: Kubectl, agent: Path) -> None:
-    kubectl.apply(_pod("crash", [{"name": "main", "image": "ignored",
+    kubectl.apply(_pod("crash", [{"name": "main", "image": OPERATOR,
                                   "command": ["sh", "-c", "echo boom; exit 7"],
                                   "terminationMessagePolicy": "FallbackToLogsOnError"}]))
     status = wait_for("a restart", lambda: (p := kubectl.get("pod", "crash"))
@@ -369,12 +384,12 @@ def test_deleted_pod_runs_its_pre_stop_hook_then_ends_with_a_terminal_status(
     tmp_path.chmod(0o777)
     mounts = [{"name": "out", "mountPath": "/out"}]
     kubectl.apply(_pod("graceful", [{
-        "name": "main", "image": "ignored", "volumeMounts": mounts,
+        "name": "main", "image": OPERATOR, "volumeMounts": mounts,
         "command": ["sh", "-c", "trap 'echo term >> /out/order; exit 0' TERM; "
                     "echo started > /out/started; while true; do sleep 0.2; done"],
         "lifecycle": {"preStop": {"exec": {"command": [
             "sh", "-c", "test -e /out/started && echo preStop >> /out/order"]}}}}, {
-        "name": "slow", "image": "ignored", "volumeMounts": mounts,
+        "name": "slow", "image": OPERATOR, "volumeMounts": mounts,
         "command": ["sh", "-c", "trap 'date +%s.%N > /out/slow-term; exit 0' TERM; "
                     "while true; do sleep 0.2; done"],
         "lifecycle": {"preStop": {"sleep": {"seconds": 3}}}}],
@@ -408,7 +423,7 @@ def test_deleting_a_pod_kills_its_processes(kubectl: Kubectl, agent: Path) -> No
     marker = f"ms-test-{uuid.uuid4().hex}"
     # Ignores SIGTERM (the child inherits that): only the SIGKILL after the grace ends it.
     kubectl.apply(_pod("victim", [{
-        "name": "main", "image": "ignored", "env": [{"name": "MARKER", "value": marker}],
+        "name": "main", "image": OPERATOR, "env": [{"name": "MARKER", "value": marker}],
         "command": ["sh", "-c", "trap '' TERM; python -c 'import time; time.sleep(600)' & wait"]
     }], terminationGracePeriodSeconds=30))
     pids = wait_for("processes running", lambda: len(found := _processes_with(marker)) >= 2
@@ -481,9 +496,11 @@ class TritonPythonModel:
 """
 
 
-def test_triton_pod_serves_from_the_wheel(kubectl: Kubectl, agent: Path,
+def test_triton_pod_serves_from_its_image(kubectl: Kubectl, agent: Path,
                                           tmp_path: Path) -> None:
-    """The operator's init script and `tritonserver` command, as its Deployments run them."""
+    """The operator's init script and `tritonserver` command, as its Deployments run them,
+    in the Triton image (its Python backend, as the image's user)."""
+    tmp_path.chmod(0o755)
     (tmp_path / "echo" / "1").mkdir(parents=True)
     (tmp_path / "echo" / "config.pbtxt").write_text(ECHO_CONFIG)
     (tmp_path / "echo" / "1" / "model.py").write_text(ECHO_MODEL)
@@ -495,7 +512,7 @@ def test_triton_pod_serves_from_the_wheel(kubectl: Kubectl, agent: Path,
                 "timeoutSeconds": 2, "failureThreshold": 120}
 
     kubectl.apply(_pod("triton", [{
-        "name": "triton", "image": "ignored", "command": ["tritonserver"],
+        "name": "triton", "image": TRITON, "command": ["tritonserver"],
         "args": [f"--model-repository={VIEW_MOUNT}", "--model-control-mode=explicit",
                  "--load-model=echo", "--strict-readiness=true", "--http-port=8000",
                  "--grpc-port=8001", "--metrics-port=8002"],
@@ -503,7 +520,7 @@ def test_triton_pod_serves_from_the_wheel(kubectl: Kubectl, agent: Path,
         "startupProbe": probe("/v2/health/live"),
         "readinessProbe": probe("/v2/models/echo/versions/1/ready"),
         "volumeMounts": mounts, "terminationMessagePolicy": "FallbackToLogsOnError"}],
-        initContainers=[{"name": "select-version", "image": "ignored", "volumeMounts": mounts,
+        initContainers=[{"name": "select-version", "image": TRITON, "volumeMounts": mounts,
                          "command": ["sh", "-c", view_script("/models", "echo", 1)]}],
         volumes=[{"name": "repo", "hostPath": {"path": str(tmp_path), "type": "Directory"}},
                  {"name": "view", "emptyDir": {}}]))
