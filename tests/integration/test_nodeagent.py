@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from modelship.core.triton_manifests import VIEW_MOUNT, view_script
-from modelship_dev import images, tools
+from modelship_dev import images, imagestore, tools
 from modelship_dev.cluster import LocalCluster, ensure_images
 from modelship_dev.nodeagent import hostnet
 from tests import ocilayout
@@ -531,3 +531,148 @@ def test_triton_pod_serves_from_its_image(kubectl: Kubectl, agent: Path,
                                         "data": [1, 2, 3]}]}, timeout=10, trust_env=False)
     assert resp.status_code == 200, resp.text
     assert resp.json()["outputs"][0]["data"] == [1.0, 2.0, 3.0]
+
+
+def _waiting(pod: dict[str, Any] | None, init: bool = False) -> dict[str, Any]:
+    key = "initContainerStatuses" if init else "containerStatuses"
+    statuses = ((pod or {}).get("status") or {}).get(key) or [{}]
+    return dict(statuses[0].get("state", {}).get("waiting") or {})
+
+
+def test_missing_image_waits_with_pull_errors_then_starts(
+        kubectl: Kubectl, agent: Path, store: Path) -> None:
+    """No registry and no host binaries: a pod whose image the store lacks waits with the
+    kubelet's ErrImagePull and ImagePullBackOff naming the image, and starts once the image
+    is there (as after `make images`); with imagePullPolicy Never it is ErrImageNeverPull."""
+    late = f"localhost/modelship-test/late-{kubectl.namespace}:1"
+    kubectl.apply(_pod("late", [{"name": "main", "image": late,
+                                 "command": ["sh", "-c", "echo started"]}],
+                       restartPolicy="Never"))
+    never = f"localhost/modelship-test/never-{kubectl.namespace}:1"
+    kubectl.apply(_pod("never", [{"name": "main", "image": never, "imagePullPolicy": "Never",
+                                  "command": ["sh", "-c", "echo started"]}],
+                       restartPolicy="Never"))
+    watch = PodWatch(kubectl, "late")
+    try:
+        # The agent retries with back-off: each try shows ErrImagePull, each wait
+        # ImagePullBackOff, so both appear whenever the watch began.
+        def reasons() -> list[str]:
+            return [w["reason"] for _, o in list(watch.events) if (w := _waiting(o))]
+        wait_for("ErrImagePull and ImagePullBackOff", lambda: {
+            "ErrImagePull", "ImagePullBackOff"} <= set(reasons()), timeout=90)
+        for _, obj in list(watch.events):
+            waiting = _waiting(obj)
+            if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
+                assert f'"{late}"' in waiting["message"], waiting
+                assert obj["status"]["phase"] == "Pending"
+    finally:
+        watch.close()
+    waiting = wait_for("ErrImageNeverPull", lambda: (w := _waiting(kubectl.get("pod", "never")))
+                       .get("reason") == "ErrImageNeverPull" and w, timeout=60)
+    assert waiting["message"].startswith(f'Container image "{never}" is not present with '
+                                         "pull policy of Never")
+
+    ocilayout.derive(store, late, OPERATOR)
+    pod = wait_for("the pod ran once its image exists", lambda: (p := kubectl.get("pod", "late"))
+                   and p["status"].get("phase") in ("Succeeded", "Failed") and p, timeout=90)
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    status = pod["status"]["containerStatuses"][0]
+    digest = imagestore.index(store)[late]["digest"]
+    assert status["imageID"] == f"{late.rsplit(':', 1)[0]}@{digest}"
+    assert _waiting(kubectl.get("pod", "never"))["reason"] == "ErrImageNeverPull"
+
+
+# Reports what the container runs with into its termination message.
+REPORT = ("import json, os, sys\n"
+          "open('/dev/termination-log', 'w').write(json.dumps({'argv': sys.argv[1:], "
+          "'env': {k: os.environ.get(k) for k in ('FROM_IMAGE', 'SHARED', 'FROM_POD')}, "
+          "'cwd': os.getcwd(), 'ids': [os.getuid(), os.getgid()]}))\n")
+
+
+def _report(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    pod = wait_for(f"pod {name} finished", lambda: (p := kubectl.get("pod", name))
+                   and p["status"].get("phase") in ("Succeeded", "Failed") and p, timeout=90)
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert pod["status"]["phase"] == "Succeeded", terminated
+    report: dict[str, Any] = json.loads(terminated["message"])
+    return report
+
+
+def test_image_config_and_its_overrides_follow_kubernetes(
+        kubectl: Kubectl, agent: Path, store: Path) -> None:
+    """Entrypoint, Cmd, Env, WorkingDir and User come from the image; `command` replaces the
+    Entrypoint and drops the Cmd, `args` alone replace the Cmd, `env` goes over the image's
+    Env, runAsUser/runAsGroup over its User."""
+    ref = f"localhost/modelship-test/report-{kubectl.namespace}:1"
+    env = [*imagestore.resolve(OPERATOR, store).env, "FROM_IMAGE=image", "SHARED=image"]
+    ocilayout.derive(store, ref, OPERATOR, Entrypoint=["python", "-c", REPORT, "entrypoint"],
+                     Cmd=["from-cmd"], Env=env, WorkingDir="/opt/work", User="1234:2345")
+    kubectl.apply(_pod("defaults", [{"name": "main", "image": ref}], restartPolicy="Never"))
+    pod_env = [{"name": "FROM_POD", "value": "pod"}, {"name": "SHARED", "value": "pod"}]
+    kubectl.apply(_pod("args", [{"name": "main", "image": ref, "env": pod_env,
+                                 "args": ["$(FROM_POD)-arg"]}], restartPolicy="Never"))
+    kubectl.apply(_pod("command", [{
+        "name": "main", "image": ref, "command": ["python", "-c", REPORT, "command"],
+        "args": ["a"], "workingDir": "/tmp",
+        "securityContext": {"runAsUser": 4321, "runAsGroup": 99}}], restartPolicy="Never"))
+
+    assert _report(kubectl, "defaults") == {
+        "argv": ["entrypoint", "from-cmd"], "cwd": "/opt/work", "ids": [1234, 2345],
+        "env": {"FROM_IMAGE": "image", "SHARED": "image", "FROM_POD": None}}
+    assert _report(kubectl, "args") == {
+        "argv": ["entrypoint", "pod-arg"], "cwd": "/opt/work", "ids": [1234, 2345],
+        "env": {"FROM_IMAGE": "image", "SHARED": "pod", "FROM_POD": "pod"}}
+    assert _report(kubectl, "command") == {
+        "argv": ["command", "a"], "cwd": "/tmp", "ids": [4321, 99],
+        "env": {"FROM_IMAGE": "image", "SHARED": "image", "FROM_POD": None}}
+
+
+WRITES = ("import json, os\n"
+          "def write(path):\n"
+          "    try:\n"
+          "        open(path, 'w').write('x')\n"
+          "        return 'ok'\n"
+          "    except OSError as err:\n"
+          "        return err.errno\n"
+          "open('/dev/termination-log', 'w').write(json.dumps({'ids': [os.getuid(), "
+          "os.getgid()], 'tmp': write('/tmp/x'), 'scratch': write('/scratch/x')}))\n")
+
+
+def test_read_only_root_filesystem_refuses_writes_outside_volumes(
+        kubectl: Kubectl, agent: Path) -> None:
+    """The image's root is read-only with readOnlyRootFilesystem (EROFS, even in /tmp); its
+    volumes stay writable. Without it each container writes into a layer of its own, as
+    the image's user (65532 for modelship's images)."""
+    volume = {"volumes": [{"name": "scratch", "emptyDir": {}}]}
+    container = {"image": OPERATOR, "command": ["python", "-c", WRITES],
+                 "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}
+    kubectl.apply(_pod("readonly", [{"name": "main", **container, "securityContext": {
+        "readOnlyRootFilesystem": True}}], restartPolicy="Never", **volume))
+    kubectl.apply(_pod("writable", [{"name": "main", **container}], restartPolicy="Never",
+                       **volume))
+    assert _report(kubectl, "readonly") == {"ids": [65532, 65532], "tmp": 30, "scratch": "ok"}
+    assert _report(kubectl, "writable") == {"ids": [65532, 65532], "tmp": "ok",
+                                            "scratch": "ok"}
+
+
+IN_CLUSTER = ("import json\n"
+              "from lightkube import Client, KubeConfig\n"
+              "from lightkube.resources.authentication_v1 import SelfSubjectReview\n"
+              "client = Client(KubeConfig.from_service_account())\n"
+              "review = client.create(SelfSubjectReview(metadata={}))\n"
+              "open('/dev/termination-log', 'w').write(json.dumps({"
+              "'user': review.status.userInfo.username, 'namespace': open("
+              "'/var/run/secrets/kubernetes.io/serviceaccount/namespace').read()}))\n")
+
+
+def test_operator_image_reaches_the_api_server_with_the_in_cluster_config(
+        kubectl: Kubectl, agent: Path) -> None:
+    """What the operator does when it runs as a pod: KUBERNETES_SERVICE_HOST/PORT and the
+    service-account volume (token, ca.crt, namespace) make an authenticated, verified
+    request to the API server, as the pod's service account."""
+    kubectl.apply(_pod("in-cluster", [{"name": "main", "image": OPERATOR,
+                                       "command": ["python", "-c", IN_CLUSTER]}],
+                       restartPolicy="Never"))
+    assert _report(kubectl, "in-cluster") == {
+        "user": f"system:serviceaccount:{kubectl.namespace}:default",
+        "namespace": kubectl.namespace}

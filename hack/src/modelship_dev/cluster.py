@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from modelship_dev import images, imagestore, pki, tools
+from modelship_dev.nodeagent import rootfs
 
 SERVICE_CIDR = "10.96.0.0/16"  # only allocated, never contacted
 POD_CIDR = "10.244.0.0/16"
@@ -104,12 +105,19 @@ def node_manifest(node: dict[str, Any]) -> dict[str, Any]:
 
 def ensure_images(log: Path) -> None:
     """The node agent runs pods from the local image store, never host binaries: build
-    (or find cached, in seconds) modelship's images first, as `make images` does."""
+    (or find cached, in seconds) modelship's images first, as `make images` does, and unpack
+    their layers for the node (once per machine: the trainer's takes minutes, which a first
+    pod start would otherwise spend as ContainerCreating)."""
     with log.open("a") as out:
         try:
             images.build_all(log=lambda line: print(line, file=out, flush=True))
         except SystemExit as missing:  # buildah is not installed
             raise RuntimeError(str(missing)) from None
+        for spec in images.IMAGES:
+            start = time.monotonic()
+            rootfs.unpack_image(imagestore.resolve(spec.ref))
+            print(f"{spec.ref}: layers unpacked in {rootfs.layers_dir()} "
+                  f"({time.monotonic() - start:.1f} s)", file=out, flush=True)
 
 
 @dataclass

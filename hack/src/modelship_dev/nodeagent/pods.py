@@ -107,8 +107,12 @@ class PodRunner:
         self.conditions.set("Ready", ready)
         not_ready = "PodCompleted" if self.phase in ("Succeeded", "Failed") \
             else "ContainersNotReady"
+        # Pending until a container was created, as the kubelet reports it (images are
+        # still being pulled, or cannot be).
+        phase = "Pending" if self.phase == "Running" and all(
+            s.pid is None for s in self.mains) else self.phase
         status: dict[str, Any] = {
-            "phase": self.phase, "startTime": self.start_time, "hostIP": self.ctx.host_ip,
+            "phase": phase, "startTime": self.start_time, "hostIP": self.ctx.host_ip,
             "hostIPs": [{"ip": self.ctx.host_ip}],
             "conditions": self.conditions.to_api({
                 "Initialized": "ContainersNotInitialized",
