@@ -48,11 +48,15 @@ class Agent:
         current = kubeconfig.get()
         if current is None:
             raise RuntimeError(f"{self.config.kubeconfig} has no current context")
+        await asyncio.to_thread(hostnet.hold_bridge, state_dir)
+        try:
+            api = await apiproxy.serve(current.cluster.server, str(hostnet.GATEWAY.ip))
+        except OSError:
+            await asyncio.to_thread(sandbox.clean_leftovers, state_dir)  # lets the bridge go
+            raise
         client = AsyncClient(config=kubeconfig, field_manager=node.FIELD_MANAGER)
         # Probes reach pod addresses only: no proxy from the environment may be used.
         http = httpx.AsyncClient(trust_env=False, verify=False)
-        await asyncio.to_thread(hostnet.hold_bridge, state_dir)
-        api = await apiproxy.serve(current.cluster.server, str(hostnet.GATEWAY.ip))
         ctx = Context(client, http, state_dir, str(hostnet.GATEWAY.ip),
                       apiproxy.service_env(api))
         try:
