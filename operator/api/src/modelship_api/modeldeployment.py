@@ -20,6 +20,7 @@ from modelship_api.common import (
     schema_default,
     validations,
 )
+from modelship_api.monitoring import Monitoring, MonitoringStatus
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.01-py3"
 
@@ -411,6 +412,11 @@ class ModelDeploymentSpec(ApiModel):
         default=None,
         description="Rollout strategy; absent: a new version replaces the old one once ready.",
     )
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring, json_schema_extra=schema_default(Monitoring),
+        description="Drift against the training profile, staleness and numeric health of "
+        "the served version (on by default).",
+    )
 
 
 class CheckResult(ApiModel):
@@ -575,9 +581,12 @@ class ModelDeploymentStatus(ApiModel):
     )
     conditions: list[Condition] | None = Field(
         default=None,
-        description="Ready, Progressing, Degraded, InvalidSpec, and RouteAccepted (provider "
-        "gateway: whether the gateway accepted the GRPCRoute, with its reason).",
+        description="Ready, Progressing, Degraded, InvalidSpec, RouteAccepted (provider "
+        "gateway: whether the gateway accepted the GRPCRoute, with its reason), and the "
+        "monitoring conditions DataDrift, PredictionDrift, Stale and NumericFault.",
     )
+    monitoring: MonitoringStatus | None = Field(
+        default=None, description="Drift, age and numeric health of the stable version.")
     query_check: QueryCheck | None = Field(
         default=None,
         description="Whether the user checks' PromQL parses, as Prometheus said; absent "
