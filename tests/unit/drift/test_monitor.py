@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from modelship.core.conditions import get_condition
 from modelship.core.drift import monitor, profiles
 from modelship.core.drift.queries import NONFINITE, VectorAnswer
-from modelship_api.monitoring import Monitoring, MonitoringStatus
+from modelship_api.monitoring import Monitoring
 from modelship_api.profile import NumericStatistic, Profile, image_statistics
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -191,11 +191,27 @@ def test_a_statistic_the_profile_lacks_is_named_as_unavailable() -> None:
         "input_saturated_fraction, output_confidence, output_entropy, predicted_class)"]
 
 
-def test_due_on_interval_and_on_a_new_version() -> None:
+def test_due_on_interval() -> None:
     spec = Monitoring(interval="15s")
-    status = MonitoringStatus(version=3, evaluated_at="2026-12-02T12:00:00Z")
-    assert not monitor.due(spec, status, 3, NOW + timedelta(seconds=14))
-    assert monitor.due(spec, status, 3, NOW + timedelta(seconds=15))
-    assert monitor.due(spec, status, 4, NOW)
-    assert monitor.seconds_to_next(spec, status, NOW + timedelta(seconds=5)) == 10
-    assert not monitor.due(Monitoring(enabled=False), None, 3, NOW)
+    assert monitor.due(spec, None, NOW)
+    assert not monitor.due(spec, NOW, NOW + timedelta(seconds=14))
+    assert monitor.due(spec, NOW, NOW + timedelta(seconds=15))
+    assert monitor.seconds_to_next(spec, NOW, NOW + timedelta(seconds=5)) == 10
+    assert not monitor.due(Monitoring(enabled=False), None, NOW)
+
+
+def test_a_steady_judgement_keeps_the_stored_status_until_its_refresh() -> None:
+    """New scores alone do not rewrite status (a converged resource writes nothing); a new
+    streak or result does, and the figures are refreshed every STATUS_REFRESH_S."""
+    spec, p = Monitoring(), profile()
+    first = run(spec, None, answers(p, 0.5))
+    later = NOW + timedelta(seconds=15)
+    second = run(spec, first, answers(p, 0.7), at=later)
+    assert second.status == first.status and second.conditions == first.conditions
+    refreshed = run(spec, second, answers(p, 0.7),
+                    at=NOW + timedelta(seconds=monitor.STATUS_REFRESH_S))
+    assert refreshed.status.evaluated_at != first.status.evaluated_at
+    assert refreshed.status.statistics is not None
+    assert refreshed.status.statistics[0].samples == 700
+    moved = run(spec, first, answers(p, dark=True), at=later)
+    assert moved.status != first.status  # a streak began: written at once

@@ -40,6 +40,8 @@ from modelship.core.rollout import (
 )
 from modelship.core.route_status import RouteObservation, observe_route
 from modelship.core.validation import SpecError, model_deployment_errors
+from modelship.handlers import md_monitoring
+from modelship.handlers.md_monitoring import monitor_stable
 from modelship_api.common import Condition
 from modelship_api.modeldeployment import ModelDeployment, ModelDeploymentStatus, QueryCheck
 
@@ -201,6 +203,7 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     body = await kube.get(constants.API_VERSION, KIND, name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
         metrics.forget_model_deployment(namespace, name)
+        md_monitoring.forget(namespace, name)
         return None
     try:
         md = ModelDeployment.model_validate(body)
@@ -243,12 +246,16 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
         route=await _observe_route(kube, md),
     ), now_dt)
     await _apply(kube, md, decision.actions)
+    # After the rollout's actions: monitoring never delays or blocks serving.
+    monitoring_events, next_evaluation = await monitor_stable(kube, md, decision.status, now_dt,
+                                                              matchers)
     await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
                             md.status.to_api(), decision.status.to_api(), body)
-    for action in decision.actions:
+    for action in (*decision.actions, *monitoring_events):
         if isinstance(action, Event):
             await kube.event(body, action.type, action.reason, action.message)
     _record_metrics(md, decision)
     metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
     metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.monotonic() - started)
-    return decision.requeue_after
+    waits = [t for t in (decision.requeue_after, next_evaluation) if t is not None]
+    return min(waits) if waits else None

@@ -6,7 +6,7 @@ the answers and now)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,6 +31,8 @@ from modelship_api.profile import CategoricalStatistic, NumericStatistic, Profil
 
 CONDITIONS = ("DataDrift", "PredictionDrift", "Stale", "NumericFault")
 _SOURCE_CONDITION = {"input": "DataDrift", "output": "PredictionDrift"}
+# The longest status.monitoring's figures go without a refresh while the judgement holds.
+STATUS_REFRESH_S = 300.0
 _CLEARED = {"DataDrift": "NoDataDrift", "PredictionDrift": "NoPredictionDrift",
             "Stale": "Fresh", "NumericFault": "Finite"}
 
@@ -63,23 +65,40 @@ def prometheus_address(spec: ModelDeploymentSpec, default: str) -> tuple[str, fl
     return (default, 2.0) if default else None
 
 
-def due(spec: Monitoring, status: MonitoringStatus | None, version: int,
-        now: datetime) -> bool:
+def due(spec: Monitoring, last_at: datetime | None, now: datetime) -> bool:
+    """Whether an evaluation is due, `last_at` being the last one of this version (None:
+    none yet, or the operator restarted since: evaluating at once is harmless)."""
     if not spec.enabled:
         return False
-    if status is None or status.version != version or status.evaluated_at is None:
-        return True
-    return elapsed(status.evaluated_at, now) >= parse_duration(spec.interval)
+    return last_at is None or (now - last_at).total_seconds() >= parse_duration(spec.interval)
 
 
-def seconds_to_next(spec: Monitoring, status: MonitoringStatus | None,
-                    now: datetime) -> float | None:
+def seconds_to_next(spec: Monitoring, last_at: datetime | None, now: datetime) -> float | None:
     """Seconds until the next evaluation is due (None when monitoring is off)."""
     if not spec.enabled:
         return None
-    if status is None or status.evaluated_at is None:
+    if last_at is None:
         return 0.0
-    return max(0.0, parse_duration(spec.interval) - elapsed(status.evaluated_at, now))
+    return max(0.0, parse_duration(spec.interval) - (now - last_at).total_seconds())
+
+
+def _judgement(status: MonitoringStatus) -> tuple[object, ...]:
+    """What a status write must not wait for: everything but the live figures (scores,
+    sample counts, age, the non-finite count), which change on every evaluation."""
+    stats = tuple((s.name, s.source, s.result, s.drifted, s.since, s.streak)
+                  for s in status.statistics or [])
+    return (status.version, status.window, status.profile_digest, status.data_time,
+            (status.non_finite or 0) > 0, status.non_finite is None, stats,
+            tuple(status.unavailable or ()))
+
+
+def settle(old: MonitoringStatus | None, new: MonitoringStatus, now: datetime) -> MonitoringStatus:
+    """The status to store: `new` when the judgement changed or the stored figures are older
+    than STATUS_REFRESH_S, else `old` as it is. A converged resource is then not rewritten
+    on every evaluation; the live figures are in the operator's metrics meanwhile."""
+    if old is None or old.evaluated_at is None or _judgement(old) != _judgement(new):
+        return new
+    return new if elapsed(old.evaluated_at, now) >= STATUS_REFRESH_S else old
 
 
 def watched(spec: Monitoring, profile: Profile
@@ -137,9 +156,8 @@ def _drift_condition(type_: str, stats: Sequence[StatisticStatus], read: Profile
     mine = [s for s in stats if s.source == source]
     drifted = [s for s in mine if s.drifted]
     if drifted:
-        detail = "; ".join(
-            f"{s.name}" + (f" psi {s.psi:.3g} js {s.js:.3g}" if s.psi is not None and
-                           s.js is not None else "") + f" since {s.since}" for s in drifted)
+        detail = "drift in " + ", ".join(f"{s.name} since {s.since}" for s in drifted) + \
+            " (scores in status.monitoring)"
         return Condition(type=type_, status="True", reason=type_, message=detail,
                          observed_generation=gen)
     if any(s.result in ("Normal", "Drift") for s in mine):
@@ -149,7 +167,8 @@ def _drift_condition(type_: str, stats: Sequence[StatisticStatus], read: Profile
     if read.profile is None:
         return Condition(type=type_, status="Unknown", reason="NoProfile",
                          message=read.missing, observed_generation=gen)
-    why = "; ".join(s.message for s in mine if s.message) or f"no {source} statistic watched"
+    why = ("no conclusive evaluation: " + ", ".join(f"{s.name} {s.result}" for s in mine)
+           + " (why in status.monitoring)") if mine else f"no {source} statistic watched"
     return Condition(type=type_, status="Unknown", reason="Inconclusive", message=why,
                      observed_generation=gen)
 
@@ -166,7 +185,7 @@ def _age(spec: Monitoring, profile: Profile | None, now: datetime, missing: str,
     if age > limit:
         return age, Condition(
             type="Stale", status="True", reason="Stale",
-            message=f"training data from {data} is {age / 86400:.1f} days old, older than "
+            message=f"training data from {data} is {age // 86400:.0f} days old, older than "
             f"maxModelAge {spec.max_model_age}: train on newer data", observed_generation=gen)
     return age, Condition(type="Stale", status="False", reason="Fresh",
                           message=f"training data from {data}, maxModelAge "
@@ -188,7 +207,8 @@ def _numeric(spec: Monitoring, answer: VectorAnswer | None, version: int,
     if count >= 0.5:  # increase() extrapolates: a fraction of a sample is no sample
         return round(count), Condition(
             type="NumericFault", status="True", reason="NonFiniteOutputs",
-            message=f"{round(count)} outputs with NaN or infinity in the last {spec.window}",
+            message=f"outputs with NaN or infinity in the last {spec.window} (the count is in "
+            "status.monitoring.nonFinite)",
             observed_generation=gen)
     return 0, Condition(type="NumericFault", status="False", reason="Finite",
                         message=f"no NaN or infinite output in the last {spec.window}",
@@ -265,4 +285,16 @@ def run(spec: Monitoring, previous: MonitoringStatus | None, existing: list[Cond
     status = evaluate(spec, previous, read, target, answers, now, generation, no_prometheus)
     new = conditions(spec, status, read, answers, now, generation)
     merged, events = apply(existing, new, target.version, format_time(now))
-    return Evaluation(status, merged, events)
+    scores = {s.name: s for s in status.statistics or [] if s.psi is not None}
+    events = [Event(e.type, e.reason, e.message + _scores(e.reason, scores.values()))
+              for e in events]
+    return Evaluation(settle(previous, status, now), merged, events)
+
+
+def _scores(reason: str, stats: Iterable[StatisticStatus]) -> str:
+    """The scores behind a drift event (the condition's message names no live figures)."""
+    source = {"DataDrift": "input", "PredictionDrift": "output"}.get(reason)
+    shown = [f"{s.name} psi {s.psi:.3g} js {s.js:.3g} over {s.samples} samples"
+             for s in stats if s.source == source and s.drifted and s.psi is not None
+             and s.js is not None]
+    return f" ({'; '.join(shown)})" if shown else ""
