@@ -120,10 +120,17 @@ MONITORING_CONDITION = Gauge(
     "True, 0 while it is False or Unknown; the chart's model alerts fire on it.",
     ["namespace", "name", "condition"],
 )
+MONITORING_EVALUATIONS = Counter(
+    "modelship_monitoring_evaluations_total",
+    "Monitoring evaluations of each ModelDeployment's stable version (one every "
+    "spec.monitoring.interval).",
+    ["namespace", "name"],
+)
 
 # The series of one ModelDeployment or TrainingRun: every metric labelled namespace and name.
 _PER_MODEL_DEPLOYMENT = (PHASE, CANDIDATE_WEIGHT, ROLLOUTS, ROLLBACKS, ANALYSIS_RESULTS,
-                         ANALYSIS_VALUE, DRIFT_SCORE, MODEL_AGE, MONITORING_CONDITION)
+                         ANALYSIS_VALUE, DRIFT_SCORE, MODEL_AGE, MONITORING_CONDITION,
+                         MONITORING_EVALUATIONS)
 _PER_TRAINING_RUN = (TRAINING_RUN_PHASE,)
 
 

@@ -62,6 +62,7 @@ async def monitor_stable(kube: Kube, md: ModelDeployment, status: ModelDeploymen
     status.monitoring = evaluation.status
     status.conditions = evaluation.conditions
     metrics.set_monitoring(ns, name, evaluation.status, evaluation.conditions)
+    metrics.MONITORING_EVALUATIONS.labels(namespace=ns, name=name).inc()
     return evaluation.events, monitor.seconds_to_next(spec, now, now)
 
 
