@@ -238,7 +238,8 @@ class Shadow(ApiModel):
     )
 
 
-Builtin = Literal["errorRatio", "meanLatency", "p99Latency"]
+Builtin = Literal["errorRatio", "meanLatency", "p99Latency", "inputDrift", "predictionDrift",
+                  "nonFinite"]
 
 
 class Check(ApiModel):
@@ -261,6 +262,14 @@ class Check(ApiModel):
                 "min must not exceed max",
                 reason="FieldValueInvalid",
             ),
+            cel(
+                "!has(self.builtin) || !(self.builtin in ['inputDrift', 'nonFinite']) || "
+                "!has(self.relativeToStable) || !self.relativeToStable",
+                "inputDrift and nonFinite are absolute: only predictionDrift compares with "
+                "stable (relativeToStable)",
+                field_path=".relativeToStable",
+                reason="FieldValueInvalid",
+            ),
         )
     )
 
@@ -271,7 +280,12 @@ class Check(ApiModel):
         "mean request duration in milliseconds over the window; p99Latency: 99th percentile "
         "of request duration in milliseconds over Triton's own sliding 60s window (its "
         "latency summary, which modelship enables), the worst pod's. All from Triton's own "
-        "metrics.",
+        "metrics. inputDrift: the largest PSI of the candidate's input statistics against "
+        "its profile.json; predictionDrift: the same for its output statistics, or with "
+        "relativeToStable the PSI of its class distribution against the stable version's "
+        "over the same window (the value is that distance, not a ratio); nonFinite: outputs "
+        "with NaN or infinity in the window. The drift checks need spec.monitoring.minSamples "
+        "samples in the window.",
     )
     query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
         default=None,
@@ -283,7 +297,8 @@ class Check(ApiModel):
     relative_to_stable: bool = Field(
         default=False,
         description="Compare candidate / stable instead of the raw value (max 1.5: at most "
-        "50% worse than stable).",
+        "50% worse than stable); for predictionDrift, score the candidate's predictions "
+        "against stable's instead of against its profile.",
     )
 
 

@@ -12,10 +12,18 @@ from modelship import constants
 from modelship.adapters import metrics
 from modelship.adapters.kube import Kube
 from modelship.adapters.prometheus import query_vectors
+from modelship.core.analysis.verdicts import Measurement
 from modelship.core.conditions import remove_condition
+from modelship.core.drift import checks as drift_checks
 from modelship.core.drift import monitor, profiles
+from modelship.core.durations import parse_duration
 from modelship.core.rollout.decisions import Event
-from modelship_api.modeldeployment import ModelDeployment, ModelDeploymentStatus
+from modelship_api.modeldeployment import (
+    Analysis,
+    Check,
+    ModelDeployment,
+    ModelDeploymentStatus,
+)
 
 # The Prometheus of ModelDeployments that name none (chart value prometheusAddress).
 DEFAULT_PROMETHEUS = os.environ.get("MODELSHIP_PROMETHEUS_ADDRESS", "")
@@ -64,6 +72,32 @@ async def monitor_stable(kube: Kube, md: ModelDeployment, status: ModelDeploymen
     metrics.set_monitoring(ns, name, evaluation.status, evaluation.conditions)
     metrics.MONITORING_EVALUATIONS.labels(namespace=ns, name=name).inc()
     return evaluation.events, monitor.seconds_to_next(spec, now, now)
+
+
+async def measure_distance_checks(kube: Kube, md: ModelDeployment,
+                                  status: ModelDeploymentStatus, checks: list[Check],
+                                  analysis: Analysis, matchers: dict[str, str]
+                                  ) -> dict[str, Measurement]:
+    """The rollout checks inputDrift and predictionDrift of the candidate: its profile from
+    its pods, its (and for relative prediction drift, stable's) live statistics over the
+    analysis window, each check's value or why it is Inconclusive."""
+    ns, name = md.metadata.namespace, md.metadata.name
+    assert status.candidate_version is not None
+    candidate = monitor.Target(md.spec.model.name, status.candidate_version, matchers)
+    stable = (monitor.Target(md.spec.model.name, status.stable_version, matchers)
+              if status.stable_version is not None else None)
+    pods = await kube.list("v1", "Pod", ns, {constants.LABEL_DEPLOYMENT: name,
+                                             constants.LABEL_MODEL_VERSION:
+                                             str(candidate.version)})
+    read = profiles.from_pods(pods, candidate.version)
+    plans = {c.name: drift_checks.plan(c, md.spec.monitoring, read, candidate, stable,
+                                       analysis.window) for c in checks}
+    queries = list({q.key: q for qs in plans.values() for q in qs}.values())
+    answers = await query_vectors(analysis.prometheus.address, queries,
+                                  parse_duration(analysis.prometheus.timeout)) \
+        if queries else {}
+    return {c.name: drift_checks.measure(c, md.spec.monitoring, read, stable is not None,
+                                         answers) for c in checks}
 
 
 def forget(namespace: str, name: str) -> None:

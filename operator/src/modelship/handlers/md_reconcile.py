@@ -21,6 +21,7 @@ from modelship.adapters.kube import Kube
 from modelship.adapters.prometheus import measure_checks, parse_queries
 from modelship.core import names, traffic, triton_manifests, versions
 from modelship.core.analysis import check_errors, syntax
+from modelship.core.analysis.queries import DISTANCE_BUILTINS
 from modelship.core.conditions import remove_condition, set_condition
 from modelship.core.durations import parse_duration
 from modelship.core.observations import VersionObservation, observe_deployment, pod_problems
@@ -233,8 +234,14 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     if queries:
         analysis = md.spec.rollout.analysis if md.spec.rollout else None
         assert analysis is not None
-        measurements = await measure_checks(analysis.prometheus.address, queries,
-                                            parse_duration(analysis.prometheus.timeout))
+        scalar = [q for q in queries if q.check.builtin not in DISTANCE_BUILTINS]
+        measurements = await measure_checks(analysis.prometheus.address, scalar,
+                                            parse_duration(analysis.prometheus.timeout)) \
+            if scalar else {}
+        distance = [q.check for q in queries if q.check.builtin in DISTANCE_BUILTINS]
+        if distance:
+            measurements.update(await md_monitoring.measure_distance_checks(
+                kube, md, status, distance, analysis, matchers))
     decision = step(md.spec, status, Observations(
         desired_version=resolution.version,
         versions=await _observe(kube, namespace, name),
