@@ -23,7 +23,12 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    UnknownMetricFamily,
+)
 from prometheus_client.utils import floatToGoString
 
 from modelship.core.drift.profiles import INIT_CONTAINER
@@ -69,17 +74,37 @@ def profile() -> Profile:
                          data_time)
 
 
-@dataclass(eq=False)  # a registry keeps its collectors in a dict
-class Exporter:
-    """The live statistics of one version, served at /metrics as the runner exports them,
-    fed by a thread at 50 requests/s (500 in the test's 10 s window)."""
+@dataclass
+class Version:
+    """One version's live statistics and Triton request counters."""
 
-    namespace: str
     dark: bool = False
+    collapsed: bool = False  # predicts "ok" for everything
     nonfinite: int = 0
+    requests: int = 0
     counts: dict[str, list[int]] = field(default_factory=dict)
     sums: dict[str, float] = field(default_factory=dict)
     classes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, sample: dict[str, float]) -> None:
+        self.requests += 1
+        for d in DEFINITIONS:
+            if d.kind == "numeric":
+                counts = self.counts.setdefault(d.name, [0] * (len(d.edges or []) + 1))
+                counts[bucket_index(d.edges or [], sample[d.name])] += 1
+                self.sums[d.name] = self.sums.get(d.name, 0.0) + sample[d.name]
+        label = "ok" if self.collapsed else CLASSES[int(sample["predicted_class"])]
+        self.classes[label] = self.classes.get(label, 0) + 1
+
+
+@dataclass(eq=False)  # a registry keeps its collectors in a dict
+class Exporter:
+    """The live statistics of each version, served at /metrics as the runner exports them,
+    with Triton's request counters (no failures, 10 ms a request), fed by a thread at 50
+    requests/s per version (500 in the tests' 10 s window)."""
+
+    namespace: str
+    versions: dict[int, Version] = field(default_factory=lambda: {VERSION: Version()})
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -93,40 +118,44 @@ class Exporter:
             fed += due
             with self.lock:
                 for _ in range(due):
-                    sample = draw(rng, self.dark)
-                    for d in DEFINITIONS:
-                        if d.kind == "numeric":
-                            counts = self.counts.setdefault(d.name, [0] * (len(d.edges or []) + 1))
-                            counts[bucket_index(d.edges or [], sample[d.name])] += 1
-                            self.sums[d.name] = self.sums.get(d.name, 0.0) + sample[d.name]
-                    label = CLASSES[int(sample["predicted_class"])]
-                    self.classes[label] = self.classes.get(label, 0) + 1
+                    for version in self.versions.values():
+                        version.add(draw(rng, version.dark))
 
     def collect(self) -> Iterator[Metric]:
-        labels = {"model": MODEL, "version": str(VERSION), "namespace": self.namespace}
+        names = ["model", "version", "namespace"]
+        families = {source: HistogramMetricFamily(metric, "live statistic",
+                                                  labels=[*names, "statistic"])
+                    for source, metric in (("input", INPUT_METRIC), ("output", OUTPUT_METRIC))}
+        predictions = CounterMetricFamily(PREDICTIONS_METRIC.removesuffix("_total"),
+                                          "predictions", labels=[*names, "class"])
+        nonfinite = CounterMetricFamily(NONFINITE_METRIC.removesuffix("_total"),
+                                        "non-finite outputs", labels=names)
+        # Triton's counters have no _total suffix, which prometheus_client would add to a
+        # counter family: untyped families spell the names as Triton does.
+        triton = {name: UnknownMetricFamily(name, "Triton", labels=names) for name in (
+            "nv_inference_request_success", "nv_inference_request_failure",
+            "nv_inference_request_duration_us")}
         with self.lock:
-            families = {source: HistogramMetricFamily(metric, "live statistic",
-                                                      labels=[*labels, "statistic"])
-                        for source, metric in (("input", INPUT_METRIC),
-                                               ("output", OUTPUT_METRIC))}
-            for d in DEFINITIONS:
-                if d.kind != "numeric" or d.name not in self.counts:
-                    continue
-                cumulative, total = [], 0
-                for edge, count in zip([*(d.edges or []), float("inf")], self.counts[d.name],
-                                       strict=True):
-                    total += count
-                    cumulative.append((floatToGoString(edge), float(total)))
-                families[d.source].add_metric([*labels.values(), d.name], cumulative,
-                                              self.sums[d.name])
-            predictions = CounterMetricFamily(PREDICTIONS_METRIC.removesuffix("_total"),
-                                              "predictions", labels=[*labels, "class"])
-            for label, n in self.classes.items():
-                predictions.add_metric([*labels.values(), label], n)
-            nonfinite = CounterMetricFamily(NONFINITE_METRIC.removesuffix("_total"),
-                                            "non-finite outputs", labels=list(labels))
-            nonfinite.add_metric(list(labels.values()), self.nonfinite)
-        yield from (*families.values(), predictions, nonfinite)
+            for number, version in self.versions.items():
+                labels = [MODEL, str(number), self.namespace]
+                for d in DEFINITIONS:
+                    if d.kind != "numeric" or d.name not in version.counts:
+                        continue
+                    cumulative, total = [], 0
+                    for edge, count in zip([*(d.edges or []), float("inf")],
+                                           version.counts[d.name], strict=True):
+                        total += count
+                        cumulative.append((floatToGoString(edge), float(total)))
+                    families[d.source].add_metric([*labels, d.name], cumulative,
+                                                  version.sums[d.name])
+                for label, n in version.classes.items():
+                    predictions.add_metric([*labels, label], n)
+                nonfinite.add_metric(labels, version.nonfinite)
+                triton["nv_inference_request_success"].add_metric(labels, version.requests)
+                triton["nv_inference_request_failure"].add_metric(labels, 0)
+                triton["nv_inference_request_duration_us"].add_metric(
+                    labels, version.requests * 10_000)
+        yield from (*families.values(), predictions, nonfinite, *triton.values())
 
 
 @pytest.fixture
@@ -208,7 +237,7 @@ def carry_profile(kubectl: Kubectl, text: str) -> None:
 def test_drift_staleness_and_numeric_health_of_the_served_version(
         kubectl: Kubectl, operator: OperatorProcess, exporter: tuple[Exporter, int],
         prometheus: PrometheusProcess) -> None:
-    live, _ = exporter
+    live = exporter[0].versions[VERSION]
     md = sample(version=VERSION)
     md["spec"]["monitoring"] = {"prometheus": {"address": prometheus.url}, "window": "10s",
                                 "interval": "1s", "minSamples": 300, "raiseAfter": 2,
@@ -267,3 +296,53 @@ def test_drift_staleness_and_numeric_health_of_the_served_version(
         line for line in operator.metrics().splitlines()
         if line.startswith(("modelship_drift_score", "modelship_monitoring_condition",
                             "modelship_model_age_seconds"))))
+
+
+def check_results(kubectl: Kubectl) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in (status(kubectl).get("analysis") or {}).get("checks") or []}
+
+
+def test_a_canary_that_predicts_one_class_is_rolled_back_by_prediction_drift_alone(
+        kubectl: Kubectl, operator: OperatorProcess, exporter: tuple[Exporter, int],
+        prometheus: PrometheusProcess) -> None:
+    """Version 2 answers every request, without errors and as fast as version 1, but says
+    "ok" for everything; version 3 predicts like version 1. Same checks, same traffic."""
+    live = exporter[0]
+    with live.lock:
+        live.versions[2] = Version(collapsed=True)
+        live.versions[3] = Version()
+    md = sample(version=1)
+    md["spec"]["monitoring"] = {"minSamples": 300}
+    md["spec"]["rollout"] = {
+        "canary": {"steps": [{"weight": 50, "pause": "30s"}]},
+        "analysis": {"prometheus": {"address": prometheus.url}, "interval": "1s",
+                     "window": "10s", "failureLimit": 2, "minRequests": 100,
+                     "inconclusiveLimit": 1000, "checks": [
+                         {"name": "error-ratio", "builtin": "errorRatio", "max": 0.01},
+                         {"name": "latency", "builtin": "meanLatency", "max": 1.5,
+                          "relativeToStable": True},
+                         {"name": "non-finite", "builtin": "nonFinite", "max": 0},
+                         {"name": "predictions", "builtin": "predictionDrift", "max": 0.25,
+                          "relativeToStable": True}]}}
+    kubectl.apply(md)
+    wait_for("Ready", lambda: ready(kubectl, NAME, 1), timeout=90)
+
+    md["spec"]["model"]["version"] = 2
+    kubectl.apply(md)
+    st = wait_for("rolled back", lambda: (s := status(kubectl)).get("phase") == "RolledBack"
+                  and s, timeout=120)
+    assert st["stableVersion"] == 1
+    entry = st["history"][0]
+    assert (entry["version"], entry["outcome"]) == (2, "RolledBack")
+    assert entry["reason"].startswith("predictions="), entry["reason"]
+    checks = check_results(kubectl)
+    assert checks["predictions"]["result"] == "Failed" and checks["predictions"]["value"] > 0.25
+    assert checks["predictions"]["threshold"] == "max 0.25 psi vs stable"
+    for name in ("error-ratio", "latency", "non-finite"):
+        assert checks[name]["result"] == "Successful", checks[name]
+
+    # The same rollout of a version that predicts like stable is promoted.
+    md["spec"]["model"]["version"] = 3
+    kubectl.apply(md)
+    wait_for("version 3 promoted", lambda: ready(kubectl, NAME, 3), timeout=150)
+    assert status(kubectl)["history"][0]["outcome"] == "Promoted"
