@@ -9,12 +9,13 @@ container's script is tested in tests/unit/test_triton_manifests.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -31,7 +34,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from modelship import constants
+from modelship.adapters.kube import Kube
 from modelship.core.drift.profiles import INIT_CONTAINER
+from modelship.handlers.md_reconcile import reconcile
 from modelship_api.profile import (
     INPUT_METRIC,
     NONFINITE_METRIC,
@@ -346,3 +352,36 @@ def test_a_canary_that_predicts_one_class_is_rolled_back_by_prediction_drift_alo
     kubectl.apply(md)
     wait_for("version 3 promoted", lambda: ready(kubectl, NAME, 3), timeout=150)
     assert status(kubectl)["history"][0]["outcome"] == "Promoted"
+
+
+class PodsUnreadable(Kube):
+    """The real adapter, except that reading a version's pods (for its profile) fails."""
+
+    async def list(self, api_version: str, kind: str, namespace: str,
+                   labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        if kind == "Pod" and labels and constants.LABEL_MODEL_VERSION in labels:
+            raise RuntimeError("pods unreadable")
+        return await super().list(api_version, kind, namespace, labels)
+
+
+def test_a_monitoring_failure_never_holds_up_serving(kubectl: Kubectl) -> None:
+    """Passes whose monitoring raises still create the version and write the rollout's
+    status: the resource becomes Ready, only its monitoring block is missing."""
+    kubectl.apply(sample(version=VERSION))
+    config = KubeConfig.from_file(kubectl.cluster.kubeconfig)
+
+    async def passes() -> None:
+        client = AsyncClient(config=config, field_manager=constants.FIELD_MANAGER)
+        try:
+            kube = PodsUnreadable(client)
+            for _ in range(40):  # kwok reports the Triton pod ready within moments
+                await reconcile(kube, kubectl.namespace, NAME)
+                if ready(kubectl, NAME, VERSION) is not None:
+                    return
+                await asyncio.sleep(0.5)
+            raise AssertionError(f"not Ready: {kubectl.get('md', NAME)}")
+        finally:
+            await client.close()
+
+    asyncio.run(passes())
+    assert "monitoring" not in status(kubectl)

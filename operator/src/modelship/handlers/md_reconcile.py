@@ -22,6 +22,7 @@ from modelship.adapters.prometheus import measure_checks, parse_queries
 from modelship.core import names, traffic, triton_manifests, versions
 from modelship.core.analysis import check_errors, syntax
 from modelship.core.analysis.queries import DISTANCE_BUILTINS
+from modelship.core.analysis.verdicts import Measurement
 from modelship.core.conditions import remove_condition, set_condition
 from modelship.core.durations import parse_duration
 from modelship.core.observations import VersionObservation, observe_deployment, pod_problems
@@ -240,8 +241,13 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
             if scalar else {}
         distance = [q.check for q in queries if q.check.builtin in DISTANCE_BUILTINS]
         if distance:
-            measurements.update(await md_monitoring.measure_distance_checks(
-                kube, md, status, distance, analysis, matchers))
+            try:
+                measurements.update(await md_monitoring.measure_distance_checks(
+                    kube, md, status, distance, analysis, matchers))
+            except Exception as err:  # an Inconclusive check, never a stuck rollout
+                log.exception("%s/%s: drift checks failed", namespace, name)
+                measurements.update({c.name: Measurement(error=f"{type(err).__name__}: {err}")
+                                     for c in distance})
     decision = step(md.spec, status, Observations(
         desired_version=resolution.version,
         versions=await _observe(kube, namespace, name),
@@ -254,8 +260,12 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     ), now_dt)
     await _apply(kube, md, decision.actions)
     # After the rollout's actions: monitoring never delays or blocks serving.
-    monitoring_events, next_evaluation = await monitor_stable(kube, md, decision.status, now_dt,
-                                                              matchers)
+    try:
+        monitoring_events, next_evaluation = await monitor_stable(kube, md, decision.status,
+                                                                  now_dt, matchers)
+    except Exception:  # the rollout's status is written whatever happens here
+        log.exception("%s/%s: monitoring failed; trying again next pass", namespace, name)
+        monitoring_events, next_evaluation = [], None
     await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
                             md.status.to_api(), decision.status.to_api(), body)
     for action in (*decision.actions, *monitoring_events):
