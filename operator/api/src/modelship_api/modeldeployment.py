@@ -14,6 +14,7 @@ from modelship_api.common import (
     ModelName,
     ModelRepository,
     ObjectMeta,
+    PrometheusEndpoint,
     ResourceRequirements,
     Toleration,
     cel,
@@ -300,15 +301,6 @@ class Check(ApiModel):
         "50% worse than stable); for predictionDrift, score the candidate's predictions "
         "against stable's instead of against its profile.",
     )
-
-
-class PrometheusEndpoint(ApiModel):
-    """Where analysis queries go."""
-
-    address: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=512)] = (
-        Field(description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.")
-    )
-    timeout: Duration = Field(default="2s", description="Per-query timeout.")
 
 
 class Analysis(ApiModel):

@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Field
 from modelship_api.common import (
     ApiModel,
     Duration,
+    PrometheusEndpoint,
     cel,
     schema_default,
     validations,
@@ -62,15 +63,6 @@ class Thresholds(ApiModel):
     )
 
 
-class MonitoringPrometheus(ApiModel):
-    """Where the live statistics are queried."""
-
-    address: str = Field(
-        pattern=r"^https?://[^\s]+$", max_length=512,
-        description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.")
-    timeout: Duration = Field(default="2s", description="Per-query timeout.")
-
-
 class Monitoring(ApiModel):
     """How the served model is watched. Every field has a default: a ModelDeployment without
     a monitoring block is watched too."""
@@ -85,7 +77,7 @@ class Monitoring(ApiModel):
     )
 
     enabled: bool = Field(default=True, description="false: no drift, age or numeric checks.")
-    prometheus: MonitoringPrometheus | None = Field(
+    prometheus: PrometheusEndpoint | None = Field(
         default=None,
         description="Prometheus to query; absent: spec.rollout.analysis.prometheus, else the "
         "operator's MODELSHIP_PROMETHEUS_ADDRESS (chart value prometheusAddress).",
