@@ -19,13 +19,16 @@ Model statistics (see modelship_api.profile, which this file cannot import): per
 sample, the statistics the version's profile.json defines (for images: brightness, contrast,
 saturated fraction, top-1 confidence, entropy, predicted class), plus the samples whose
 output is not finite. Each custom-metric call crosses from the stub to the server (measured
-+0.14 ms per call), so nothing is exported per sample: execute() only adds each batch into
-numpy bucket counts (vectorized, a few tens of microseconds) and a background thread turns
-what accumulated into counter increments every MODELSHIP_STATISTICS_FLUSH_S seconds (1 s),
-off the request path; one flush costs a call per changed series, whatever the traffic.
-The histograms are exported as Prometheus classic-histogram series built from counters
-(`<family>_bucket{le}`, `_count`, `_sum`): a Triton HISTOGRAM metric only takes one value per
-observe() call, which would cost a server crossing per sample and statistic.
++0.14 ms per call), so nothing is exported per sample. execute() only keeps each served
+batch; a background thread measures them every MODELSHIP_STATISTICS_FLUSH_S seconds (5 s)
+with numpy, a few hundred samples at a time, and queues one counter increment per series
+that changed. The increments are made by execute() itself, CALLS_PER_EXECUTE at a time
+after its own work (measured: metric calls from another thread crawl while requests flow),
+and by the background thread only once no request came for IDLE_S. The histograms are
+Prometheus classic-histogram series built from counters (`<family>_bucket{le}`, `_count`,
+`_sum`): a Triton HISTOGRAM metric takes one value per observe() call, a crossing per
+sample and statistic.
+
 The config.pbtxt parameter `modelship_statistics: "off"` turns them off (hack/bench/
 profiling.py compares the two).
 
@@ -39,6 +42,8 @@ import json
 import math
 import os
 import threading
+import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +71,9 @@ SATURATION_LOW, SATURATION_HIGH = 0.02, 0.98
 FLUSH_S = float(os.environ.get("MODELSHIP_STATISTICS_FLUSH_S", "5"))
 STATISTICS_PARAMETER = "modelship_statistics"  # config.pbtxt parameter; "off" disables
 MAX_PENDING_BYTES = 32 << 20  # served batches kept between flushes
+CHUNK_SAMPLES = 256  # measured together: numpy's per-call cost amortised, temporaries small
+CALLS_PER_EXECUTE = 4  # metric increments one execute() makes (about 0.14 ms each)
+IDLE_S = 1.0  # without execute() for this long, the statistics thread makes the calls
 
 Floats = npt.NDArray[np.float64]
 
@@ -170,7 +178,7 @@ def le_label(edge: float) -> str:
 class Statistics:
     """Served samples since the last take(), thread-safe. add() only keeps the batch (a
     reference, microseconds on the request path); take(), on the flush thread, measures
-    everything at once, vectorized over all the batches. Past MAX_PENDING_BYTES of kept
+    them vectorized, a few hundred samples at a time. Past MAX_PENDING_BYTES of kept
     batches add() asks the flush thread to run early (`due`); past twice that, a flush
     thread that cannot keep up, add() measures them itself, so memory stays bounded and
     no sample is lost."""
@@ -197,36 +205,60 @@ class Statistics:
         with self.lock:
             self.batches.append((x, logits))
             self.batch_bytes += x.nbytes + logits.nbytes
-            if self.batch_bytes > 2 * MAX_PENDING_BYTES:
-                self._measure_batches()
-        if self.batch_bytes > MAX_PENDING_BYTES:
+            kept = self.batch_bytes
+        if kept > 2 * MAX_PENDING_BYTES:
+            self._fold(self._swap())
+        elif kept > MAX_PENDING_BYTES:
             self.due.set()
 
-    def _measure_batches(self) -> None:
-        """Fold the kept batches into the counts (with the lock held)."""
-        if not self.batches:
+    def _swap(self) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
+        with self.lock:
+            batches, self.batches, self.batch_bytes = self.batches, [], 0
+            return batches
+
+    def _fold(self, batches: list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]) -> None:
+        """Measure `batches` (without the lock: add() never waits for this) in chunks of
+        about CHUNK_SAMPLES (bounded temporaries), then add the results to the counts."""
+        counts = [np.zeros(len(e) + 1, dtype=np.int64) for e in self.edges]
+        sums = [0.0] * len(self.edges)
+        classes = np.zeros(self.num_classes, dtype=np.int64)
+        nonfinite = 0
+        start = 0
+        while start < len(batches):
+            end, n = start, 0
+            while end < len(batches) and (n == 0 or n + len(batches[end][0]) <= CHUNK_SAMPLES):
+                n += len(batches[end][0])
+                end += 1
+            chunk = batches[start:end]
+            start = end
+            flat = np.concatenate([x.reshape(x.shape[0], -1) for x, _ in chunk])
+            logits = np.concatenate([out for _, out in chunk])
+            finite = np.isfinite(logits).all(axis=1)
+            good = logits[finite]
+            inputs, outputs = Measures(flat, logits[:0]), Measures(flat[:0], good)
+            for i, (d, edges) in enumerate(zip(self.numeric, self.edges, strict=True)):
+                v = (inputs if d.source == "input" else outputs).values(d.measure, d.feature)
+                counts[i] += np.bincount(np.searchsorted(edges, v, side="left"),
+                                         minlength=len(edges) + 1)
+                sums[i] += float(v.sum())
+            if len(good):
+                classes += np.bincount(good.argmax(axis=1), minlength=self.num_classes)
+            nonfinite += int((~finite).sum())
+        if not batches:
             return
-        flat = np.concatenate([x.reshape(x.shape[0], -1) for x, _ in self.batches])
-        logits = np.concatenate([out for _, out in self.batches])
-        self.batches, self.batch_bytes = [], 0
-        finite = np.isfinite(logits).all(axis=1)
-        good = logits[finite]
-        inputs, outputs = Measures(flat, logits[:0]), Measures(flat[:0], good)
-        for i, (d, edges) in enumerate(zip(self.numeric, self.edges, strict=True)):
-            v = (inputs if d.source == "input" else outputs).values(d.measure, d.feature)
-            self.counts[i] += np.bincount(np.searchsorted(edges, v, side="left"),
-                                          minlength=len(edges) + 1)
-            self.sums[i] += float(v.sum())
-        if len(good):
-            self.classes += np.bincount(good.argmax(axis=1), minlength=self.num_classes)
-        self.nonfinite += int((~finite).sum())
-        self.measured = True
+        with self.lock:
+            for i in range(len(counts)):
+                self.counts[i] += counts[i]
+                self.sums[i] += sums[i]
+            self.classes += classes
+            self.nonfinite += nonfinite
+            self.measured = True
 
     def take(self) -> tuple[list[npt.NDArray[np.int64]], list[float], npt.NDArray[np.int64],
                             int] | None:
+        self.due.clear()
+        self._fold(self._swap())
         with self.lock:
-            self.due.clear()
-            self._measure_batches()
             if not self.measured:
                 return None
             out = self.counts, self.sums, self.classes, self.nonfinite
@@ -236,7 +268,8 @@ class Statistics:
 
 class Exporter:
     """The Prometheus series of one version, created at start (so they exist at 0 before the
-    first request and increase() sees every count) and incremented by flush()."""
+    first request and increase() sees every count); measure() queues their increments,
+    pump() (execute) and the idle statistics thread make them."""
 
     def __init__(self, model: str, version: str, stats: Statistics,
                  labels: Sequence[str]) -> None:
@@ -269,6 +302,10 @@ class Exporter:
         self.nonfinite = family(NONFINITE_METRIC, "Served samples whose output has a NaN or "
                                 "an infinity").Metric(labels=base)
         self.families = families
+        self.series = sum(len(b) + 2 for b in self.buckets) + len(self.predictions) + 1
+        self.queue: deque[tuple[Any, float]] = deque()  # (metric, increment), in order
+        self.calling = threading.Lock()  # one caller of the metric API at a time
+        self.last_execute = time.monotonic()
         self.halt = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="modelship-statistics",
                                        daemon=True)
@@ -277,9 +314,14 @@ class Exporter:
     def _loop(self) -> None:
         while not self.halt.is_set():
             self.stats.due.wait(FLUSH_S)
-            self.flush()
+            self.measure()
+            with self.calling:
+                # Only while idle: once requests flow again, execute() takes over.
+                while self.queue and time.monotonic() - self.last_execute >= IDLE_S:
+                    self._call(1)
 
-    def flush(self) -> None:
+    def measure(self) -> None:
+        """Fold what was served into counts and queue their increments (numpy only)."""
         taken = self.stats.take()
         if taken is None:
             return
@@ -287,24 +329,43 @@ class Exporter:
         for metrics, (count, total), c, s in zip(self.buckets, self.count_sum, counts, sums,
                                                  strict=True):
             # Prometheus buckets are cumulative: le=e counts every value <= e.
-            for metric, n in zip(metrics, np.cumsum(c).tolist(), strict=True):
-                if n:
-                    metric.increment(n)
+            self.queue.extend((m, n) for m, n in zip(metrics, np.cumsum(c).tolist(),
+                                                     strict=True) if n)
             if c.sum():
-                count.increment(int(c.sum()))
+                self.queue.append((count, int(c.sum())))
             if s:
-                total.increment(s)
-        for metric, n in zip(self.predictions, classes.tolist(), strict=True):
-            if n:
-                metric.increment(n)
+                self.queue.append((total, s))
+        # Last, so that when these moved, the histograms of the same samples have too.
+        self.queue.extend((m, n) for m, n in zip(self.predictions, classes.tolist(),
+                                                 strict=True) if n)
         if nonfinite:
-            self.nonfinite.increment(nonfinite)
+            self.queue.append((self.nonfinite, nonfinite))
+
+    def pump(self) -> None:
+        """From execute(): a few queued increments, never waiting for the idle drain."""
+        self.last_execute = time.monotonic()
+        if self.queue and self.calling.acquire(blocking=False):
+            try:
+                # Never more than one measure()'s worth behind, however slow the traffic.
+                self._call(max(CALLS_PER_EXECUTE, len(self.queue) - self.series))
+            finally:
+                self.calling.release()
+
+    def _call(self, calls: int) -> None:
+        for _ in range(calls):
+            try:
+                metric, value = self.queue.popleft()
+            except IndexError:
+                return
+            metric.increment(value)
 
     def close(self) -> None:
         self.halt.set()
         self.stats.due.set()
         self.thread.join(timeout=10)
-        self.flush()
+        self.measure()
+        with self.calling:
+            self._call(len(self.queue))
 
 
 class TritonPythonModel:
@@ -368,6 +429,8 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         results = [self._run(request) for request in requests]
+        if self.exporter is not None:
+            self.exporter.pump()
         for _, reason, message in results:
             if reason is not None:
                 self._count(reason)

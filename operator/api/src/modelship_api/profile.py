@@ -48,7 +48,11 @@ metrics, `pb_utils.MetricFamily`), labels model and version as Triton's own nv_*
   `predicted_class` statistic (class = the category label).
 - `modelship_nonfinite_outputs_total`: counter, labels {model, version}: samples whose
   output has a NaN or an infinity (they enter no output statistic).
-A version published without profile.json still exports the two counters (class = index).
+A version published without profile.json still exports the two counters (class = the
+labels of its lineage.json, else the class index). Triton's warmup requests are not counted.
+The Python-backend runner (trainer/src/modelship_trainer/triton_runner.py) exports them,
+aggregated in the model and exported every few seconds (MODELSHIP_STATISTICS_FLUSH_S, 5 s);
+docs/profiles.md has the design and its measured cost.
 """
 
 from __future__ import annotations
