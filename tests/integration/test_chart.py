@@ -353,6 +353,7 @@ def test_operator_pod_follows_the_values_and_wiring(helm_home: dict[str, str]) -
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MODELSHIP_RESYNC_SECONDS"] == "30"
     assert env["MODELSHIP_ANALYSIS_NAMESPACE_LABEL"] == "kubernetes_namespace"
+    assert env["MODELSHIP_PROMETHEUS_ADDRESS"] == "http://prometheus.monitoring:9090"
     assert env["HTTPS_PROXY"] == "http://proxy.example.com:3128"
     assert pod["serviceAccountName"] == "modelship-sa"
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}

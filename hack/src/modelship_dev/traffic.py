@@ -26,9 +26,11 @@ import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 from modelship_dev.background import Background
 from modelship_dev.cluster import LocalCluster
 
-Behaviour = Literal["good", "failing", "slow", "steady", "tail"]
+Behaviour = Literal["good", "failing", "slow", "steady", "tail", "collapsed"]
 # "steady": every request takes STEADY_S. "tail": the same, except that every TAIL_EVERY-th
 # request takes TAIL_S longer: a mean within 1.5x of "steady" over a slow 2% tail.
+# "collapsed": answers like "good", but predicts "ok" for every request where the others
+# predict ok, scratch and dent 8:1:1 (modelship_predictions_total, as the runner counts).
 STEADY_S, TAIL_EVERY, TAIL_S = 0.02, 50, 0.2
 
 # A Python-backend model whose behaviour is fixed per version folder. Like modelship's
@@ -50,6 +52,14 @@ MODEL_PY = textwrap.dedent('''
                                                  "version": args["model_version"],
                                                  "reason": "inference"}})
             self.served = 0
+            # Kept: a Metric outlives its MetricFamily only as long as the family lives.
+            self.family = pb_utils.MetricFamily(
+                name="modelship_predictions_total", description="predictions by class",
+                kind=pb_utils.MetricFamily.COUNTER)
+            self.predictions = {{c: self.family.Metric(labels={{
+                "model": args["model_name"], "version": args["model_version"], "class": c}})
+                for c in ("ok", "scratch", "dent")}}
+            self.predicted = 0
 
         def execute(self, requests):
             if BEHAVIOUR == "failing":
@@ -65,6 +75,10 @@ MODEL_PY = textwrap.dedent('''
                     time.sleep({tail_s})
             out = []
             for request in requests:
+                label = "ok" if BEHAVIOUR == "collapsed" else (
+                    ("ok",) * 8 + ("scratch", "dent"))[self.predicted % 10]
+                self.predicted += 1
+                self.predictions[label].increment(1)
                 x = pb_utils.get_input_tensor_by_name(request, "x").as_numpy()
                 out.append(pb_utils.InferenceResponse(
                     output_tensors=[pb_utils.Tensor("y", (x * 2).astype(np.float32))]))

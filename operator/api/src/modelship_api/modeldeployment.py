@@ -14,12 +14,14 @@ from modelship_api.common import (
     ModelName,
     ModelRepository,
     ObjectMeta,
+    PrometheusEndpoint,
     ResourceRequirements,
     Toleration,
     cel,
     schema_default,
     validations,
 )
+from modelship_api.monitoring import Monitoring, MonitoringStatus
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.01-py3"
 
@@ -237,7 +239,8 @@ class Shadow(ApiModel):
     )
 
 
-Builtin = Literal["errorRatio", "meanLatency", "p99Latency"]
+Builtin = Literal["errorRatio", "meanLatency", "p99Latency", "inputDrift", "predictionDrift",
+                  "nonFinite"]
 
 
 class Check(ApiModel):
@@ -260,6 +263,14 @@ class Check(ApiModel):
                 "min must not exceed max",
                 reason="FieldValueInvalid",
             ),
+            cel(
+                "!has(self.builtin) || !(self.builtin in ['inputDrift', 'nonFinite']) || "
+                "!has(self.relativeToStable) || !self.relativeToStable",
+                "inputDrift and nonFinite are absolute: only predictionDrift compares with "
+                "stable (relativeToStable)",
+                field_path=".relativeToStable",
+                reason="FieldValueInvalid",
+            ),
         )
     )
 
@@ -270,7 +281,12 @@ class Check(ApiModel):
         "mean request duration in milliseconds over the window; p99Latency: 99th percentile "
         "of request duration in milliseconds over Triton's own sliding 60s window (its "
         "latency summary, which modelship enables), the worst pod's. All from Triton's own "
-        "metrics.",
+        "metrics. inputDrift: the largest PSI of the candidate's input statistics against "
+        "its profile.json; predictionDrift: the same for its output statistics, or with "
+        "relativeToStable the PSI of its class distribution against the stable version's "
+        "over the same window (the value is that distance, not a ratio); nonFinite: outputs "
+        "with NaN or infinity in the window. The drift checks need spec.monitoring.minSamples "
+        "samples in the window.",
     )
     query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
         default=None,
@@ -282,17 +298,9 @@ class Check(ApiModel):
     relative_to_stable: bool = Field(
         default=False,
         description="Compare candidate / stable instead of the raw value (max 1.5: at most "
-        "50% worse than stable).",
+        "50% worse than stable); for predictionDrift, score the candidate's predictions "
+        "against stable's instead of against its profile.",
     )
-
-
-class PrometheusEndpoint(ApiModel):
-    """Where analysis queries go."""
-
-    address: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=512)] = (
-        Field(description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.")
-    )
-    timeout: Duration = Field(default="2s", description="Per-query timeout.")
 
 
 class Analysis(ApiModel):
@@ -410,6 +418,11 @@ class ModelDeploymentSpec(ApiModel):
     rollout: Rollout | None = Field(
         default=None,
         description="Rollout strategy; absent: a new version replaces the old one once ready.",
+    )
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring, json_schema_extra=schema_default(Monitoring),
+        description="Drift against the training profile, staleness and numeric health of "
+        "the served version (on by default).",
     )
 
 
@@ -576,10 +589,13 @@ class ModelDeploymentStatus(ApiModel):
     conditions: list[Condition] | None = Field(
         default=None,
         description="Ready, Progressing, Degraded, InvalidSpec, RouteAccepted (provider "
-        "gateway: whether the gateway accepted the GRPCRoute, with its reason), and "
+        "gateway: whether the gateway accepted the GRPCRoute, with its reason), the "
+        "monitoring conditions DataDrift, PredictionDrift, Stale and NumericFault, and "
         "ReconcileError while the Kubernetes API refuses the operator a request (its "
         "message is the API's, e.g. which RBAC verb is missing).",
     )
+    monitoring: MonitoringStatus | None = Field(
+        default=None, description="Drift, age and numeric health of the stable version.")
     query_check: QueryCheck | None = Field(
         default=None,
         description="Whether the user checks' PromQL parses, as Prometheus said; absent "

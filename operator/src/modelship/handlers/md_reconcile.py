@@ -22,6 +22,8 @@ from modelship.adapters.prometheus import measure_checks, parse_queries
 from modelship.core import names, traffic, triton_manifests, versions
 from modelship.core.analysis import check_errors, syntax
 from modelship.core.api_errors import RECONCILE_ERROR
+from modelship.core.analysis.queries import DISTANCE_BUILTINS
+from modelship.core.analysis.verdicts import Measurement
 from modelship.core.conditions import remove_condition, set_condition
 from modelship.core.durations import parse_duration
 from modelship.core.observations import VersionObservation, observe_deployment, pod_problems
@@ -41,6 +43,8 @@ from modelship.core.rollout import (
 )
 from modelship.core.route_status import RouteObservation, observe_route
 from modelship.core.validation import SpecError, model_deployment_errors
+from modelship.handlers import md_monitoring
+from modelship.handlers.md_monitoring import monitor_stable
 from modelship_api.common import Condition
 from modelship_api.modeldeployment import ModelDeployment, ModelDeploymentStatus, QueryCheck
 
@@ -203,6 +207,7 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     body = await kube.get(constants.API_VERSION, KIND, name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
         metrics.forget_model_deployment(namespace, name)
+        md_monitoring.forget(namespace, name)
         return None
     try:
         md = ModelDeployment.model_validate(body)
@@ -233,8 +238,19 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     if queries:
         analysis = md.spec.rollout.analysis if md.spec.rollout else None
         assert analysis is not None
-        measurements = await measure_checks(analysis.prometheus.address, queries,
-                                            parse_duration(analysis.prometheus.timeout))
+        scalar = [q for q in queries if q.check.builtin not in DISTANCE_BUILTINS]
+        measurements = await measure_checks(analysis.prometheus.address, scalar,
+                                            parse_duration(analysis.prometheus.timeout)) \
+            if scalar else {}
+        distance = [q.check for q in queries if q.check.builtin in DISTANCE_BUILTINS]
+        if distance:
+            try:
+                measurements.update(await md_monitoring.measure_distance_checks(
+                    kube, md, status, distance, analysis, matchers))
+            except Exception as err:  # an Inconclusive check, never a stuck rollout
+                log.exception("%s/%s: drift checks failed", namespace, name)
+                measurements.update({c.name: Measurement(error=f"{type(err).__name__}: {err}")
+                                     for c in distance})
     decision = step(md.spec, status, Observations(
         desired_version=resolution.version,
         versions=await _observe(kube, namespace, name),
@@ -246,12 +262,20 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
         route=await _observe_route(kube, md),
     ), now_dt)
     await _apply(kube, md, decision.actions)
+    # After the rollout's actions: monitoring never delays or blocks serving.
+    try:
+        monitoring_events, next_evaluation = await monitor_stable(kube, md, decision.status,
+                                                                  now_dt, matchers)
+    except Exception:  # the rollout's status is written whatever happens here
+        log.exception("%s/%s: monitoring failed; trying again next pass", namespace, name)
+        monitoring_events, next_evaluation = [], None
     await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
                             md.status.to_api(), decision.status.to_api(), body)
-    for action in decision.actions:
+    for action in (*decision.actions, *monitoring_events):
         if isinstance(action, Event):
             await kube.event(body, action.type, action.reason, action.message)
     _record_metrics(md, decision)
     metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
     metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.monotonic() - started)
-    return decision.requeue_after
+    waits = [t for t in (decision.requeue_after, next_evaluation) if t is not None]
+    return min(waits) if waits else None

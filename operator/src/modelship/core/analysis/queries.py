@@ -29,6 +29,12 @@ TRITON_SUMMARY_WINDOW_S = 60.0
 # Exported by modelship's Python-backend runner through Triton's custom-metrics API.
 RUNNER_ERRORS = "modelship_runner_errors_total"
 
+# Checks scored against a profile (or the stable version's predictions) from histograms: no
+# single PromQL answers them; the operator queries their live statistics itself
+# (core.drift.checks).
+DISTANCE_BUILTINS = frozenset({"inputDrift", "predictionDrift"})
+NONFINITE_OUTPUTS = "modelship_nonfinite_outputs_total"
+
 PLACEHOLDERS = ("model", "candidate", "stable", "namespace", "window")
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
@@ -226,6 +232,10 @@ def _query_for(check: Check, ctx: QueryContext, version: int) -> str:
         return mean_latency_query(ctx.model, version, ctx.window, ctx.matchers)
     if check.builtin == "p99Latency":
         return p99_latency_query(ctx.model, version, ctx.matchers)
+    if check.builtin == "nonFinite":
+        # No series (a runner that does not count them) is no sample: Inconclusive.
+        return _increase(NONFINITE_OUTPUTS, label_selector(ctx.model, version, ctx.matchers),
+                         promql_duration(ctx.window))
     assert check.query is not None  # the CRD's CEL rule: exactly one of builtin or query
     return render_template(check.query, _template_values(ctx, version))
 
@@ -233,7 +243,9 @@ def _query_for(check: Check, ctx: QueryContext, version: int) -> str:
 def check_query(check: Check, ctx: QueryContext) -> CheckQuery:
     """The queries one check needs. For a check relative to stable, the stable query is the
     same query about the stable version (a user template is filled in with the stable
-    version as {{candidate}})."""
+    version as {{candidate}}). A distance check has no PromQL of its own (candidate "")."""
+    if check.builtin in DISTANCE_BUILTINS:
+        return CheckQuery(check=check, candidate="")
     stable = stable_requests = candidate_requests = None
     relative = check.relative_to_stable and ctx.stable is not None
     if relative:
