@@ -21,9 +21,9 @@ from modelship.adapters.kube import Kube
 from modelship.adapters.prometheus import measure_checks, parse_queries
 from modelship.core import names, traffic, triton_manifests, versions
 from modelship.core.analysis import check_errors, syntax
-from modelship.core.api_errors import RECONCILE_ERROR
 from modelship.core.analysis.queries import DISTANCE_BUILTINS
 from modelship.core.analysis.verdicts import Measurement
+from modelship.core.api_errors import RECONCILE_ERROR
 from modelship.core.conditions import remove_condition, set_condition
 from modelship.core.durations import parse_duration
 from modelship.core.observations import VersionObservation, observe_deployment, pod_problems
