@@ -107,6 +107,8 @@ class PrometheusProcess:
         # More scrape jobs, as Prometheus' configuration writes them (e.g. with target
         # labels, or honor_labels as the chart's ServiceMonitor sets for the operator).
         self.scrape_configs = [dict(c) for c in scrape_configs]
+        # A whole configuration from elsewhere (the Prometheus Operator's): used as is.
+        self.generated: dict[str, Any] | None = None
         self.ready_timeout_s = ready_timeout_s
         self.log = log
         self.port = free_port()
@@ -121,6 +123,8 @@ class PrometheusProcess:
 
     def config(self) -> dict[str, Any]:
         """The configuration as a dict (written as JSON, which is YAML)."""
+        if self.generated is not None:
+            return self.generated
         scrape: list[dict[str, Any]] = []
         if self.static_targets:
             scrape.append({"job_name": "static", "scrape_interval": self.scrape_interval,
