@@ -379,6 +379,7 @@ class LocalMonitoring:
                                                   namespace)
         self.launcher = PrometheusLauncher(cluster, workdir / "prometheus", namespace, log=log)
         self._cleanup = contextlib.ExitStack()
+        self._registered = False
 
     @property
     def prometheus(self) -> PrometheusProcess:
@@ -409,6 +410,10 @@ class LocalMonitoring:
 
     def register_operator(self, metrics_port: int) -> None:
         """Point the chart's metrics Service at a modelship operator running on this host."""
+        if not self._registered:
+            # The bridge node_address() may have created, once no pod uses it either.
+            self._cleanup.callback(hostnet.remove_bridge_if_unused)
+            self._registered = True
         self._apply(operator_endpoint(self.namespace, metrics_port))
 
     def close(self) -> None:
