@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.resources.core_v1 import ConfigMap, Secret
@@ -220,10 +221,12 @@ class PrometheusLauncher:
         self.reloads = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client = Client(KubeConfig.from_file(str(cluster.kubeconfig)),
-                              namespace=namespace, field_manager="modelship-dev")
+        self._client: Client | None = None
 
     def _read(self) -> tuple[str, str, dict[str, dict[str, str]]]:
+        if self._client is None:  # the kubeconfig exists once the cluster is up
+            self._client = Client(KubeConfig.from_file(str(self.cluster.kubeconfig)),
+                                  namespace=self.namespace)
         secret = self._client.get(Secret, f"prometheus-{self.name}")
         data = (secret.data or {}).get("prometheus.yaml.gz")
         if data is None:
@@ -285,7 +288,7 @@ class PrometheusLauncher:
         while not self._stop.wait(self.poll_s):
             try:
                 self.sync()
-            except (RuntimeError, ValueError, OSError) as err:
+            except (RuntimeError, ValueError, OSError, httpx.HTTPError) as err:
                 # A config Prometheus refuses keeps the previous one running, as a
                 # config-reloader does; the error stays readable for tests.
                 self.error = str(err)
@@ -296,7 +299,8 @@ class PrometheusLauncher:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.prometheus.stop()
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 def operator_endpoint(namespace: str, port: int) -> list[dict[str, Any]]:
