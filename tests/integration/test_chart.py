@@ -149,6 +149,8 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
     (["--set", "monitoring.enabled=maybe"], "'/monitoring/enabled'"),
     (["--set", "image.pullPolicy=Sometimes"], "'/image/pullPolicy'"),
     (["--set", "monitoring.podMonitor.interval=5 seconds"], "'/monitoring/podMonitor/interval'"),
+    (["--set", "monitoring.prometheusRule.notReadyFor=10"],
+     "'/monitoring/prometheusRule/notReadyFor'"),
 ], ids=lambda v: v if isinstance(v, str) else " ".join(v))
 def test_bad_values_are_refused_naming_the_key(args: list[str], message: str,
                                                helm_home: dict[str, str]) -> None:
