@@ -210,7 +210,7 @@ class PrometheusLauncher:
     generated Secret and rule ConfigMaps and (re)loads a host Prometheus with them."""
 
     def __init__(self, cluster: LocalCluster, workdir: Path, namespace: str,
-                 name: str = PROMETHEUS_NAME, poll_s: float = 0.5,
+                 name: str = PROMETHEUS_NAME, poll_s: float = 1.0,
                  log: Callable[[str], None] = lambda _m: None) -> None:
         self.cluster, self.workdir, self.namespace, self.name = cluster, workdir, namespace, name
         self.poll_s, self.log = poll_s, log
