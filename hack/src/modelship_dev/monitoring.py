@@ -191,12 +191,10 @@ def local_config(generated: str, rules_dir: Path, kubeconfig: Path,
     config: dict[str, Any] = yaml.safe_load(_expand_env(generated, env)) or {}
     config["rule_files"] = [str(rules_dir) + "/" + f.removeprefix(POD_RULES_DIR)
                             for f in config.get("rule_files") or []]
-    for section in ("scrape_configs",):
-        for job in config.get(section) or []:
-            for sd in job.get("kubernetes_sd_configs") or []:
-                sd.setdefault("kubeconfig_file", str(kubeconfig))
-    for am in (config.get("alerting") or {}).get("alertmanagers") or []:
-        for sd in am.get("kubernetes_sd_configs") or []:
+    discovering = [*(config.get("scrape_configs") or []),
+                   *((config.get("alerting") or {}).get("alertmanagers") or [])]
+    for job in discovering:
+        for sd in job.get("kubernetes_sd_configs") or []:
             sd.setdefault("kubeconfig_file", str(kubeconfig))
     leftover = re.findall(r"/etc/prometheus/[^\"',\s]*", json.dumps(config))
     if leftover:
