@@ -145,12 +145,12 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
     (["--set", "leaderElection.enabled=false"], "'/replicaCount'"),
     (["--set", "leaderElection.renewPeriod=0"], "'/leaderElection/renewPeriod'"),
     (["--set", "podAntiAffinity=soft"], "'/podAntiAffinity'"),
+    (["--set", "monitoring.prometheusRule.notReadyFor=10"],
+     "'/monitoring/prometheusRule/notReadyFor'"),
     (["--set", "resyncSeconds=-1"], "'/resyncSeconds'"),
     (["--set", "monitoring.enabled=maybe"], "'/monitoring/enabled'"),
     (["--set", "image.pullPolicy=Sometimes"], "'/image/pullPolicy'"),
     (["--set", "monitoring.podMonitor.interval=5 seconds"], "'/monitoring/podMonitor/interval'"),
-    (["--set", "monitoring.prometheusRule.notReadyFor=10"],
-     "'/monitoring/prometheusRule/notReadyFor'"),
 ], ids=lambda v: v if isinstance(v, str) else " ".join(v))
 def test_bad_values_are_refused_naming_the_key(args: list[str], message: str,
                                                helm_home: dict[str, str]) -> None:
