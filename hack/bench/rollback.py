@@ -11,7 +11,8 @@ e2e tests. Scrape interval 1 s, analysis interval 1 s, failureLimit 2.
 `--data-plane simulated` (default): one Triton process serves both versions and the traffic
 generator plays the gateway's part (modelship_dev.traffic). `--data-plane full`: the
 whole local loop (modelship_dev.stack): Triton pods run by the node agent, clients going through
-Envoy Gateway, Prometheus discovering the pods; needs root.
+Envoy Gateway, the Prometheus Operator's Prometheus scraping them as the chart's PodMonitor
+says; needs root. hack/bench/alerting.py times the page that follows a rollback.
 """
 
 from __future__ import annotations

@@ -136,11 +136,12 @@ def model_alert_cases(job: str) -> list[dict[str, Any]]:
     return out
 
 
-OPERATOR_DOWN = {"exp_labels": {"severity": "critical"}, "exp_annotations": {
-    "summary": "The modelship operator is not running: rollouts are not judged"}}
-
-
 def cases(job: str) -> list[dict[str, Any]]:
+    # Which operator is down: its release's namespace and metrics job.
+    operator_down = {"exp_labels": {"severity": "critical", "namespace": NS, "job": job},
+                     "exp_annotations": {
+                         "summary": "The modelship operator is not running: rollouts are not "
+                                    "judged"}}
     rollbacks = f"modelship_rollbacks_total{{{MD},{SCRAPE},job=\"{job}\""
     phase = f"modelship_modeldeployment_phase{{{MD},{SCRAPE},job=\"{job}\""
     up = f'up{{job="{job}",namespace="{NS}",{SCRAPE}}}'
@@ -205,15 +206,15 @@ def cases(job: str) -> list[dict[str, Any]]:
                 {"series": up, "values": values(("1", 10), ("0", 10))}],
             "alert_rule_test": [firing("ModelshipOperatorDown", "9m"),
                                 firing("ModelshipOperatorDown", "14m"),
-                                firing("ModelshipOperatorDown", "16m", OPERATOR_DOWN),
-                                firing("ModelshipOperatorDown", "30m", OPERATOR_DOWN)],
+                                firing("ModelshipOperatorDown", "16m", operator_down),
+                                firing("ModelshipOperatorDown", "30m", operator_down)],
         },
         {   # Prometheus scrapes Triton but nothing scrapes the operator: that is down too.
             "name": "ModelshipOperatorDown when only other targets are up",
             "interval": "1m",
             "input_series": [
                 {"series": 'up{job="triton",namespace="prod"}', "values": values(("1", 10))}],
-            "alert_rule_test": [firing("ModelshipOperatorDown", "6m", OPERATOR_DOWN)],
+            "alert_rule_test": [firing("ModelshipOperatorDown", "6m", operator_down)],
         },
         *model_alert_cases(job),
     ]

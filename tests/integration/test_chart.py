@@ -145,6 +145,8 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
     (["--set", "leaderElection.enabled=false"], "'/replicaCount'"),
     (["--set", "leaderElection.renewPeriod=0"], "'/leaderElection/renewPeriod'"),
     (["--set", "podAntiAffinity=soft"], "'/podAntiAffinity'"),
+    (["--set", "monitoring.prometheusRule.notReadyFor=10"],
+     "'/monitoring/prometheusRule/notReadyFor'"),
     (["--set", "resyncSeconds=-1"], "'/resyncSeconds'"),
     (["--set", "monitoring.enabled=maybe"], "'/monitoring/enabled'"),
     (["--set", "image.pullPolicy=Sometimes"], "'/image/pullPolicy'"),

@@ -26,10 +26,10 @@ NODE = "local-0"  # the node agent's node, where pods run for real
               show_default=True, help="Where to write the PNG chart.")
 def demo(keep: bool, chart: Path) -> None:
     """The whole loop on this machine: build what is missing, bring up a cluster with a node
-    whose pods are real processes, a gateway, Prometheus and the operator; train v1 and serve
-    it; send gRPC traffic through the gateway; promote a better v2 by canary, see the gate
-    reject a run, roll back a slow v3 automatically; print the timeline, write a chart, and
-    tear everything down."""
+    whose pods are real processes, a gateway, the Prometheus Operator with its Prometheus and
+    Alertmanager, and the operator; train v1 and serve it; send gRPC traffic through the
+    gateway; promote a better v2 by canary, see the gate reject a run, roll back a slow v3
+    automatically and page; print the timeline, write a chart, and tear everything down."""
     demo_run.run(log=click.echo, keep=keep, chart=chart)
 
 
@@ -50,7 +50,8 @@ _state_option = click.option("--state-dir", type=click.Path(path_type=Path), def
 @dev.command()
 def build() -> None:
     """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
-    Prometheus, Envoy Gateway and helm (cached under ~/.cache/modelship/bin)."""
+    Prometheus, Prometheus Operator, Alertmanager, Envoy Gateway and helm (cached under
+    ~/.cache/modelship/bin)."""
     tools.build_all(log=click.echo)
 
 

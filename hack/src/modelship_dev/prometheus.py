@@ -111,6 +111,8 @@ class PrometheusProcess:
         # Alerting and recording rules, evaluated every evaluation_interval (the alerts'
         # state is at /api/v1/alerts; no Alertmanager is configured here).
         self.rule_files = [Path(r) for r in rule_files]
+        # A whole configuration from elsewhere (the Prometheus Operator's): used as is.
+        self.generated: dict[str, Any] | None = None
         self.ready_timeout_s = ready_timeout_s
         self.log = log
         self.port = free_port()
@@ -125,6 +127,8 @@ class PrometheusProcess:
 
     def config(self) -> dict[str, Any]:
         """The configuration as a dict (written as JSON, which is YAML)."""
+        if self.generated is not None:
+            return self.generated
         scrape: list[dict[str, Any]] = []
         if self.static_targets:
             scrape.append({"job_name": "static", "scrape_interval": self.scrape_interval,

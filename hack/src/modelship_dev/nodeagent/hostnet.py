@@ -93,6 +93,14 @@ def _ensure_bridge() -> None:
     ip("link", "set", BRIDGE, "up")
 
 
+def node_address() -> str:
+    """The node's InternalIP, on the bridge (created if no pod has yet): where a host process
+    that stands in for a hostNetwork pod on this node is reached."""
+    with host_lock():
+        _ensure_bridge()
+    return str(GATEWAY.ip)
+
+
 def _kill_netns_processes(netns: str) -> None:
     if not netns_exists(netns):
         return
