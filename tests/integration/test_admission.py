@@ -128,6 +128,27 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
      _md(rollout={"canary": {"steps": [{"weight": 10}]},
                   "analysis": {"prometheus": {"address": "prometheus:9090"}}}),
      "spec.rollout.analysis.prometheus.address", "should match"),
+    ("smoke-data-not-shape",
+     _md(rollout={"blueGreen": {}, "analysis": _PROM, "smokeLoad": {"inputs": [
+         {"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3]}]}}),
+     "spec.rollout.smokeLoad.inputs[0].data", "one value per element of shape"),
+    ("smoke-without-analysis",
+     _md(rollout={"blueGreen": {}, "smokeLoad": {"inputs": [
+         {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}}),
+     "spec.rollout.smokeLoad", "set rollout.analysis too"),
+    ("smoke-rate-too-high",
+     _md(rollout={"blueGreen": {}, "analysis": _PROM, "smokeLoad": {"rate": 500, "inputs": [
+         {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}}),
+     "spec.rollout.smokeLoad.rate", "less than or equal to 50"),
+    ("smoke-too-long",
+     _md(rollout={"blueGreen": {}, "analysis": _PROM, "smokeLoad": {"maxDuration": "2h",
+                                                                     "inputs": [
+         {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}}),
+     "spec.rollout.smokeLoad.maxDuration", "at most 1h"),
+    ("smoke-bytes",
+     _md(rollout={"blueGreen": {}, "analysis": _PROM, "smokeLoad": {"inputs": [
+         {"name": "x", "datatype": "BYTES", "shape": [1], "data": [1]}]}}),
+     "spec.rollout.smokeLoad.inputs[0].datatype", "Unsupported value"),
     ("uppercase-name", {**_md(), "metadata": {"name": "Defects"}}, "metadata.name",
      "lowercase"),
     ("tr-two-datasets",

@@ -75,6 +75,12 @@ ANALYSIS_VALUE = Gauge(
     "The latest measured value of each analysis check.",
     ["namespace", "name", "check"],
 )
+SMOKE_REQUESTS = Counter(
+    "modelship_smoke_requests_total",
+    "Sample requests the operator sent to a candidate at weight 0 (spec.rollout.smokeLoad), "
+    "by result (ok, failed: an error answer, a timeout, no ready pod to send to).",
+    ["namespace", "name", "result"],
+)
 TRAINING_RUNS = Counter(
     "modelship_training_runs_total",
     "Finished TrainingRuns by model and outcome (Succeeded, Rejected, Failed).",
@@ -102,7 +108,7 @@ TRAINING_RUN_PHASE = Gauge(
 
 # The series of one ModelDeployment or TrainingRun: every metric labelled namespace and name.
 _PER_MODEL_DEPLOYMENT = (PHASE, CANDIDATE_WEIGHT, ROLLOUTS, ROLLBACKS, ANALYSIS_RESULTS,
-                         ANALYSIS_VALUE)
+                         ANALYSIS_VALUE, SMOKE_REQUESTS)
 _PER_TRAINING_RUN = (TRAINING_RUN_PHASE,)
 
 
