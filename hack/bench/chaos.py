@@ -16,7 +16,7 @@ be gone, a Service or GRPCRoute missing or extra, a route whose backends name a 
 does not exist. Finally it deletes every ModelDeployment, still killing the operator, and
 reports whatever modelship object is left behind.
 
-    .venv/bin/python hack/bench/chaos.py [--rollouts 20] [--parallel 4] [--seed 1]
+    .venv/bin/python hack/bench/chaos.py [--rollouts 20] [--parallel 2] [--seed 1]
 """
 
 from __future__ import annotations
@@ -87,8 +87,12 @@ def spec(r: Rollout, version: int, prometheus: str) -> dict[str, Any]:
                         "gateway": {"parentRefs": [{"name": "inference-gateway"}]}},
             "rollout": {
                 **strategy,
+                # The generator's rate drops while it reads the route (a kubectl per read,
+                # several generators on a loaded machine): a window long enough to hold
+                # minRequests of a 30% share.
                 "analysis": {"prometheus": {"address": prometheus}, "interval": "1s",
-                             "window": "4s", "failureLimit": 2, "inconclusiveLimit": 30,
+                             "window": "8s", "minRequests": 5, "failureLimit": 2,
+                             "inconclusiveLimit": 60,
                              "checks": [{"name": "errors", "builtin": "errorRatio",
                                          "max": 0.05}]},
                 "scaleDownDelay": "0s", "abortScaleDownDelay": "2s",
@@ -143,7 +147,7 @@ def wave(cluster: LocalCluster, triton: TritonServer, repo: Path, prometheus: st
         cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(spec(r, 1, prometheus)))
     polling.wait("every v1 Ready", lambda: all(
         statuses(cluster).get(r.name, {}).get("stableVersion") == 1 for r in rollouts), 120, 0.5)
-    gens = [TrafficGenerator(cluster, NAMESPACE, r.name, r.model, triton.grpc_url, rate=10,
+    gens = [TrafficGenerator(cluster, NAMESPACE, r.name, r.model, triton.grpc_url, rate=20,
                              max_seconds=timeout + 30,
                              preview_percent=40 if r.strategy == "blueGreen" else 0)
             for r in rollouts]
@@ -162,7 +166,8 @@ def wave(cluster: LocalCluster, triton: TritonServer, repo: Path, prometheus: st
             print(f"  {err}")
     finally:
         killer.stop.set()
-        killer.join()
+        if killer.is_alive():
+            killer.join()
         if not operator.alive():
             operator.start(timeout=60)
         for gen in gens:
@@ -242,11 +247,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rollouts", type=int, default=20)
-    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--kill-every", type=float, nargs=2, default=(2.0, 8.0),
+    parser.add_argument("--kill-every", type=float, nargs=2, default=(4.0, 12.0),
                         metavar=("MIN_S", "MAX_S"),
-                        help="seconds between kills, drawn uniformly (default 2 8)")
+                        help="seconds between kills, drawn uniformly (default 4 12)")
     parser.add_argument("--wave-timeout", type=float, default=150.0)
     args = parser.parse_args()
     rng = random.Random(args.seed)

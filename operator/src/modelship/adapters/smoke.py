@@ -62,11 +62,6 @@ def stop(key: Key) -> None:
         running[1].cancel()
 
 
-def running(key: Key) -> bool:
-    entry = _tasks.get(key)
-    return entry is not None and not entry[1].done()
-
-
 async def _send(key: Key, target: SmokeTarget) -> None:
     namespace, name = key
     plan = target.plan
