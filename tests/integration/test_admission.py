@@ -150,6 +150,27 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
                   "analysis": {**_PROM, "checks": [{"name": "d", "builtin": "dataDrift",
                                                     "max": 0.25}]}}),
      "spec.rollout.analysis.checks[0].builtin", "Unsupported value"),
+    ("smoke-data-not-shape",
+     _md(rollout={"blueGreen": {}, "analysis": _PROM, "smokeLoad": {"inputs": [
+         {"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3]}]}}),
+     "spec.rollout.smokeLoad.inputs[0].data", "one value per element of shape"),
+    ("smoke-without-analysis",
+     _md(rollout={"blueGreen": {}, "smokeLoad": {"inputs": [
+         {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}}),
+     "spec.rollout.smokeLoad", "set rollout.analysis too"),
+    ("smoke-rate-too-high",
+     _md(rollout={"blueGreen": {}, "analysis": _PROM, "smokeLoad": {"rate": 500, "inputs": [
+         {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}}),
+     "spec.rollout.smokeLoad.rate", "less than or equal to 50"),
+    ("smoke-too-long",
+     _md(rollout={"blueGreen": {}, "analysis": _PROM, "smokeLoad": {"maxDuration": "2h",
+                                                                     "inputs": [
+         {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}}),
+     "spec.rollout.smokeLoad.maxDuration", "at most 1h"),
+    ("smoke-bytes",
+     _md(rollout={"blueGreen": {}, "analysis": _PROM, "smokeLoad": {"inputs": [
+         {"name": "x", "datatype": "BYTES", "shape": [1], "data": [1]}]}}),
+     "spec.rollout.smokeLoad.inputs[0].datatype", "Unsupported value"),
     ("uppercase-name", {**_md(), "metadata": {"name": "Defects"}}, "metadata.name",
      "lowercase"),
     ("tr-two-datasets",

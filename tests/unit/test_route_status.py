@@ -78,3 +78,13 @@ def test_every_parent_must_accept_and_others_verdicts_do_not_count() -> None:
     assert seen.state == "Accepted"
     assert dict(seen.mirrors) == {2: 40} and seen.sends_to(2)
     assert dict(seen.weights) == {1: 100, 2: 0}
+
+
+def test_the_preview_rule_is_no_weight_but_still_sends_to_the_candidate() -> None:
+    """Weights come from the weighted rule only; the header-matched rule is the preview,
+    and a version it names is still reachable (not yet drained)."""
+    seen = observe_route(route(SetTraffic(1, 2, 0, 0)), "defects")
+    assert dict(seen.weights) == {1: 100, 2: 0}
+    assert seen.preview == 2 and seen.sends_to(2)
+    gone = observe_route(route(SetTraffic(1, None, 0, 0)), "defects")
+    assert gone.preview is None and not gone.sends_to(2)

@@ -352,6 +352,97 @@ class Analysis(ApiModel):
     )
 
 
+# Tensor types the smoke load can send as JSON numbers (KServe v2 datatypes; BYTES is not
+# offered: its JSON form is not a number).
+SampleDatatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16",
+                         "INT32", "INT64", "FP16", "FP32", "FP64"]
+MAX_SAMPLE_DIMS = 4
+
+
+def _elements_rule() -> str:
+    """CEL: data holds exactly the product of shape's dimensions (at most MAX_SAMPLE_DIMS)."""
+    dims = " * ".join(f"(self.shape.size() > {i} ? self.shape[{i}] : 1)"
+                      for i in range(MAX_SAMPLE_DIMS))
+    return f"self.data.size() == {dims}"
+
+
+class SampleInput(ApiModel):
+    """One input tensor of the sample request, as in a KServe v2 (Triton) ModelInfer
+    request: its name, datatype, shape and data (row-major, flattened)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                _elements_rule(),
+                "data must hold one value per element of shape (the product of its "
+                "dimensions), flattened row-major",
+                field_path=".data",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
+        description="The model's input name, as in its config.pbtxt."
+    )
+    datatype: SampleDatatype = Field(description="KServe v2 datatype, e.g. FP32, INT64, BOOL.")
+    shape: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        max_length=MAX_SAMPLE_DIMS,
+        description="Dimensions (batch included when the model batches), e.g. [1, 4].",
+    )
+    data: list[float] = Field(
+        min_length=1, max_length=4096,
+        description="The values, flattened row-major: one per element of shape.",
+    )
+
+
+class SmokeLoad(ApiModel):
+    """Requests the operator itself sends to a candidate that gets no client traffic, so
+    that its analysis has samples: while the rollout is at a stage that gives the candidate
+    weight 0 (blueGreen's Preview, shadow, a canary step of weight 0; `during: EveryStage`:
+    at every stage), the same sample request at `rate` a second, for at most `maxDuration`
+    from the stage's start."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "duration(self.maxDuration) <= duration('1h')",
+                "maxDuration must be at most 1h",
+                field_path=".maxDuration",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "duration(self.timeout) >= duration('100ms') && "
+                "duration(self.timeout) <= duration('30s')",
+                "timeout must be between 100ms and 30s",
+                field_path=".timeout",
+                reason="FieldValueInvalid",
+            ),
+        )
+    )
+
+    inputs: list[SampleInput] = Field(
+        min_length=1, max_length=16,
+        description="The sample request's input tensors (KServe v2 ModelInfer inputs).",
+    )
+    rate: int = Field(
+        default=5, ge=1, le=50, description="Requests a second (1-50)."
+    )
+    max_duration: Duration = Field(
+        default="10m",
+        description="The load stops this long after the stage began, even if the stage "
+        "lasts longer (at most 1h).",
+    )
+    timeout: Duration = Field(default="2s", description="Per-request timeout (100ms-30s).")
+    during: Literal["ZeroWeight", "EveryStage"] = Field(
+        default="ZeroWeight",
+        description="ZeroWeight: only at stages that give the candidate no client traffic. "
+        "EveryStage: at weighted stages and blueGreen's PostSwitch too, for models without "
+        "steady clients; beside real traffic the sample then dilutes the candidate's error "
+        "ratio with requests it is known to answer.",
+    )
+
+
 class Rollout(ApiModel):
     """How a new version replaces the stable one: exactly one of canary, blueGreen, shadow."""
 
@@ -362,7 +453,13 @@ class Rollout(ApiModel):
                 ".filter(x, x).size() == 1",
                 "set exactly one rollout strategy: canary, blueGreen or shadow",
                 reason="FieldValueInvalid",
-            )
+            ),
+            cel(
+                "!has(self.smokeLoad) || has(self.analysis)",
+                "smokeLoad feeds the analysis: set rollout.analysis too",
+                field_path=".smokeLoad",
+                reason="FieldValueRequired",
+            ),
         )
     )
 
@@ -371,6 +468,12 @@ class Rollout(ApiModel):
     shadow: Shadow | None = Field(default=None, description="Mirror traffic, then promote.")
     analysis: Analysis | None = Field(
         default=None, description="Metric analysis; absent: steps advance on time alone."
+    )
+    smoke_load: SmokeLoad | None = Field(
+        default=None,
+        description="Sample requests the operator sends to a candidate at weight 0 "
+        "(blueGreen's preview, shadow, a canary step of weight 0), so that its analysis has "
+        "samples without client traffic.",
     )
     progress_deadline: Duration = Field(
         default="10m",

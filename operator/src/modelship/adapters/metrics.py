@@ -80,6 +80,12 @@ ANALYSIS_VALUE = Gauge(
     "The latest measured value of each analysis check.",
     ["namespace", "name", "check"],
 )
+SMOKE_REQUESTS = Counter(
+    "modelship_smoke_requests_total",
+    "Sample requests the operator sent to a candidate at weight 0 (spec.rollout.smokeLoad), "
+    "by result (ok, failed: an error answer, a timeout, no ready pod to send to).",
+    ["namespace", "name", "result"],
+)
 TRAINING_RUNS = Counter(
     "modelship_training_runs_total",
     "Finished TrainingRuns by model and outcome (Succeeded, Rejected, Failed).",
@@ -131,7 +137,7 @@ MONITORING_EVALUATIONS = Counter(
 # The series of one ModelDeployment or TrainingRun: every metric labelled namespace and name.
 _PER_MODEL_DEPLOYMENT = (PHASE, CANDIDATE_WEIGHT, ROLLOUTS, ROLLBACKS, ANALYSIS_RESULTS,
                          ANALYSIS_VALUE, DRIFT_SCORE, MODEL_AGE, MONITORING_CONDITION,
-                         MONITORING_EVALUATIONS)
+                         MONITORING_EVALUATIONS, SMOKE_REQUESTS)
 _PER_TRAINING_RUN = (TRAINING_RUN_PHASE,)
 
 

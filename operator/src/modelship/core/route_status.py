@@ -22,7 +22,8 @@ class RouteObservation:
     `mirrors`: version -> percent of its RequestMirror filters; `state`: Accepted when every
     parent accepted the current generation with all refs resolved, Refused when a parent
     rejected it (`reason`, `message` are the gateway's words), else Pending (no verdict on
-    this generation yet; generation 0: there is no route)."""
+    this generation yet; generation 0: there is no route). `preview`: the version that rules
+    with matches (the preview route, `x-modelship-preview: true`) send to; None without one."""
 
     generation: int
     state: RouteState
@@ -30,6 +31,7 @@ class RouteObservation:
     mirrors: Mapping[int, int] = field(default_factory=dict)
     reason: str = ""
     message: str = ""
+    preview: int | None = None
 
     @property
     def accepted(self) -> bool:
@@ -37,7 +39,8 @@ class RouteObservation:
 
     def sends_to(self, version: int) -> bool:
         """Whether the route, as written, can send any request to `version`."""
-        return self.weights.get(version, 0) > 0 or self.mirrors.get(version, 0) > 0
+        return (self.weights.get(version, 0) > 0 or self.mirrors.get(version, 0) > 0
+                or self.preview == version)
 
 
 MISSING = RouteObservation(generation=0, state="Pending")
@@ -65,10 +68,13 @@ def observe_route(route: Mapping[str, Any] | None, name: str) -> RouteObservatio
     generation = int(meta.get("generation", 0))
     weights: dict[int, int] = {}
     mirrors: dict[int, int] = {}
+    preview: int | None = None
     for rule in spec.get("rules") or []:
         for ref in rule.get("backendRefs") or []:
             version = _version(str(ref.get("name", "")), name)
-            if version is not None:
+            if version is not None and rule.get("matches"):
+                preview = version  # a header-matched rule: the preview route
+            elif version is not None:
                 weights[version] = weights.get(version, 0) + int(ref.get("weight", 1))
         for f in rule.get("filters") or []:
             mirror = f.get("requestMirror") if f.get("type") == "RequestMirror" else None
@@ -82,10 +88,11 @@ def observe_route(route: Mapping[str, Any] | None, name: str) -> RouteObservatio
                     if _same_parent(ref, p.get("parentRef") or {}, namespace)]
         refusal = next((v for v in verdicts if isinstance(v, tuple)), None)
         if refusal is not None:
-            return RouteObservation(generation, "Refused", weights, mirrors, *refusal)
+            return RouteObservation(generation, "Refused", weights, mirrors, *refusal,
+                                    preview=preview)
         accepted_all = accepted_all and any(v is True for v in verdicts)
     return RouteObservation(generation, "Accepted" if accepted_all else "Pending", weights,
-                            mirrors)
+                            mirrors, preview=preview)
 
 
 def _current(parent: Mapping[str, Any], generation: int) -> bool | tuple[str, str] | None:

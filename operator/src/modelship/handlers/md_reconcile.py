@@ -16,10 +16,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelship import constants
-from modelship.adapters import metrics
+from modelship.adapters import metrics, smoke
 from modelship.adapters.kube import Kube
 from modelship.adapters.prometheus import measure_checks, parse_queries
 from modelship.core import names, traffic, triton_manifests, versions
+from modelship.core import smoke as smoke_plans
 from modelship.core.analysis import check_errors, syntax
 from modelship.core.analysis.queries import DISTANCE_BUILTINS
 from modelship.core.analysis.verdicts import Measurement
@@ -154,6 +155,23 @@ async def _apply(kube: Kube, md: ModelDeployment, actions: tuple[Action, ...]) -
             pass  # after the status write, so `kubectl describe` never shows the future
 
 
+async def _smoke_target(kube: Kube, md: ModelDeployment, status: ModelDeploymentStatus,
+                        now: datetime) -> smoke.SmokeTarget | None:
+    """The smoke load due after this pass (core.smoke), bound to the candidate's ready pods."""
+    plan = smoke_plans.smoke_plan(md.spec, status, now)
+    if plan is None:
+        return None
+    assert md.spec.rollout is not None and md.spec.rollout.smoke_load is not None
+    pods = await kube.list("v1", "Pod", md.metadata.namespace, {
+        constants.LABEL_DEPLOYMENT: md.metadata.name,
+        constants.LABEL_MODEL_VERSION: str(plan.version)})
+    path = smoke_plans.infer_path(md.spec.model.name, plan.version)
+    urls = tuple(f"http://{ip}:{constants.PORT_HTTP}{path}"
+                 for ip in smoke_plans.ready_addresses(pods))
+    return smoke.SmokeTarget(plan, urls,
+                             smoke.body_json(smoke_plans.infer_body(md.spec.rollout.smoke_load)))
+
+
 def _record_metrics(md: ModelDeployment, decision: Decision) -> None:
     ns, name = md.metadata.namespace, md.metadata.name
     metrics.set_phase(metrics.PHASE, ns, name, md.spec.model.name,
@@ -206,6 +224,7 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     now = format_time(now_dt)
     body = await kube.get(constants.API_VERSION, KIND, name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
+        smoke.stop((namespace, name))
         metrics.forget_model_deployment(namespace, name)
         md_monitoring.forget(namespace, name)
         return None
@@ -274,6 +293,7 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     for action in (*decision.actions, *monitoring_events):
         if isinstance(action, Event):
             await kube.event(body, action.type, action.reason, action.message)
+    smoke.ensure((namespace, name), await _smoke_target(kube, md, decision.status, now_dt))
     _record_metrics(md, decision)
     metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
     metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.monotonic() - started)

@@ -95,7 +95,8 @@ def route_blocker(t: Tick) -> str:
         expected[st.candidate_version] = weights.candidate
         if weights.mirror:
             mirrors[st.candidate_version] = weights.mirror
-    if dict(route.weights) != expected or dict(route.mirrors) != mirrors:
+    if (dict(route.weights) != expected or dict(route.mirrors) != mirrors
+            or route.preview != st.candidate_version):
         return "waiting for the gateway to take the route of this stage"
     return ""
 
