@@ -362,6 +362,9 @@ def build_all(names: Sequence[str] = (), log: Callable[[str], None] = print) -> 
     revision = git("rev-parse", "HEAD").strip()
     results = []
     with locked():
+        # A build that failed (a full disk, say) leaves its working container behind, the
+        # size of its unfinished layer; under the lock no build is running, so none is live.
+        buildah("rm", "--all")
         base = ensure_base()
         log(line(base))
         for spec in IMAGES:
