@@ -40,7 +40,7 @@ from modelship_dev.prometheus import PrometheusProcess
 from modelship_dev.stack import LocalStack
 from modelship_dev.traffic import Behaviour, TrafficGenerator, read_route, write_model
 from modelship_dev.triton import TritonServer
-from modelship_dev.workload import PLACEMENT
+from modelship_dev.workload import PLACEMENT, TRITON_IMAGE
 
 NAMESPACE = "bench"
 
@@ -164,7 +164,7 @@ def full_deployment(model: str, version: int, prom: str, repo: Path,
                     parent_ref: dict[str, str]) -> dict[str, Any]:
     md = deployment(model, version, prom)
     md["spec"]["repository"] = {"hostPath": {"path": str(repo)}}
-    md["spec"]["runtime"] = {"backend": "python", **PLACEMENT}
+    md["spec"]["runtime"] = {"image": TRITON_IMAGE, "backend": "python", **PLACEMENT}
     md["spec"]["traffic"]["gateway"] = {"parentRefs": [parent_ref]}
     return md
 

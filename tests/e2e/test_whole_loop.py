@@ -30,7 +30,7 @@ from modelship_dev.gateway import LocalGateway
 from modelship_dev.operator_process import OperatorProcess
 from modelship_dev.prometheus import PrometheusProcess
 from modelship_dev.stack import LocalStack
-from modelship_dev.workload import InferenceLoad, model_deployment, training_run
+from modelship_dev.workload import InferenceLoad, model_deployment, node_folder, training_run
 
 pytestmark = pytest.mark.e2e
 
@@ -111,8 +111,7 @@ def loop(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
         if shutil.which(tool) is None:
             pytest.fail(f"`{tool}` is required (iproute2, util-linux)")
     work = tmp_path_factory.mktemp("loop")
-    repository = work / "model-repository"
-    repository.mkdir()
+    repository = node_folder(work / "model-repository")
     with LocalStack(cluster, work, f"loop-{uuid.uuid4().hex[:6]}") as stack:
         yield Loop(Kubectl(cluster, stack.namespace), stack.gateway, stack.prometheus,
                    stack.operator, repository)

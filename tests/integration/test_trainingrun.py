@@ -235,7 +235,7 @@ def test_training_pod_deleted_mid_run_fails_the_run_and_publishes_nothing(
     """The real trainer on the node agent; its pod deleted while it trains. The node agent
     stops it the kubelet's way, so the Job counts the pod as failed (backoffLimit 0: the Job
     fails) and lets it go; the run says the pod was deleted; the repository stays clean."""
-    repository = tmp_path / "repo"
+    repository = workload.node_folder(tmp_path / "repo")
     kubectl.apply(workload.training_run(
         "defects-v1", "surface-defects", repository, labels={"pipeline": "defects-dev"},
         seed=5, samples=4000, hyperparameters={"epochs": "50"}))

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from modelship_dev import demo as demo_run
-from modelship_dev import tools
+from modelship_dev import tools, workload
 from modelship_dev.cluster import LocalCluster, default_state_dir
 
 NODE = "local-0"  # the node agent's node, where pods run for real
@@ -84,6 +84,9 @@ def up(state_dir: Path | None, crds: bool, node_agent: bool) -> None:
         click.echo("CRDs installed")
     if node_agent:
         cluster.start_node_agent(NODE)
+        workload.node_folder(workload.SAMPLE_REPOSITORY)
+        click.echo(f"{workload.SAMPLE_REPOSITORY}: the samples' model repository, writable "
+                   f"by the images' user {workload.IMAGE_USER}")
         click.echo(f"node {NODE} Ready: pods scheduled there run as local processes "
                    f"(log: {cluster.state_dir / 'logs' / f'node-agent-{NODE}.log'})")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modelship_api import crdgen
-from modelship_dev import gateway_api, tools
+from modelship_dev import gateway_api, tools, workload
 from modelship_dev.background import Background
 from modelship_dev.chart import Sample, write_chart
 from modelship_dev.cluster import LocalCluster
@@ -162,8 +162,7 @@ def run(log: Callable[[str], None] = print, keep: bool = False,
     tools.build_all(log=lambda line: timeline(f"  {line}"))
     workdir = Path(tempfile.mkdtemp(prefix="modelship-demo-"))
     cluster = LocalCluster(workdir / "cluster", log=timeline)
-    repository = workdir / "model-repository"
-    repository.mkdir()
+    repository = workload.node_folder(workdir / "model-repository")
     stack = LocalStack(cluster, workdir, NAMESPACE, log=timeline)
     try:
         cluster.up()
