@@ -27,6 +27,7 @@ from tests.conftest import Kubectl, wait_for, wait_for_status
 from modelship import constants
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.gateway import LocalGateway
+from modelship_dev.helm import ChartOperator
 from modelship_dev.operator_process import OperatorProcess
 from modelship_dev.prometheus import PrometheusProcess
 from modelship_dev.stack import LocalStack
@@ -45,7 +46,7 @@ class Loop:
     kubectl: Kubectl
     gateway: LocalGateway
     prometheus: PrometheusProcess
-    operator: OperatorProcess
+    operator: OperatorProcess | ChartOperator
     repository: Path
 
     def train(self, name: str, seed: int, timeout: float = 300, **kwargs: Any

@@ -1,7 +1,8 @@
 """`modelship demo`: the whole loop on one machine, every part real.
 
-It builds what is missing, brings up the control plane, a node whose pods are real processes,
-the gateway, Prometheus and the operator; trains v1 through a TrainingRun and serves it;
+It builds what is missing, brings up the control plane, a node whose pods run from modelship's
+images, the gateway and Prometheus, installs the operator with `helm install` of the chart (its
+pod runs from the operator image, as on a cluster); trains v1 through a TrainingRun and serves it;
 sends gRPC traffic through the gateway; trains a better v2 that a canary promotes, a run the
 gate rejects, and a v3 that passes the gate but is too slow in production and is rolled back
 automatically. It prints a timeline, writes a chart, and tears everything down.
@@ -163,12 +164,13 @@ def run(log: Callable[[str], None] = print, keep: bool = False,
     workdir = Path(tempfile.mkdtemp(prefix="modelship-demo-"))
     cluster = LocalCluster(workdir / "cluster", log=timeline)
     repository = workload.node_folder(workdir / "model-repository")
-    stack = LocalStack(cluster, workdir, NAMESPACE, log=timeline)
+    # The operator as a user installs it: `helm install` of the chart (which brings the
+    # CRDs), its pod run from the operator image by the node agent.
+    stack = LocalStack(cluster, workdir, NAMESPACE, log=timeline, in_cluster=True)
     try:
         cluster.up()
-        install_crds(cluster)
-        timeline("CRDs installed: modeldeployments.modelship.io, trainingruns.modelship.io, "
-                 "Gateway API")
+        gateway_api.install(cluster)
+        timeline("Gateway API CRDs installed (the gateway and the operator's GRPCRoutes)")
         stack.start()
         _story(cluster, stack, timeline, repository, chart)
         if keep:
