@@ -13,7 +13,12 @@ from prometheus_client import start_http_server
 
 from modelship.adapters import metrics
 from modelship.adapters.leader import LeaseElector, LeaseSettings, default_identity
-from modelship.handlers import modeldeployment, runtime, trainingrun  # noqa: F401  (handlers)
+from modelship.handlers import (  # noqa: F401  (handlers)
+    login,
+    modeldeployment,
+    runtime,
+    trainingrun,
+)
 
 log = logging.getLogger(__name__)
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
