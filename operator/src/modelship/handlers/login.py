@@ -23,9 +23,13 @@ def in_cluster_server(env: Mapping[str, str]) -> str | None:
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    # Registering a login handler replaces Kopf's defaults: service account, else kubeconfig.
+    # Registering a login handler replaces Kopf's defaults, whose order it keeps: a
+    # kubeconfig when one is configured, else the pod's service account.
+    info = kopf.login_with_kubeconfig(**kwargs)
+    if info is not None:
+        return info
     info = kopf.login_with_service_account(**kwargs)
     server = in_cluster_server(os.environ)
     if info is not None and server is not None:
         return dataclasses.replace(info, server=server)
-    return info or kopf.login_with_kubeconfig(**kwargs)
+    return info
