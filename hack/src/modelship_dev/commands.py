@@ -67,7 +67,8 @@ def _node_agent_missing() -> str | None:
 @click.option("--crds/--no-crds", default=True, show_default=True,
               help="Install modelship's CRDs.")
 @click.option("--node-agent/--no-node-agent", default=True, show_default=True,
-              help=f"Start node {NODE}, whose pods run as real processes (needs root). "
+              help=f"Start node {NODE}, whose pods run from their images as real "
+              "processes (needs root). "
               "Without it pods stay Pending: kwok's simulated nodes take only pods that "
               "tolerate kwok.x-k8s.io/node=fake:NoSchedule.")
 def up(state_dir: Path | None, crds: bool, node_agent: bool) -> None:
@@ -87,7 +88,7 @@ def up(state_dir: Path | None, crds: bool, node_agent: bool) -> None:
         workload.node_folder(workload.SAMPLE_REPOSITORY)
         click.echo(f"{workload.SAMPLE_REPOSITORY}: the samples' model repository, writable "
                    f"by the images' user {workload.IMAGE_USER}")
-        click.echo(f"node {NODE} Ready: pods scheduled there run as local processes "
+        click.echo(f"node {NODE} Ready: pods scheduled there run from their images "
                    f"(log: {cluster.state_dir / 'logs' / f'node-agent-{NODE}.log'})")
 
 
