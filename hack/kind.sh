@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # modelship on kind, for Docker users: the steps of README.md's "Install on a cluster",
-# which tests/integration/test_helm_install.py takes against the local control plane.
+# which tests/e2e/test_in_cluster.py takes on the local cluster (images, helm install, the
+# operator pod Ready, a TrainingRun and a ModelDeployment).
 # Needs docker, kind, kubectl and helm (v3); run from a modelship checkout.
 #   hack/kind.sh            # cluster "modelship"; KIND_CLUSTER=name to change it
 set -euo pipefail

@@ -29,6 +29,7 @@ from modelship import constants
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.gateway import LocalGateway
 from modelship_dev.monitoring import LocalMonitoring
+from modelship_dev.helm import ChartOperator
 from modelship_dev.operator_process import OperatorProcess
 from modelship_dev.prometheus import PrometheusProcess
 from modelship_dev.stack import LocalStack
@@ -50,7 +51,7 @@ class Loop:
     kubectl: Kubectl
     gateway: LocalGateway
     prometheus: PrometheusProcess
-    operator: OperatorProcess
+    operator: OperatorProcess | ChartOperator
     monitoring: LocalMonitoring
     repository: Path
 

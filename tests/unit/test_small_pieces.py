@@ -81,3 +81,14 @@ def test_a_refused_request_keeps_the_api_servers_words() -> None:
                                    f"{message}; grant this to the operator's service account")
     assert refused(500, "", "etcd timeout", None).message == \
         "the Kubernetes API refused a request (500 HTTP500): etcd timeout"
+
+
+def test_kopf_logs_in_at_the_kubelets_address_in_a_pod() -> None:
+    """Kopf's own service-account login names https://kubernetes.default.svc, which needs
+    the cluster's DNS; the operator uses the kubelet's variables, as client-go does."""
+    from modelship.handlers.login import in_cluster_server
+    assert in_cluster_server({"KUBERNETES_SERVICE_HOST": "10.96.0.1",
+                              "KUBERNETES_SERVICE_PORT": "443"}) == "https://10.96.0.1:443"
+    assert in_cluster_server({"KUBERNETES_SERVICE_HOST": "fd00::1",
+                              "KUBERNETES_SERVICE_PORT": "6443"}) == "https://[fd00::1]:6443"
+    assert in_cluster_server({}) is None

@@ -1,11 +1,12 @@
 """`modelship demo`: the whole loop on one machine, every part real.
 
-It builds what is missing, brings up the control plane, a node whose pods are real processes,
-the gateway, the Prometheus Operator's Prometheus with Alertmanager and the operator; trains
-v1 through a TrainingRun and serves it; sends gRPC traffic through the gateway; trains a
-better v2 that a canary promotes, a run the gate rejects, and a v3 that passes the gate but is
-too slow in production, is rolled back automatically and pages through Alertmanager. It
-prints a timeline, writes a chart, and tears everything down.
+It builds what is missing, brings up the control plane, a node whose pods run from modelship's
+images, the gateway, the Prometheus Operator's Prometheus with Alertmanager, and installs the
+operator with `helm install` of the chart (its pod runs from the operator image, as on a
+cluster); trains v1 through a TrainingRun and serves it; sends gRPC traffic through the
+gateway; trains a better v2 that a canary promotes, a run the gate rejects, and a v3 that
+passes the gate but is too slow in production, is rolled back automatically and pages through
+Alertmanager. It prints a timeline, writes a chart, and tears everything down.
 """
 
 from __future__ import annotations
@@ -164,12 +165,13 @@ def run(log: Callable[[str], None] = print, keep: bool = False,
     workdir = Path(tempfile.mkdtemp(prefix="modelship-demo-"))
     cluster = LocalCluster(workdir / "cluster", log=timeline)
     repository = workload.node_folder(workdir / "model-repository")
-    stack = LocalStack(cluster, workdir, NAMESPACE, log=timeline)
+    # The operator as a user installs it: `helm install` of the chart (which brings the
+    # CRDs), its pod run from the operator image by the node agent.
+    stack = LocalStack(cluster, workdir, NAMESPACE, log=timeline, in_cluster=True)
     try:
         cluster.up()
-        install_crds(cluster)
-        timeline("CRDs installed: modeldeployments.modelship.io, trainingruns.modelship.io, "
-                 "Gateway API")
+        gateway_api.install(cluster)
+        timeline("Gateway API CRDs installed (the gateway and the operator's GRPCRoutes)")
         stack.start()
         _story(cluster, stack, timeline, repository, chart)
         if keep:

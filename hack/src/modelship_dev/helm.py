@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modelship_dev import tools
+import yaml
+
+from modelship_dev import images, polling, tools
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.operator_process import OperatorProcess
 
@@ -88,3 +92,80 @@ def operator_like_the_pod(cluster: LocalCluster, deployment: dict[str, Any], log
     return OperatorProcess(kubeconfig, log_dir, env=env,
                            leader_election="--no-leader-elect" not in args,
                            args=[a for a in args if a != "--no-leader-elect"], name=name)
+
+
+def local_image_values(replicas: int = 1, resync_seconds: float = 1.0) -> dict[str, Any]:
+    """Values that run the operator from the image `make images` puts in the local store
+    (which the node agent treats as the node's images: pull policy Never, as after
+    `kind load`); a resync period short enough for a local canary."""
+    repository, tag = images.ref("operator").rsplit(":", 1)
+    return {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+            "replicaCount": replicas, "resyncSeconds": resync_seconds}
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+class ChartOperator:
+    """The operator as a platform team installs it: `helm install` of the chart, whose pod
+    the node agent runs from the operator's image with the chart's ServiceAccount token and
+    in-cluster config. `start()` returns once every operator pod is Ready (its readiness
+    probe passes); `stop()` uninstalls the release."""
+
+    def __init__(self, cluster: LocalCluster, workdir: Path, release: str = "modelship",
+                 namespace: str = "modelship-system", values: dict[str, Any] | None = None,
+                 node: str = "local-0", set_args: Sequence[str] = ()) -> None:
+        self.cluster, self.release, self.namespace, self.node = cluster, release, namespace, node
+        self.set_args = list(set_args)  # more `--set`s, after the values file
+        self.helm = Helm(cluster, workdir / "helm-home")
+        self.values = {**local_image_values(), **(values or {})}
+        self.values_file = workdir / "operator-values.yaml"
+        self.installed = False
+        # Seconds from the start of `helm install` to its return and to every pod Ready.
+        self.install_s = self.ready_s = 0.0
+
+    def start(self, timeout: float = 180) -> None:
+        self.values_file.parent.mkdir(parents=True, exist_ok=True)
+        self.values_file.write_text(yaml.safe_dump(self.values))
+        started = time.monotonic()
+        self.installed = True
+        self.helm.install(self.release, self.namespace, "-f", str(self.values_file),
+                          *self.set_args)
+        self.install_s = time.monotonic() - started
+        replicas = int(self.values["replicaCount"])
+        try:
+            polling.wait(f"{replicas} operator pod(s) Ready", lambda: len(
+                [p for p in self.pods() if pod_ready(p)]) == replicas, timeout, interval=0.2)
+        except TimeoutError as err:
+            raise TimeoutError(f"{err}\n{self.describe()}") from None
+        self.ready_s = time.monotonic() - started
+
+    def pods(self) -> list[dict[str, Any]]:
+        out = self.cluster.kubectl(
+            "-n", self.namespace, "get", "pods", "-o", "json", "-l",
+            f"app.kubernetes.io/instance={self.release},app.kubernetes.io/component=operator",
+            check=False)
+        return list(json.loads(out.stdout)["items"]) if out.returncode == 0 else []
+
+    def log_paths(self) -> list[Path]:
+        """The operator containers' logs, as the node agent keeps them."""
+        logs = self.cluster.node_agent_dir(self.node) / "logs"
+        return sorted(logs.glob(f"{self.namespace}_*/operator.log"),
+                      key=lambda p: p.stat().st_mtime)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.log_paths())[-chars:]
+
+    def describe(self) -> str:
+        states = [(p["metadata"]["name"], (p.get("status") or {}).get("phase"),
+                   [c.get("state") for c in (p.get("status") or {}).get(
+                       "containerStatuses") or []]) for p in self.pods()]
+        return f"pods: {json.dumps(states)[:2000]}\noperator log:\n{self.log_tail()}"
+
+    def stop(self) -> None:
+        if self.installed:
+            self.helm("uninstall", self.release, "-n", self.namespace, "--wait",
+                      "--timeout=90s", check=False)
+            self.installed = False

@@ -44,7 +44,7 @@ from lightkube.resources.core_v1 import ConfigMap, Secret
 from modelship_dev import alert_rules, tools
 from modelship_dev.cluster import LocalCluster, free_port
 from modelship_dev.nodeagent import hostnet
-from modelship_dev.prometheus import PrometheusProcess
+from modelship_dev.prometheus import HOST, PrometheusProcess
 
 HOST = "127.0.0.1"
 RELEASE = "modelship"  # the chart's release: the operator's Service is modelship-operator-metrics
@@ -209,10 +209,10 @@ class PrometheusLauncher:
 
     def __init__(self, cluster: LocalCluster, workdir: Path, namespace: str,
                  name: str = PROMETHEUS_NAME, poll_s: float = 1.0,
-                 log: Callable[[str], None] = lambda _m: None) -> None:
+                 log: Callable[[str], None] = lambda _m: None, host: str = HOST) -> None:
         self.cluster, self.workdir, self.namespace, self.name = cluster, workdir, namespace, name
         self.poll_s, self.log = poll_s, log
-        self.prometheus = PrometheusProcess(workdir, log=log)
+        self.prometheus = PrometheusProcess(workdir, log=log, host=host)
         self.rules_dir = workdir / "rules"
         self.loaded = ""  # the resourceVersions of what the running Prometheus loaded
         self.error = ""
@@ -323,14 +323,19 @@ def operator_endpoint(namespace: str, port: int) -> list[dict[str, Any]]:
     return [service, slice_]
 
 
+def monitor_set_args(values: dict[str, str]) -> list[str]:
+    """helm's --set arguments that render the chart's monitoring objects labelled for this
+    Prometheus, with `values` on top (also what an in-cluster `helm install` is given)."""
+    sets = {"monitoring.enabled": "true",
+            **{f"monitoring.additionalLabels.{k}": v for k, v in SELECTOR.items()}, **values}
+    return [a for k, v in sets.items() for a in ("--set-string" if k.startswith(
+        "monitoring.additionalLabels") else "--set", f"{k}={v}")]
+
+
 def chart_monitors(namespace: str, values: dict[str, str]) -> list[dict[str, Any]]:
     """The chart's PodMonitor, ServiceMonitor and PrometheusRule for a release in
     `namespace` that watches it, labelled for this Prometheus, with `values` on top."""
-    sets = {"watchNamespaces[0]": namespace, "monitoring.enabled": "true",
-            **{f"monitoring.additionalLabels.{k}": v for k, v in SELECTOR.items()},
-            **values}
-    args = [a for k, v in sets.items() for a in ("--set-string" if k.startswith(
-        "monitoring.additionalLabels") else "--set", f"{k}={v}")]
+    args = monitor_set_args({"watchNamespaces[0]": namespace, **values})
     return [o for o in alert_rules.render(*args, namespace=namespace)
             if o["apiVersion"].startswith("monitoring.coreos.com/")]
 
@@ -370,7 +375,12 @@ class LocalMonitoring:
 
     def __init__(self, cluster: LocalCluster, workdir: Path, namespace: str,
                  interval: str = "1s", chart_values: dict[str, str] | None = None,
-                 log: Callable[[str], None] = lambda _m: None) -> None:
+                 log: Callable[[str], None] = lambda _m: None,
+                 prometheus_host: str = HOST, apply_monitors: bool = True) -> None:
+        """`prometheus_host`: where Prometheus listens (the bridge address when pods, such as
+        an in-cluster operator, must reach it). `apply_monitors=False` when a `helm install`
+        in `namespace` brings the chart's monitoring objects itself (`monitor_set_args`)."""
+        self.apply_monitors = apply_monitors
         self.cluster, self.workdir, self.namespace, self.log = cluster, workdir, namespace, log
         self.interval = interval
         self.chart_values = {"monitoring.podMonitor.interval": interval,
@@ -379,7 +389,8 @@ class LocalMonitoring:
         self.alertmanager = AlertmanagerProcess(workdir / "alertmanager")
         self.operator = PrometheusOperatorProcess(cluster, workdir / "prometheus-operator",
                                                   namespace)
-        self.launcher = PrometheusLauncher(cluster, workdir / "prometheus", namespace, log=log)
+        self.launcher = PrometheusLauncher(cluster, workdir / "prometheus", namespace, log=log,
+                                           host=prometheus_host)
         self._cleanup = contextlib.ExitStack()
         self._registered = False
 
@@ -401,7 +412,8 @@ class LocalMonitoring:
             self.operator.start()
             self._apply(prometheus_resource(self.namespace, self.alertmanager.url,
                                             self.interval))
-            self._apply(chart_monitors(self.namespace, self.chart_values))
+            if self.apply_monitors:
+                self._apply(chart_monitors(self.namespace, self.chart_values))
             self._cleanup.callback(self.launcher.stop)
             self.launcher.start()
         except BaseException:

@@ -97,8 +97,11 @@ class PrometheusProcess:
                  scrape_configs: Sequence[dict[str, Any]] = (),
                  rule_files: Sequence[Path] = (),
                  ready_timeout_s: float = 60.0,
-                 log: Callable[[str], None] = lambda _m: None) -> None:
+                 log: Callable[[str], None] = lambda _m: None, host: str = HOST) -> None:
         duration_seconds(scrape_interval)
+        # Loopback by default; an operator running as a pod reaches it on the node agent's
+        # bridge address instead (a pod's loopback is its own).
+        self.host = host
         duration_seconds(evaluation_interval or scrape_interval)
         self.workdir = workdir
         self.scrape_interval = scrape_interval
@@ -123,7 +126,7 @@ class PrometheusProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def config(self) -> dict[str, Any]:
         """The configuration as a dict (written as JSON, which is YAML)."""
@@ -160,7 +163,7 @@ class PrometheusProcess:
         self._write_config()
         argv = [str(binary), f"--config.file={self.config_path}",
                 f"--storage.tsdb.path={self.data_dir}",
-                f"--web.listen-address={HOST}:{self.port}",
+                f"--web.listen-address={self.host}:{self.port}",
                 # POST /-/reload answers whether the new config was accepted (SIGHUP cannot).
                 "--web.enable-lifecycle",
                 "--storage.tsdb.retention.time=1d", "--log.level=info"]

@@ -4,6 +4,11 @@ down together: a node agent whose pods are real processes, the local gateway, th
 Alertmanager; see monitoring.py), and the operator, whose metrics the chart's ServiceMonitor
 finds through a Service and EndpointSlice naming the host process.
 
+The operator is either a process on this machine watching the namespace (the tests' default:
+fast to restart, kill or read) or, with `in_cluster`, the chart installed with `helm install`
+as a platform team would: its pod runs from the operator image on the node agent, untainted
+as `modelship dev up` starts it, and Prometheus listens on the bridge address that pods reach.
+
 Everything started is stopped by `close()`, in reverse order, even when a later start failed.
 """
 
@@ -15,24 +20,37 @@ from pathlib import Path
 
 from modelship_dev.cluster import LocalCluster, free_port
 from modelship_dev.gateway import LocalGateway
-from modelship_dev.monitoring import LocalMonitoring
+from modelship_dev.helm import ChartOperator
+from modelship_dev.monitoring import LocalMonitoring, monitor_set_args
+from modelship_dev.nodeagent.hostnet import GATEWAY
 from modelship_dev.operator_process import OperatorProcess
-from modelship_dev.prometheus import PrometheusProcess
+from modelship_dev.prometheus import HOST, PrometheusProcess
 from modelship_dev.workload import NODE, NODE_TAINT
 
 
 class LocalStack:
     def __init__(self, cluster: LocalCluster, workdir: Path, namespace: str,
                  log: Callable[[str], None] = lambda _m: None,
-                 chart_values: dict[str, str] | None = None) -> None:
+                 chart_values: dict[str, str] | None = None, in_cluster: bool = False
+                 ) -> None:
         """`chart_values`: `--set`s for the chart's monitoring objects (e.g. an alert's
         `for:`), on top of 1 s scrape intervals."""
         self.cluster, self.workdir, self.namespace, self.log = cluster, workdir, namespace, log
+        self.in_cluster = in_cluster
         self.gateway = LocalGateway(cluster, workdir / "gateway", log=log)
-        self.monitoring = LocalMonitoring(cluster, workdir / "monitoring", namespace,
-                                          interval="1s", chart_values=chart_values, log=log)
-        self.operator = OperatorProcess(cluster.kubeconfig, workdir / "operator", namespace,
-                                        metrics_port=free_port())
+        # In-cluster, the chart is installed into `namespace` and brings its monitors
+        # itself: its ServiceMonitor finds the operator pod through the chart's Service.
+        self.monitoring = LocalMonitoring(
+            cluster, workdir / "monitoring", namespace, interval="1s",
+            chart_values=chart_values, log=log,
+            prometheus_host=str(GATEWAY.ip) if in_cluster else HOST,
+            apply_monitors=not in_cluster)
+        self.operator: OperatorProcess | ChartOperator = (
+            ChartOperator(cluster, workdir / "operator", namespace=namespace, node=NODE,
+                          set_args=monitor_set_args(self.monitoring.chart_values))
+            if in_cluster
+            else OperatorProcess(cluster.kubeconfig, workdir / "operator", namespace,
+                                 metrics_port=free_port()))
         self._cleanup = contextlib.ExitStack()
 
     @property
@@ -54,17 +72,25 @@ class LocalStack:
         ns = self.namespace
         if self.cluster.kubectl("get", "namespace", ns, check=False).returncode != 0:
             self.cluster.kubectl("create", "namespace", ns)
-        self.cluster.start_node_agent(NODE, taints=[f"{NODE_TAINT}=true:NoSchedule"])
+        # Workload pods tolerate the taint; the chart's operator pod, as a user installs
+        # it, does not: in-cluster the node is left untainted.
+        self.cluster.start_node_agent(
+            NODE, taints=[] if self.in_cluster else [f"{NODE_TAINT}=true:NoSchedule"])
         self._cleanup.callback(self.cluster.stop_node_agent, NODE)
-        self.log(f"node agent up: pods on node {NODE} run as local processes")
+        self.log(f"node agent up: pods on node {NODE} run from their images")
         self._cleanup.callback(self.gateway.stop)
         self.gateway.start()
         self._cleanup.callback(self.monitoring.close)
         self.monitoring.start()
         self._cleanup.callback(self.operator.stop)
         self.operator.start()
-        self.monitoring.register_operator(self.operator.metrics_port)
-        self.log(f"operator running (watching namespace {ns})")
+        if isinstance(self.operator, ChartOperator):
+            self.log(f"operator installed with helm install ({self.operator.release} in "
+                     f"{self.operator.namespace}): its pod Ready "
+                     f"{self.operator.ready_s:.1f}s after helm install began")
+        else:
+            self.monitoring.register_operator(self.operator.metrics_port)
+            self.log(f"operator running (watching namespace {ns})")
         # On close, first the namespace, while the agent still kills the pods' processes;
         # before it, the resources, while the operator still releases its finalizers: a
         # namespace-scoped Kopf operator stops watching a namespace as soon as its deletion

@@ -8,29 +8,38 @@ import logging
 import re
 
 import kopf
+from kopf._core.engines.peering import Identity
 from prometheus_client import start_http_server
 
 from modelship.adapters import metrics
-from modelship.adapters.leader import LeaseElector, LeaseSettings
-from modelship.handlers import modeldeployment, runtime, trainingrun  # noqa: F401  (handlers)
+from modelship.adapters.leader import LeaseElector, LeaseSettings, default_identity
+from modelship.handlers import (  # noqa: F401  (handlers)
+    login,
+    modeldeployment,
+    runtime,
+    trainingrun,
+)
 
 log = logging.getLogger(__name__)
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-async def _operate(namespaces: list[str], liveness: str) -> None:
+async def _operate(namespaces: list[str], liveness: str, identity: str) -> None:
     # Kopf's own peering stays off: the Lease decides who acts (docs/architecture.md).
+    # The identity is given: Kopf's default looks the user up in /etc/passwd, where the
+    # image's numeric user (or an arbitrary UID a cluster assigns) has no entry.
     await kopf.operator(
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=liveness or None,
         standalone=True,
+        identity=Identity(identity),
     )
 
 
 async def _serve(namespaces: list[str], liveness: str, lease: LeaseSettings | None) -> None:
     if lease is None:
-        await _operate(namespaces, liveness)
+        await _operate(namespaces, liveness, default_identity())
         return
     elector = LeaseElector(lease)
     try:
@@ -38,7 +47,7 @@ async def _serve(namespaces: list[str], liveness: str, lease: LeaseSettings | No
             log.info("stopped while standing by")
             return
         async with elector.leading():
-            await _operate(namespaces, liveness)
+            await _operate(namespaces, liveness, lease.identity)
     finally:
         await elector.close()
 
