@@ -28,8 +28,8 @@ from tests.conftest import Kubectl, wait_for, wait_for_status
 from modelship import constants
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.gateway import LocalGateway
-from modelship_dev.monitoring import LocalMonitoring
 from modelship_dev.helm import ChartOperator
+from modelship_dev.monitoring import LocalMonitoring
 from modelship_dev.operator_process import OperatorProcess
 from modelship_dev.prometheus import PrometheusProcess
 from modelship_dev.stack import LocalStack

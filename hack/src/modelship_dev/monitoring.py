@@ -44,7 +44,7 @@ from lightkube.resources.core_v1 import ConfigMap, Secret
 from modelship_dev import alert_rules, tools
 from modelship_dev.cluster import LocalCluster, free_port
 from modelship_dev.nodeagent import hostnet
-from modelship_dev.prometheus import HOST, PrometheusProcess
+from modelship_dev.prometheus import PrometheusProcess
 
 HOST = "127.0.0.1"
 RELEASE = "modelship"  # the chart's release: the operator's Service is modelship-operator-metrics

@@ -48,14 +48,19 @@ def _labels(series: Mapping[str, Any]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(metric.items())) + "}"
 
 
-def parse_answer(status_code: int, body: Any) -> float | None:
-    """The number in a /api/v1/query answer; None for an empty vector; AnswerError else."""
+def _success_data(status_code: int, body: Any) -> Any:
+    """The `data` of a successful /api/v1 answer; AnswerError with Prometheus' words else."""
     if not isinstance(body, dict):
         raise AnswerError(f"HTTP {status_code} without a JSON object")
     if status_code != 200 or body.get("status") != "success":
         kind = body.get("errorType") or "error"
         raise AnswerError(f"HTTP {status_code}, {kind}: {body.get('error', '')}".rstrip(": "))
-    data = body.get("data")
+    return body.get("data")
+
+
+def parse_answer(status_code: int, body: Any) -> float | None:
+    """The number in a /api/v1/query answer; None for an empty vector; AnswerError else."""
+    data = _success_data(status_code, body)
     if not isinstance(data, dict):
         raise AnswerError("the answer has no data")
     kind, result = data.get("resultType"), data.get("result")
@@ -80,12 +85,7 @@ def parse_answer(status_code: int, body: Any) -> float | None:
 def parse_vector(status_code: int, body: Any, by: str) -> dict[str, float]:
     """The samples of a /api/v1/query answer keyed by the value of label `by` ("" for a
     query without grouping); AnswerError for anything but an instant vector."""
-    if not isinstance(body, dict):
-        raise AnswerError(f"HTTP {status_code} without a JSON object")
-    if status_code != 200 or body.get("status") != "success":
-        kind = body.get("errorType") or "error"
-        raise AnswerError(f"HTTP {status_code}, {kind}: {body.get('error', '')}".rstrip(": "))
-    data = body.get("data")
+    data = _success_data(status_code, body)
     if not isinstance(data, dict) or data.get("resultType") != "vector" \
             or not isinstance(data.get("result"), list):
         raise AnswerError("expected an instant vector")
