@@ -137,3 +137,39 @@ def test_view_strips_a_one_line_policy(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "view" / "m" / "config.pbtxt").read_text() == (
         'backend: "python"\nversion_policy: { specific: { versions: [ 4 ] } }\n')
+
+
+def test_a_later_revision_has_its_own_names_and_selectors() -> None:
+    """Two revisions of version 4 run side by side: neither's selector takes the other's
+    pods, and revision 0 renders exactly as before revisions existed."""
+    first = triton_manifests.deployment(md(), 4, 1)
+    later = triton_manifests.deployment(md(), 4, 1, revision=2)
+    assert first["metadata"]["name"] == "defects-v4"
+    assert later["metadata"]["name"] == "defects-v4-r2"
+    assert first["spec"]["selector"]["matchLabels"] == {
+        "modelship.io/modeldeployment": "defects", "modelship.io/model-version": "4"}
+    assert later["spec"]["selector"]["matchLabels"] == {
+        "modelship.io/modeldeployment": "defects", "modelship.io/model-version": "4-r2"}
+    assert later["spec"]["template"]["metadata"]["labels"]["modelship.io/model-version"] == "4-r2"
+    service = triton_manifests.version_service(md(), 4, revision=2)
+    assert service["metadata"]["name"] == "defects-v4-r2"
+    assert service["spec"]["selector"] == later["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("runtime", [
+    {"args": ["--log-verbose=1"]},
+    {"image": "nvcr.io/nvidia/tritonserver:25.02-py3"},
+    {"resources": {"requests": {"cpu": "2"}}},
+    {"nodeSelector": {"pool": "gpu"}},
+    {"startupTimeout": "20m"},
+])
+def test_the_template_hash_follows_the_pod_template(runtime: dict[str, Any]) -> None:
+    base = triton_manifests.template_hash(md())
+    assert triton_manifests.template_hash(md(runtime=runtime)) != base
+
+
+def test_the_template_hash_ignores_replicas_and_the_version_served() -> None:
+    base = triton_manifests.template_hash(md())
+    assert triton_manifests.template_hash(md(runtime={"replicas": 5})) == base
+    assert triton_manifests.template_hash(md(model={"name": "surface-defects",
+                                                    "version": 9})) == base

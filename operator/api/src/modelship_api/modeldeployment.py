@@ -486,6 +486,14 @@ class Weights(ApiModel):
     mirror: int = Field(default=0, description="Percent mirrored to the candidate (shadow).")
 
 
+REVISION_DOC = (
+    "Pod-template revision (absent: 0). A change of spec.runtime or spec.repository is a new "
+    "revision of the same model version, rolled out like a new version; its Deployment and "
+    "Service are named <name>-v<version>-r<revision> (revision 0: <name>-v<version>)."
+)
+TEMPLATE_DOC = "Hash of the Triton pod template of this revision."
+
+
 class HistoryEntry(ApiModel):
     """One finished rollout."""
 
@@ -498,12 +506,20 @@ class HistoryEntry(ApiModel):
     reason: str = Field(default="", description="Why, e.g. the failing check and value.")
     started_at: str | None = Field(default=None, description="Start (RFC 3339).")
     finished_at: str | None = Field(default=None, description="End (RFC 3339).")
+    revision: int | None = Field(
+        default=None, description="Pod-template revision of the candidate (absent: 0)."
+    )
+    previous_revision: int | None = Field(
+        default=None, description="Pod-template revision of the stable before it (absent: 0)."
+    )
 
 
 class WarmVersion(ApiModel):
     """A former stable version kept running for a fast switch-back."""
 
     version: int = Field(description="Model version.")
+    revision: int | None = Field(default=None, description=REVISION_DOC)
+    template: str | None = Field(default=None, description=TEMPLATE_DOC)
     until: str = Field(description="When it is scaled down (RFC 3339).")
 
 
@@ -528,6 +544,7 @@ class DrainingVersion(ApiModel):
     abortScaleDownDelay has passed since."""
 
     version: int = Field(description="Model version.")
+    revision: int | None = Field(default=None, description=REVISION_DOC)
     since: str = Field(description="When the route stopped sending it traffic (RFC 3339).")
     route_confirmed_at: str | None = Field(
         default=None,
@@ -547,13 +564,25 @@ class ModelDeploymentStatus(ApiModel):
     desired_version: int | None = Field(
         default=None, description="The version the spec resolves to."
     )
+    desired_revision: int | None = Field(
+        default=None, description="The pod-template revision the spec resolves to."
+    )
+    desired_template: str | None = Field(
+        default=None, description="Hash of the pod template the spec describes now."
+    )
     stable_version: int | None = Field(default=None, description="Version serving production.")
+    stable_revision: int | None = Field(default=None, description=REVISION_DOC)
+    stable_template: str | None = Field(default=None, description=TEMPLATE_DOC)
     candidate_version: int | None = Field(default=None, description="Version being rolled out.")
+    candidate_revision: int | None = Field(default=None, description=REVISION_DOC)
+    candidate_template: str | None = Field(default=None, description=TEMPLATE_DOC)
     rolled_back_version: int | None = Field(
         default=None,
         description="The version last rolled back or aborted. It is not rolled out again "
-        "while the spec names it, until `modelship retry`.",
+        "while the spec names it (with the same pod template), until `modelship retry`.",
     )
+    rolled_back_revision: int | None = Field(default=None, description=REVISION_DOC)
+    rolled_back_template: str | None = Field(default=None, description=TEMPLATE_DOC)
     last_command: str | None = Field(
         default=None,
         description="The last manual command handled (the annotation value), so that each "

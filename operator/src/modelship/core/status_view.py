@@ -11,13 +11,23 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def _release(version: int | None, revision: int | None, template: str | None) -> str:
+    """`3`, or `3 revision 1 (template 5f2c...)`: the pod template next to the version."""
+    if version is None:
+        return "-"
+    text = str(version) if not revision else f"{version} revision {revision}"
+    return f"{text} (template {template})" if template else text
+
+
 def render(md: ModelDeployment) -> str:
     st = md.status
+    stable = _release(st.stable_version, st.stable_revision, st.stable_template)
+    candidate = _release(st.candidate_version, st.candidate_revision, st.candidate_template)
     lines = [
         f"{md.metadata.namespace}/{md.metadata.name}  model {md.spec.model.name}",
         f"  phase:      {st.phase or '-'}" + (f"  ({st.message})" if st.message else ""),
-        f"  stable:     {st.stable_version if st.stable_version is not None else '-'}",
-        f"  candidate:  {st.candidate_version if st.candidate_version is not None else '-'}",
+        f"  stable:     {stable}",
+        f"  candidate:  {candidate}",
     ]
     if st.weights is not None:
         mirror = f", mirror {st.weights.mirror}%" if st.weights.mirror else ""

@@ -8,6 +8,8 @@ to it with `version_policy: specific`: Triton then loads exactly this version.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import shlex
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from modelship import constants
 from modelship.core import names
 from modelship.core.durations import parse_duration
+from modelship.core.releases import Release
 from modelship_api.common import ModelRepository
 from modelship_api.modeldeployment import ModelDeployment
 
@@ -116,13 +119,16 @@ def triton_args(md: ModelDeployment) -> list[str]:
     return args + list(runtime.args or [])
 
 
-def deployment(md: ModelDeployment, version: int, replicas: int) -> dict[str, Any]:
-    """The Deployment that serves `version` of the model with `replicas` Triton pods."""
+def deployment(md: ModelDeployment, version: int, replicas: int,
+               revision: int = 0) -> dict[str, Any]:
+    """The Deployment that serves `version` of the model with `replicas` Triton pods, as
+    pod-template `revision` (core.releases)."""
     spec = md.spec
     model = spec.model.name
-    name = names.version_name(md.metadata.name, version)
+    release = Release(version, revision)
+    name = names.release_name(md.metadata.name, release)
     labels = {**names.common_labels(md.metadata.name, model),
-              **names.version_selector(md.metadata.name, version)}
+              **names.version_selector(md.metadata.name, release)}
     startup_budget = parse_duration(spec.runtime.startup_timeout)
     container: dict[str, Any] = {
         "name": "triton",
@@ -182,7 +188,7 @@ def deployment(md: ModelDeployment, version: int, replicas: int) -> dict[str, An
         },
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": names.version_selector(md.metadata.name, version)},
+            "selector": {"matchLabels": names.version_selector(md.metadata.name, release)},
             "progressDeadlineSeconds": max(60, math.ceil(startup_budget) + 60),
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -227,11 +233,22 @@ def _service(md: ModelDeployment, name: str, selector: dict[str, str],
     }
 
 
-def version_service(md: ModelDeployment, version: int) -> dict[str, Any]:
-    """The Service in front of one version's pods (a GRPCRoute backend)."""
-    selector = names.version_selector(md.metadata.name, version)
-    return _service(md, names.version_name(md.metadata.name, version), selector,
-                    {constants.LABEL_MODEL_VERSION: str(version)})
+def version_service(md: ModelDeployment, version: int, revision: int = 0) -> dict[str, Any]:
+    """The Service in front of one release's pods (a GRPCRoute backend)."""
+    release = Release(version, revision)
+    selector = names.version_selector(md.metadata.name, release)
+    return _service(md, names.release_name(md.metadata.name, release), selector,
+                    {constants.LABEL_MODEL_VERSION: release.label})
+
+
+def template_hash(md: ModelDeployment) -> str:
+    """The identity of the pod template the spec describes, whatever version it serves (the
+    counterpart of Kubernetes' pod-template-hash): a change of image, args, resources,
+    placement, repository or serving config, or of how modelship renders them, changes it
+    and makes a new revision (core.releases)."""
+    template = deployment(md, 0, 1)["spec"]["template"]
+    text = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def stable_service(md: ModelDeployment, selector: dict[str, str]) -> dict[str, Any]:

@@ -38,6 +38,12 @@ DEFAULT_CHECKS = (
 )
 
 
+class Regex(str):
+    """A label matcher value matched as a regular expression (`=~`), not literally."""
+
+    __slots__ = ()
+
+
 class TemplateError(ValueError):
     """A user check's PromQL template cannot be filled in."""
 
@@ -56,6 +62,11 @@ class QueryContext:
     matchers: Mapping[str, str] = field(default_factory=dict)
     # Sample-size queries are made only when the analysis asks for a minimum.
     min_requests: int = 0
+    # Extra matchers of the candidate's and the stable's built-in queries: when both are
+    # revisions of one version, Triton's `version` label cannot tell them apart and their
+    # pod names do (core.names.release_pods).
+    candidate_matchers: Mapping[str, str] = field(default_factory=dict)
+    stable_matchers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,7 +106,8 @@ def _quote(value: str) -> str:
 
 def label_selector(model: str, version: int, matchers: Mapping[str, str] | None = None) -> str:
     labels = {"model": model, "version": str(version), **(matchers or {})}
-    return "{" + ",".join(f"{k}={_quote(v)}" for k, v in labels.items()) + "}"
+    return "{" + ",".join(f"{k}{'=~' if isinstance(v, Regex) else '='}{_quote(v)}"
+                          for k, v in labels.items()) + "}"
 
 
 def _increase(metric: str, selector: str, window: str) -> str:
@@ -159,8 +171,7 @@ def p99_latency_query(model: str, version: int,
     merged, so this is the slowest pod's. A pod that served nothing in its window reports
     NaN, which max() passes over; all NaN (or no series) is Inconclusive.
     """
-    labels = {"model": model, "version": str(version), **(matchers or {}), "quantile": P99}
-    sel = "{" + ",".join(f"{k}={_quote(v)}" for k, v in labels.items()) + "}"
+    sel = label_selector(model, version, {**(matchers or {}), "quantile": P99})
     return f"max({TRITON_SUMMARY_US}{sel}) / 1000"
 
 
@@ -219,13 +230,15 @@ def _template_values(ctx: QueryContext, version: int) -> dict[str, str]:
     }
 
 
-def _query_for(check: Check, ctx: QueryContext, version: int) -> str:
+def _query_for(check: Check, ctx: QueryContext, version: int,
+               side: Mapping[str, str]) -> str:
+    matchers = {**ctx.matchers, **side}
     if check.builtin == "errorRatio":
-        return error_ratio_query(ctx.model, version, ctx.window, ctx.matchers)
+        return error_ratio_query(ctx.model, version, ctx.window, matchers)
     if check.builtin == "meanLatency":
-        return mean_latency_query(ctx.model, version, ctx.window, ctx.matchers)
+        return mean_latency_query(ctx.model, version, ctx.window, matchers)
     if check.builtin == "p99Latency":
-        return p99_latency_query(ctx.model, version, ctx.matchers)
+        return p99_latency_query(ctx.model, version, matchers)
     assert check.query is not None  # the CRD's CEL rule: exactly one of builtin or query
     return render_template(check.query, _template_values(ctx, version))
 
@@ -238,13 +251,15 @@ def check_query(check: Check, ctx: QueryContext) -> CheckQuery:
     relative = check.relative_to_stable and ctx.stable is not None
     if relative:
         assert ctx.stable is not None
-        stable = _query_for(check, ctx, ctx.stable)
+        stable = _query_for(check, ctx, ctx.stable, ctx.stable_matchers)
     if ctx.min_requests > 0:
-        candidate_requests = request_count_query(ctx.model, ctx.candidate, ctx.window,
-                                                 ctx.matchers)
+        candidate_requests = request_count_query(
+            ctx.model, ctx.candidate, ctx.window, {**ctx.matchers, **ctx.candidate_matchers})
         if relative:
             assert ctx.stable is not None
-            stable_requests = request_count_query(ctx.model, ctx.stable, ctx.window,
-                                                  ctx.matchers)
-    return CheckQuery(check=check, candidate=_query_for(check, ctx, ctx.candidate), stable=stable,
+            stable_requests = request_count_query(
+                ctx.model, ctx.stable, ctx.window, {**ctx.matchers, **ctx.stable_matchers})
+    return CheckQuery(check=check,
+                      candidate=_query_for(check, ctx, ctx.candidate, ctx.candidate_matchers),
+                      stable=stable,
                       candidate_requests=candidate_requests, stable_requests=stable_requests)
