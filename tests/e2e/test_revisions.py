@@ -5,7 +5,9 @@ the pods through the API server, the real operator.
 Changing `runtime.args` of a serving ModelDeployment starts revision 1 of version 1 beside
 the stable, walks the canary steps judged by analysis of the revision's own pods, and
 promotes it; the stable ran its old template until then. A template Triton cannot start
-with (an unknown flag) never gets ready and rolls back, the stable untouched.
+with (an unknown flag) never gets ready and rolls back, the stable untouched. A changed
+serving config (maxBatchSize, dynamicBatching) is a revision too, and what Triton reports
+as the served model's config once it is promoted.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from tests.conftest import Kubectl, wait_for, wait_for_status
 
@@ -31,7 +34,8 @@ pytestmark = pytest.mark.e2e
 
 MODEL = "revisions"
 MD = "rev"
-# A Python-backend model that takes the images InferenceLoad sends and answers their count.
+# A Python-backend model, published with batching, that takes the images InferenceLoad
+# sends (a batch of BATCH) and answers one number per image.
 MODEL_PY = textwrap.dedent('''
     import numpy as np
     import triton_python_backend_utils as pb_utils
@@ -41,17 +45,17 @@ MODEL_PY = textwrap.dedent('''
             out = []
             for request in requests:
                 x = pb_utils.get_input_tensor_by_name(request, "images").as_numpy()
-                n = np.array([float(x.shape[0])], dtype=np.float32)
+                n = np.ones((x.shape[0], 1), dtype=np.float32)
                 out.append(pb_utils.InferenceResponse([pb_utils.Tensor("n", n)]))
             return out
 ''')
+PUBLISHED_BATCH = 8
 CONFIG = textwrap.dedent(f'''
     name: "{MODEL}"
     backend: "python"
-    max_batch_size: 0
-    input [ {{ name: "images" data_type: TYPE_FP32 dims: [ -1, 1, {IMAGE_SIZE}, {IMAGE_SIZE} ] }} ]
+    max_batch_size: {PUBLISHED_BATCH}
+    input [ {{ name: "images" data_type: TYPE_FP32 dims: [ 1, {IMAGE_SIZE}, {IMAGE_SIZE} ] }} ]
     output [ {{ name: "n" data_type: TYPE_FP32 dims: [ 1 ] }} ]
-    instance_group [ {{ kind: KIND_CPU count: 1 }} ]
 ''')
 STEPS = [{"weight": 20, "pause": "6s"}, {"weight": 50, "pause": "6s"}]
 
@@ -62,9 +66,9 @@ class Env:
     stack: LocalStack
     repository: Path
 
-    def apply(self, args: list[str] | None) -> None:
+    def apply(self, args: list[str] | None, **serving: Any) -> None:
         runtime: dict[str, Any] = {"backend": "python", "replicas": 1,
-                                   "startupTimeout": "3m", **PLACEMENT}
+                                   "startupTimeout": "3m", **PLACEMENT, **serving}
         if args is not None:
             runtime["args"] = args
         self.kubectl.apply({
@@ -106,6 +110,15 @@ class Env:
         args: list[str] = dep["spec"]["template"]["spec"]["containers"][0]["args"]
         return args
 
+    def served_config(self, release: str) -> dict[str, Any]:
+        """The model config Triton reports (its model config endpoint) in a pod of `release`."""
+        (pod,) = [p for p in self.kubectl.list(
+            "pod", f"modelship.io/modeldeployment={MD},modelship.io/model-version={release}")
+            if not p["metadata"].get("deletionTimestamp")]
+        url = f"http://{pod['status']['podIP']}:8000/v2/models/{MODEL}/config"
+        config: dict[str, Any] = httpx.get(url, timeout=10).json()
+        return config
+
     def pods(self, release: str) -> dict[str, str]:
         """Name -> uid of the running pods of one release (`1`, `1-r1`)."""
         return {p["metadata"]["name"]: p["metadata"]["uid"] for p in self.kubectl.list(
@@ -137,6 +150,8 @@ def test_a_new_template_goes_through_the_canary_and_a_bad_one_rolls_back(env: En
     stable_pods = env.pods("1")
     assert len(stable_pods) == 1
     assert "--log-verbose=1" not in env.triton_args(f"{MD}-v1")
+    config = env.served_config("1")
+    assert config["max_batch_size"] == PUBLISHED_BATCH and "dynamic_batching" not in config
 
     with InferenceLoad(env.stack.gateway.url, MODEL, rate=15, max_seconds=400) as load:
         wait_for("answers through the gateway", lambda: load.answered().get(1, 0) >= 15,
@@ -193,4 +208,17 @@ def test_a_new_template_goes_through_the_canary_and_a_bad_one_rolls_back(env: En
         assert env.route() == {f"{MD}-v1-r1": 100}
         wait_for("answers after the rollback",
                  lambda: load.answered().get(1, 0) >= served_before_bad + 15, timeout=30)
+
+        # The serving config is the ModelDeployment's: a new revision, and what Triton serves.
+        env.apply(["--log-verbose=1"], maxBatchSize=16,
+                  dynamicBatching={"maxQueueDelayMicroseconds": 500,
+                                   "preferredBatchSizes": [8]})
+        st = env.wait("revision 3 started", lambda st: st.get("candidateRevision") == 3)
+        st = env.wait("revision 3 promoted", lambda st: st.get("phase") == "Ready"
+                      and st.get("stableRevision") == 3)
+        config = env.served_config("1-r3")
+        assert config["max_batch_size"] == 16, config
+        assert config["dynamic_batching"]["preferred_batch_size"] == [8], config
+        assert int(config["dynamic_batching"]["max_queue_delay_microseconds"]) == 500, config
+        assert config["backend"] == "python"
     assert load.failed() == 0, dict(load.errors)

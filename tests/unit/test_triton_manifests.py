@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from modelship.core import triton_manifests
-from modelship_api.modeldeployment import ModelDeployment
+from modelship.core import serving_config, triton_manifests
+from modelship_api.modeldeployment import ModelDeployment, Runtime
 
 
 def md(**spec: Any) -> ModelDeployment:
@@ -86,16 +86,20 @@ def test_services_select_what_they_are_given() -> None:
     assert stable["spec"]["selector"] == {"modelship.io/modeldeployment": "defects"}
 
 
+PYTHON = Runtime(backend="python")
+
+
 def _run_view(tmp_path: Path, config: str | None, version_config: str | None,
               version: int = 4) -> subprocess.CompletedProcess[str]:
     root = tmp_path / "repo"
     model = root / "m"
     (model / "4").mkdir(parents=True)
+    (model / "4" / "model.py").write_text("")  # what backend python serves
     if config is not None:
         (model / "config.pbtxt").write_text(config)
     if version_config is not None:
         (model / "4" / "config.pbtxt").write_text(version_config)
-    script = triton_manifests.view_script(str(root), "m", version)
+    script = triton_manifests.view_script(str(root), "m", version, PYTHON)
     script = script.replace(triton_manifests.VIEW_MOUNT, str(tmp_path / "view"))
     script = script.replace("/dev/termination-log", str(tmp_path / "termination-log"))
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
@@ -114,9 +118,9 @@ def test_view_pins_the_version_and_replaces_any_policy(tmp_path: Path) -> None:
 
 
 def test_view_prefers_the_version_folder_config(tmp_path: Path) -> None:
-    out = _run_view(tmp_path, 'backend: "python"\n', 'backend: "onnxruntime"\n')
+    out = _run_view(tmp_path, 'name: "shared"\n', 'name: "own"\n')
     assert out.returncode == 0, out.stderr
-    assert 'backend: "onnxruntime"' in (tmp_path / "view" / "m" / "config.pbtxt").read_text()
+    assert 'name: "own"' in (tmp_path / "view" / "m" / "config.pbtxt").read_text()
 
 
 @pytest.mark.parametrize(("version", "config", "message"), [
@@ -135,8 +139,9 @@ def test_view_strips_a_one_line_policy(tmp_path: Path) -> None:
     config = 'version_policy: { latest: { num_versions: 1 } }\nbackend: "python"\n'
     out = _run_view(tmp_path, config, None)
     assert out.returncode == 0, out.stderr
+    # Nothing is left of the published fields the ModelDeployment owns: only its own.
     assert (tmp_path / "view" / "m" / "config.pbtxt").read_text() == (
-        'backend: "python"\nversion_policy: { specific: { versions: [ 4 ] } }\n')
+        serving_config.render(PYTHON, 4))
 
 
 def test_a_later_revision_has_its_own_names_and_selectors() -> None:
@@ -162,6 +167,10 @@ def test_a_later_revision_has_its_own_names_and_selectors() -> None:
     {"resources": {"requests": {"cpu": "2"}}},
     {"nodeSelector": {"pool": "gpu"}},
     {"startupTimeout": "20m"},
+    {"maxBatchSize": 16},
+    {"dynamicBatching": {"maxQueueDelayMicroseconds": 300}},
+    {"instanceGroups": [{"kind": "CPU", "count": 2}]},
+    {"backend": "python"},
 ])
 def test_the_template_hash_follows_the_pod_template(runtime: dict[str, Any]) -> None:
     base = triton_manifests.template_hash(md())
@@ -173,3 +182,13 @@ def test_the_template_hash_ignores_replicas_and_the_version_served() -> None:
     assert triton_manifests.template_hash(md(runtime={"replicas": 5})) == base
     assert triton_manifests.template_hash(md(model={"name": "surface-defects",
                                                     "version": 9})) == base
+
+
+def test_the_init_container_serves_the_model_deployments_config() -> None:
+    """What the view writes after the published config: the runtime's serving config."""
+    dep = triton_manifests.deployment(md(runtime={
+        "backend": "onnxruntime", "maxBatchSize": 16,
+        "resources": {"limits": {"nvidia.com/gpu": 1}}}), 4, 1)
+    script = dep["spec"]["template"]["spec"]["initContainers"][0]["command"][2]
+    assert "max_batch_size: 16" in script and "kind: KIND_GPU count: 1" in script
+    assert 'default_model_filename: "model.onnx"' in script

@@ -78,18 +78,55 @@ class DynamicBatching(ApiModel):
     )
 
 
+class InstanceGroup(ApiModel):
+    """Model instances Triton runs in each pod (config.pbtxt `instance_group`)."""
+
+    kind: Literal["CPU", "GPU"] = Field(
+        description="CPU or GPU (KIND_CPU, KIND_GPU): where the instances run."
+    )
+    count: int = Field(default=1, ge=1, le=64, description="Instances of this kind.")
+
+
+_HAS_GPU = ("has(self.resources) && has(self.resources.limits) && "
+            "'nvidia.com/gpu' in self.resources.limits")
+
+
 class Runtime(ApiModel):
-    """How Triton runs: image, backend, replicas, resources and placement."""
+    """How Triton runs: image, backend, replicas, resources and placement, and the serving
+    config (backend, batching, instance groups) rendered into each pod's config.pbtxt."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
-                "self.backend != 'tensorrt' || (has(self.resources) && "
-                "has(self.resources.limits) && 'nvidia.com/gpu' in self.resources.limits)",
+                f"self.backend != 'tensorrt' || ({_HAS_GPU})",
                 "backend tensorrt needs a GPU: set runtime.resources.limits['nvidia.com/gpu']",
                 field_path=".backend",
                 reason="FieldValueInvalid",
-            )
+            ),
+            cel(
+                f"!has(self.instanceGroups) || ({_HAS_GPU}) || "
+                "self.instanceGroups.all(g, g.kind != 'GPU')",
+                "an instance group of kind GPU needs a GPU: set "
+                "runtime.resources.limits['nvidia.com/gpu'], or use kind CPU",
+                field_path=".instanceGroups",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "!has(self.dynamicBatching) || !has(self.maxBatchSize) || "
+                "self.maxBatchSize > 0",
+                "dynamicBatching needs batching: set runtime.maxBatchSize above 0, or remove "
+                "dynamicBatching",
+                field_path=".dynamicBatching",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "!has(self.dynamicBatching) || !has(self.dynamicBatching.preferredBatchSizes) "
+                "|| !has(self.maxBatchSize) || "
+                "self.dynamicBatching.preferredBatchSizes.all(b, b <= self.maxBatchSize)",
+                "dynamicBatching.preferredBatchSizes must not exceed runtime.maxBatchSize",
+                field_path=".dynamicBatching.preferredBatchSizes",
+                reason="FieldValueInvalid",
+            ),
         )
     )
 
@@ -98,8 +135,10 @@ class Runtime(ApiModel):
     )
     backend: Backend = Field(
         default="onnxruntime",
-        description="Triton backend that runs the model: onnxruntime, tensorrt (GPU), or "
-        "python (modelship's onnxruntime runner for CPU-only development clusters).",
+        description="Triton backend that runs the model, written into the served "
+        "config.pbtxt with its file: onnxruntime (model.onnx), tensorrt (model.plan, GPU), or "
+        "python (model.py: modelship's onnxruntime runner, for CPU-only clusters; the image "
+        "needs Triton's Python backend and the runner's Python packages).",
     )
     replicas: int = Field(default=1, ge=1, le=1000, description="Triton pods per version.")
     resources: ResourceRequirements | None = Field(
@@ -111,12 +150,23 @@ class Runtime(ApiModel):
     tolerations: list[Toleration] | None = Field(
         default=None, max_length=32, description="Tolerations, e.g. for tainted GPU nodes."
     )
-    max_batch_size: int = Field(
-        default=0, ge=0, le=65536,
-        description="Largest batch Triton forms; 0 disables batching.",
+    max_batch_size: int | None = Field(
+        default=None, ge=0, le=65536,
+        description="Largest batch Triton forms (config.pbtxt max_batch_size); absent: the "
+        "published version's. Batching or not is fixed by the tensors the version was "
+        "published with (with batching their dims leave the batch axis out), so 0 serves "
+        "only a version published with 0, and above 0 only one published above 0.",
     )
     dynamic_batching: DynamicBatching | None = Field(
-        default=None, description="Enable Triton's dynamic batcher."
+        default=None,
+        description="Enable Triton's dynamic batcher; absent: none, whatever the published "
+        "config says. Needs batching.",
+    )
+    instance_groups: list[InstanceGroup] | None = Field(
+        default=None, max_length=8,
+        description="Model instances per pod; absent: one on the GPU when the pod has one "
+        "(runtime.resources.limits['nvidia.com/gpu']) and the backend is not python, else "
+        "one on the CPU.",
     )
     startup_timeout: Duration = Field(
         default="10m",
