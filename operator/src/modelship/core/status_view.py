@@ -53,12 +53,15 @@ def render(md: ModelDeployment) -> str:
     for d in st.draining or []:
         confirmed = (f"route confirmed {d.route_confirmed_at}" if d.route_confirmed_at
                      else "waiting for the route to be confirmed")
-        lines.append(f"  draining:   v{d.version} off the route since {d.since}; {confirmed}")
+        rev = f"-r{d.revision}" if d.revision else ""
+        lines.append(f"  draining:   v{d.version}{rev} off the route since {d.since}; "
+                     f"{confirmed}")
     for cond in st.conditions or []:
         lines.append(f"  {cond.type}={cond.status} {cond.reason}: {cond.message}".rstrip(": "))
     if st.history:
         lines.append("  history:")
         for h in st.history[:5]:
-            lines.append(f"    v{h.version} {h.outcome} ({h.strategy}) {h.finished_at or ''} "
-                         f"{h.reason}".rstrip())
+            rev = f"-r{h.revision}" if h.revision else ""
+            lines.append(f"    v{h.version}{rev} {h.outcome} ({h.strategy}) "
+                         f"{h.finished_at or ''} {h.reason}".rstrip())
     return "\n".join(lines)
