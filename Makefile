@@ -4,7 +4,8 @@
 setup:
 	./hack/setup.sh
 
-demo: setup
+# The node agent runs pods from the images make images builds (cached: seconds when unchanged).
+demo: setup images
 	.venv/bin/modelship demo
 
 CHART := charts/modelship
@@ -25,13 +26,13 @@ lint:
 	done
 	.venv/bin/python -m modelship_dev.alert_rules
 
-test: setup lint
+test: setup images lint
 	.venv/bin/python -m pytest
 
 unit: setup
 	.venv/bin/python -m pytest tests/unit
 
-integration: setup
+integration: setup images
 	.venv/bin/python -m pytest tests/integration
 
 crds:

@@ -11,7 +11,8 @@ e2e tests. Scrape interval 1 s, analysis interval 1 s, failureLimit 2.
 `--data-plane simulated` (default): one Triton process serves both versions and the traffic
 generator plays the gateway's part (modelship_dev.traffic). `--data-plane full`: the
 whole local loop (modelship_dev.stack): Triton pods run by the node agent, clients going through
-Envoy Gateway, Prometheus discovering the pods; needs root.
+Envoy Gateway, the Prometheus Operator's Prometheus scraping them as the chart's PodMonitor
+says; needs root. hack/bench/alerting.py times the page that follows a rollback.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from modelship_dev.prometheus import PrometheusProcess
 from modelship_dev.stack import LocalStack
 from modelship_dev.traffic import Behaviour, TrafficGenerator, read_route, write_model
 from modelship_dev.triton import TritonServer
-from modelship_dev.workload import PLACEMENT
+from modelship_dev.workload import PLACEMENT, TRITON_IMAGE
 
 NAMESPACE = "bench"
 
@@ -164,7 +165,7 @@ def full_deployment(model: str, version: int, prom: str, repo: Path,
                     parent_ref: dict[str, str]) -> dict[str, Any]:
     md = deployment(model, version, prom)
     md["spec"]["repository"] = {"hostPath": {"path": str(repo)}}
-    md["spec"]["runtime"] = {"backend": "python", **PLACEMENT}
+    md["spec"]["runtime"] = {"image": TRITON_IMAGE, "backend": "python", **PLACEMENT}
     md["spec"]["traffic"]["gateway"] = {"parentRefs": [parent_ref]}
     return md
 

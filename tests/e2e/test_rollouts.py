@@ -83,7 +83,8 @@ class Scenario:
         response = httpx.post(url, timeout=120)
         assert response.status_code == 200, response.text
 
-    def apply(self, version: int, rollout: dict[str, Any]) -> None:
+    def apply(self, version: int, rollout: dict[str, Any],
+              monitoring: dict[str, Any] | None = None) -> None:
         self.kubectl.apply({
             "apiVersion": "modelship.io/v1alpha1",
             "kind": "ModelDeployment",
@@ -96,6 +97,7 @@ class Scenario:
                 "traffic": {"provider": "gateway",
                             "gateway": {"parentRefs": [{"name": "inference-gateway"}]}},
                 "rollout": rollout,
+                **({"monitoring": monitoring} if monitoring is not None else {}),
             },
         })
 
@@ -242,6 +244,32 @@ def test_canary_rolls_back_a_slow_tail_on_p99_while_the_mean_passes(
     checks = {c["name"]: c for c in st["analysis"]["checks"]}
     assert checks["p99"]["result"] == "Failed" and checks["p99"]["value"] > 3, checks
     assert checks["latency"]["result"] == "Successful", checks
+
+
+def test_canary_that_predicts_one_class_is_rolled_back_by_prediction_drift(
+        scenario: Any, prometheus: PrometheusProcess) -> None:
+    """Version 2 answers every request, without errors and as fast as version 1, but its
+    predictions (the class counter a modelship runner exports) are all "ok": only the check
+    of its class distribution against stable's, over the same traffic, catches it."""
+    sc = scenario({1: "good", 2: "collapsed"})
+    drift = {"name": "predictions", "builtin": "predictionDrift", "relativeToStable": True,
+             "max": 0.25}
+    rollout = {"canary": {"steps": [{"weight": 50, "pause": "60s"}]},
+               "analysis": analysis(prometheus, ERRORS, LATENCY, drift, window="10s",
+                                    inconclusiveLimit=100)}
+    monitoring = {"minSamples": 100}
+    sc.apply(1, rollout, monitoring)
+    sc.wait_phase("Ready", stable=1)
+    with sc.traffic() as gen:
+        sc.apply(2, rollout, monitoring)
+        st = sc.wait_phase("RolledBack", timeout=120)
+    assert st["stableVersion"] == 1
+    assert st["history"][0]["reason"].startswith("predictions="), st["history"][0]
+    checks = {c["name"]: c for c in st["analysis"]["checks"]}
+    assert checks["predictions"]["result"] == "Failed" and checks["predictions"]["value"] > 0.25
+    assert checks["errors"]["result"] == "Successful", checks["errors"]
+    assert checks["latency"]["result"] == "Successful", checks["latency"]
+    assert gen.stats.failed.get(2, 0) == 0 and gen.stats.sent.get(2, 0) > 0
 
 
 @pytest.mark.parametrize(("behaviour", "outcome"), [("good", "Ready"),

@@ -1,8 +1,9 @@
 """The whole loop with every part real: TrainingRun Jobs whose pods are the real trainer
 (processes run by the node agent) publish into a model repository on the node; the operator
 serves each version with real Triton pods; clients send gRPC inference requests through a
-real gateway (Envoy Gateway reading the operator's GRPCRoute); Prometheus finds the Triton
-pods through Kubernetes service discovery and the operator judges each rollout from it.
+real gateway (Envoy Gateway reading the operator's GRPCRoute); the Prometheus Operator
+configures Prometheus from the chart's PodMonitor, ServiceMonitor and PrometheusRule, the
+operator judges each rollout from it, and its alerts reach a real Alertmanager.
 
 The tests share one namespace and run in order, each starting from the stable version the
 previous one left (as a model's life goes: v1, a better v2, a slower v3 rolled back, v4 by
@@ -27,10 +28,11 @@ from tests.conftest import Kubectl, wait_for, wait_for_status
 from modelship import constants
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.gateway import LocalGateway
+from modelship_dev.monitoring import LocalMonitoring
 from modelship_dev.operator_process import OperatorProcess
 from modelship_dev.prometheus import PrometheusProcess
 from modelship_dev.stack import LocalStack
-from modelship_dev.workload import InferenceLoad, model_deployment, training_run
+from modelship_dev.workload import InferenceLoad, model_deployment, node_folder, training_run
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +40,9 @@ MODEL = "surface-defects"
 MD = "defects"
 FOLLOW = {"pipeline": "defects"}
 CANARY = {"canary": {"steps": [{"weight": 20, "pause": "5s"}, {"weight": 50, "pause": "5s"}]}}
+# The chart's `for:` of the two slow alerts, short enough to see them fire here.
+ALERT_FOR = {"monitoring.prometheusRule.notReadyFor": "3s",
+             "monitoring.prometheusRule.operatorDownFor": "3s"}
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Loop:
     gateway: LocalGateway
     prometheus: PrometheusProcess
     operator: OperatorProcess
+    monitoring: LocalMonitoring
     repository: Path
 
     def train(self, name: str, seed: int, timeout: float = 300, **kwargs: Any
@@ -94,6 +100,21 @@ class Loop:
     def load(self, rate: float = 20) -> InferenceLoad:
         return InferenceLoad(self.gateway.url, MODEL, rate=rate, max_seconds=420)
 
+    def alert_rule(self, name: str) -> dict[str, Any]:
+        """The alerting rule as Prometheus evaluates it (state, health, active alerts)."""
+        groups = httpx.get(f"{self.prometheus.url}/api/v1/rules", params={"type": "alert"},
+                           timeout=5).json()["data"]["groups"]
+        rules: list[dict[str, Any]] = [r for g in groups for r in g["rules"]
+                                       if r["name"] == name]
+        assert len(rules) == 1, f"{name}: {len(rules)} rules loaded"
+        return rules[0]
+
+    def paged(self, alert: str) -> list[dict[str, str]]:
+        """Labels of the active alerts `alert` Alertmanager holds for this namespace."""
+        return [a["labels"] for a in self.monitoring.alertmanager.alerts()
+                if a["labels"].get("alertname") == alert
+                and a["labels"].get("namespace") == self.kubectl.namespace]
+
     def served_by_prometheus(self, version: int) -> float:
         """Successful inferences Prometheus scraped from the pods of `version`."""
         query = (f'sum(nv_inference_request_success{{namespace="{self.kubectl.namespace}",'
@@ -111,11 +132,11 @@ def loop(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
         if shutil.which(tool) is None:
             pytest.fail(f"`{tool}` is required (iproute2, util-linux)")
     work = tmp_path_factory.mktemp("loop")
-    repository = work / "model-repository"
-    repository.mkdir()
-    with LocalStack(cluster, work, f"loop-{uuid.uuid4().hex[:6]}") as stack:
+    repository = node_folder(work / "model-repository")
+    with LocalStack(cluster, work, f"loop-{uuid.uuid4().hex[:6]}",
+                    chart_values=ALERT_FOR) as stack:
         yield Loop(Kubectl(cluster, stack.namespace), stack.gateway, stack.prometheus,
-                   stack.operator, repository)
+                   stack.operator, stack.monitoring, repository)
     assert stack.gateway.processes() == []
 
 
@@ -186,6 +207,26 @@ def test_a_version_that_passed_the_gate_but_is_slow_is_rolled_back(loop: Loop) -
     # Once the gateway confirmed the route back, abortScaleDownDelay (5s), then the pods'
     # preStop sleep.
     wait_for("v3 scaled to zero", lambda: loop.replicas(3) == 0, timeout=60)
+
+    # The SRE is paged: the alert reached Alertmanager, naming the resource and the check.
+    page = wait_for("ModelRolledBack in Alertmanager",
+                    lambda: [a for a in loop.paged("ModelRolledBack") if a["name"] == MD],
+                    timeout=30, interval=0.5)
+    assert len(page) == 1, page
+    assert {k: page[0].get(k) for k in ("namespace", "name", "model", "severity")} == {
+        "namespace": loop.kubectl.namespace, "name": MD, "model": MODEL, "severity": "page"}
+    assert "latency" in page[0]["check"].split(","), page[0]
+    # The spec still follows the pipeline whose newest version was rolled back: the
+    # resource stays RolledBack, outside Ready, past the chart's notReadyFor.
+    not_ready = wait_for("ModelDeploymentNotReady in Alertmanager",
+                         lambda: [a for a in loop.paged("ModelDeploymentNotReady")
+                                  if a["name"] == MD], timeout=30, interval=0.5)
+    assert not_ready[0]["model"] == MODEL and not_ready[0]["severity"] == "warning"
+    assert loop.status()["phase"] == "RolledBack"
+    # The operator runs and is scraped: its alert is evaluated and not firing.
+    down = loop.alert_rule("ModelshipOperatorDown")
+    assert (down["health"], down["state"], down["alerts"]) == ("ok", "inactive", []), down
+    assert loop.paged("ModelshipOperatorDown") == []
 
 
 def test_shadow_mirrors_to_the_candidate_then_promotes(loop: Loop) -> None:
@@ -271,3 +312,20 @@ def _pod_ip(loop: Loop, version: int) -> str:
         return None
     ip: str = wait_for(f"a Ready v{version} pod", ready_ip, timeout=180, interval=0.5)
     return ip
+
+
+def test_a_stopped_operator_pages(loop: Loop) -> None:
+    """Last in the module: the operator stops (its metrics endpoint stays listed, as a
+    crashed pod's does until it is replaced), ModelshipOperatorDown fires once the chart's
+    operatorDownFor has passed, and clears when the operator is back."""
+    assert loop.alert_rule("ModelshipOperatorDown")["state"] == "inactive"
+    loop.operator.stop()
+    try:
+        page = wait_for("ModelshipOperatorDown in Alertmanager",
+                        lambda: loop.paged("ModelshipOperatorDown"), timeout=30, interval=0.5)
+        assert page[0]["severity"] == "critical"
+    finally:
+        loop.operator.start()
+    wait_for("ModelshipOperatorDown resolved",
+             lambda: loop.alert_rule("ModelshipOperatorDown")["state"] == "inactive"
+             and not loop.paged("ModelshipOperatorDown"), timeout=30, interval=0.5)

@@ -80,11 +80,68 @@ def not_ready() -> dict[str, Any]:
                                "events."}}
 
 
-OPERATOR_DOWN = {"exp_labels": {"severity": "critical"}, "exp_annotations": {
-    "summary": "The modelship operator is not running: rollouts are not judged"}}
+MODEL_ALERTS = {
+    "ModelDataDrift": ("DataDrift", "warning",
+                       "sees inputs unlike its training data (DataDrift)",
+                       "Input statistics of the stable version drifted from its profile.json. "
+                       "`modelship status defects -n prod` shows each statistic's PSI and JS "
+                       "distance; the model may answer quickly and wrongly."),
+    "ModelPredictionDrift": ("PredictionDrift", "warning",
+                             "predicts unlike it did on its held-out data (PredictionDrift)",
+                             "Output statistics (classes, confidence, entropy) of the stable "
+                             "version drifted from its profile.json. `modelship status defects "
+                             "-n prod` shows each statistic's score."),
+    "ModelStale": ("Stale", "warning",
+                   "serves a model trained on data older than maxModelAge (Stale)",
+                   "Train on newer data. `modelship status defects -n prod` shows the model's "
+                   "age and its training-data time."),
+    "ModelNonFiniteOutputs": ("NumericFault", "page",
+                              "returns NaN or infinite outputs (NumericFault)",
+                              "The stable version answered with non-finite outputs in the last "
+                              "spec.monitoring.window. `modelship status defects -n prod` shows "
+                              "the count."),
+}
+
+
+def model_alert(alert: str) -> dict[str, Any]:
+    _, severity, summary, description = MODEL_ALERTS[alert]
+    return {"exp_labels": {"severity": severity, "namespace": "prod", "name": "defects"},
+            "exp_annotations": {"summary": f"ModelDeployment prod/defects {summary}",
+                                "description": description}}
+
+
+def model_alert_cases(job: str) -> list[dict[str, Any]]:
+    """Each model alert fires while its condition is True (the operator's
+    modelship_monitoring_condition), and only its own: another condition, another resource
+    quiet, a resource deleted (series gone) quiet."""
+    out = []
+    for alert, (condition, *_) in MODEL_ALERTS.items():
+        def series(cond: str, name: str = "defects") -> str:
+            return (f'modelship_monitoring_condition{{namespace="prod",name="{name}",'
+                    f'condition="{cond}",{SCRAPE},job="{job}"}}')
+        others = [c for c, *_ in MODEL_ALERTS.values() if c != condition]
+        out.append({
+            "name": f"{alert} while {condition} is True",
+            "interval": "1m",
+            "input_series": [
+                {"series": series(condition), "values": values(("0", 5), ("1", 5), ("0", 5),
+                                                               ("1", 3))},
+                {"series": series(condition, "other"), "values": values(("0", 20))},
+                *({"series": series(c), "values": values(("1", 20))} for c in others)],
+            "alert_rule_test": [firing(alert, "3m"), firing(alert, "6m", model_alert(alert)),
+                                firing(alert, "12m"),
+                                firing(alert, "16m", model_alert(alert)),
+                                firing(alert, "25m")],  # gone: the resource was deleted
+        })
+    return out
 
 
 def cases(job: str) -> list[dict[str, Any]]:
+    # Which operator is down: its release's namespace and metrics job.
+    operator_down = {"exp_labels": {"severity": "critical", "namespace": NS, "job": job},
+                     "exp_annotations": {
+                         "summary": "The modelship operator is not running: rollouts are not "
+                                    "judged"}}
     rollbacks = f"modelship_rollbacks_total{{{MD},{SCRAPE},job=\"{job}\""
     phase = f"modelship_modeldeployment_phase{{{MD},{SCRAPE},job=\"{job}\""
     up = f'up{{job="{job}",namespace="{NS}",{SCRAPE}}}'
@@ -149,23 +206,24 @@ def cases(job: str) -> list[dict[str, Any]]:
                 {"series": up, "values": values(("1", 10), ("0", 10))}],
             "alert_rule_test": [firing("ModelshipOperatorDown", "9m"),
                                 firing("ModelshipOperatorDown", "14m"),
-                                firing("ModelshipOperatorDown", "16m", OPERATOR_DOWN),
-                                firing("ModelshipOperatorDown", "30m", OPERATOR_DOWN)],
+                                firing("ModelshipOperatorDown", "16m", operator_down),
+                                firing("ModelshipOperatorDown", "30m", operator_down)],
         },
         {   # Prometheus scrapes Triton but nothing scrapes the operator: that is down too.
             "name": "ModelshipOperatorDown when only other targets are up",
             "interval": "1m",
             "input_series": [
                 {"series": 'up{job="triton",namespace="prod"}', "values": values(("1", 10))}],
-            "alert_rule_test": [firing("ModelshipOperatorDown", "6m", OPERATOR_DOWN)],
+            "alert_rule_test": [firing("ModelshipOperatorDown", "6m", operator_down)],
         },
+        *model_alert_cases(job),
     ]
 
 
 def test_promtool_accepts_the_rendered_rules(rendered: list[dict[str, Any]]) -> None:
     out = alert_rules.check(alert_rules.rule_groups(rendered))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 3 rules found" in out.stdout + out.stderr
+    assert "SUCCESS: 7 rules found" in out.stdout + out.stderr
 
 
 def test_the_lint_check_refuses_a_broken_expression(rendered: list[dict[str, Any]]) -> None:

@@ -145,10 +145,16 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
     (["--set", "leaderElection.enabled=false"], "'/replicaCount'"),
     (["--set", "leaderElection.renewPeriod=0"], "'/leaderElection/renewPeriod'"),
     (["--set", "podAntiAffinity=soft"], "'/podAntiAffinity'"),
+    (["--set", "monitoring.prometheusRule.notReadyFor=10"],
+     "'/monitoring/prometheusRule/notReadyFor'"),
     (["--set", "resyncSeconds=-1"], "'/resyncSeconds'"),
     (["--set", "monitoring.enabled=maybe"], "'/monitoring/enabled'"),
     (["--set", "image.pullPolicy=Sometimes"], "'/image/pullPolicy'"),
     (["--set", "monitoring.podMonitor.interval=5 seconds"], "'/monitoring/podMonitor/interval'"),
+    (["--set", "rbac.create=maybe"], "'/rbac/create': got string, want boolean"),
+    (["--set", "serviceAccount.name=Operator_SA"], "'/serviceAccount/name'"),
+    (["--set-json", 'watchNamespaces=["ml","ml"]'], "'/watchNamespaces'"),
+    (["--set", "image.digest=sha256:abc"], "'/image/digest'"),
 ], ids=lambda v: v if isinstance(v, str) else " ".join(v))
 def test_bad_values_are_refused_naming_the_key(args: list[str], message: str,
                                                helm_home: dict[str, str]) -> None:
@@ -349,6 +355,7 @@ def test_operator_pod_follows_the_values_and_wiring(helm_home: dict[str, str]) -
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MODELSHIP_RESYNC_SECONDS"] == "30"
     assert env["MODELSHIP_ANALYSIS_NAMESPACE_LABEL"] == "kubernetes_namespace"
+    assert env["MODELSHIP_PROMETHEUS_ADDRESS"] == "http://prometheus.monitoring:9090"
     assert env["HTTPS_PROXY"] == "http://proxy.example.com:3128"
     assert pod["serviceAccountName"] == "modelship-sa"
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}

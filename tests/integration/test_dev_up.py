@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from modelship_dev import workload
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.operator_process import OperatorProcess
 from tests.conftest import REPO, wait_for_status
@@ -89,7 +90,7 @@ def _local(doc: dict[str, Any], repository: Path) -> dict[str, Any]:
 
 def test_cpu_training_sample_succeeds_on_the_node_agent_and_the_local_sample_serves_it(
         dev: LocalCluster, tmp_path: Path) -> None:
-    repository = tmp_path / "model-repository"
+    repository = workload.node_folder(tmp_path / "model-repository")
     operator = OperatorProcess(dev.kubeconfig, tmp_path / "operator")  # cluster-wide
     operator.start()
     training = _local(yaml.safe_load((SAMPLES / "trainingrun-cpu.yaml").read_text()),

@@ -1,5 +1,6 @@
-"""The local node agent: pods bound to its node run as real processes in their own network
-namespaces, with real probes, exit codes, termination messages, volumes and deletion."""
+"""The local node agent: pods bound to its node run from their images as real processes in
+their own network namespaces, with real probes, exit codes, termination messages, volumes
+and deletion; images the store lacks leave them waiting, as a kubelet's pull errors do."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import httpx
 import pytest
 
 from modelship.core.triton_manifests import VIEW_MOUNT, view_script
-from modelship_dev import tools
-from modelship_dev.cluster import LocalCluster
+from modelship_dev import images, imagestore, tools
+from modelship_dev.cluster import LocalCluster, ensure_images
 from modelship_dev.nodeagent import hostnet
+from tests import ocilayout
 from tests.conftest import Kubectl, wait_for
 
 pytestmark = pytest.mark.integration
@@ -33,6 +35,9 @@ PLACEMENT: dict[str, Any] = {
     "nodeSelector": {"modelship.io/node-class": "local"},
     "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
 }
+# Python, sh and coreutils, user 65532: what most tests here run.
+OPERATOR = images.ref("operator")
+TRITON = images.ref("triton")
 
 
 def _netns() -> list[str]:
@@ -68,13 +73,22 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def agent(cluster: LocalCluster) -> Iterator[Path]:
+def store(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The agent's image store: the operator's and Triton's images of `make images`, and
+    whatever a test adds."""
+    ensure_images(tmp_path_factory.mktemp("images") / "build.log")
+    return ocilayout.new_store(tmp_path_factory.mktemp("store") / "oci", [OPERATOR, TRITON])
+
+
+@pytest.fixture(scope="module")
+def agent(cluster: LocalCluster, store: Path) -> Iterator[Path]:
     """The node agent, started with the cluster's hook; afterwards nothing may be left."""
     if os.geteuid() != 0:
         pytest.fail("the node agent needs root (network and mount namespaces)")
     if shutil.which("ip") is None or shutil.which("nsenter") is None:
         pytest.fail("the node agent needs `ip` (iproute2) and `nsenter` (util-linux)")
-    folder = cluster.start_node_agent(NODE, taints=[f"{TAINT_KEY}=true:NoSchedule"])
+    folder = cluster.start_node_agent(NODE, taints=[f"{TAINT_KEY}=true:NoSchedule"],
+                                      image_store=store)
     tag = hostnet.agent_tag(folder)
     try:
         yield folder
@@ -132,7 +146,7 @@ def test_node_is_ready_and_its_lease_renews(cluster: LocalCluster, agent: Path) 
 
 def test_deployment_is_ready_only_once_it_serves(kubectl: Kubectl, agent: Path) -> None:
     labels = {"app": "web"}
-    container = {"name": "web", "image": "ignored",
+    container = {"name": "web", "image": OPERATOR,
                  "command": ["sh", "-c", "sleep 4; exec python -m http.server 8080"],
                  "ports": [{"name": "http", "containerPort": 8080}],
                  "readinessProbe": {"httpGet": {"path": "/", "port": "http"},
@@ -166,7 +180,7 @@ def test_deployment_is_ready_only_once_it_serves(kubectl: Kubectl, agent: Path) 
 
 def test_failing_readiness_probe_never_becomes_ready(kubectl: Kubectl, agent: Path) -> None:
     kubectl.apply(_pod("unready", [{
-        "name": "web", "image": "ignored", "command": ["python", "-m", "http.server", "8080"],
+        "name": "web", "image": OPERATOR, "command": ["python", "-m", "http.server", "8080"],
         "readinessProbe": {"httpGet": {"path": "/missing", "port": 8080}, "periodSeconds": 1,
                            "failureThreshold": 1}}]))
     wait_for("server answering", lambda: (p := kubectl.get("pod", "unready"))
@@ -189,7 +203,7 @@ def test_exec_probe_runs_inside_the_container(kubectl: Kubectl, agent: Path) -> 
     decoy.touch()
     try:
         kubectl.apply(_pod("marker", [{
-            "name": "work", "image": "ignored",
+            "name": "work", "image": OPERATOR,
             "command": ["sh", "-c", f"sleep 4; touch {decoy}; exec sleep 600"],
             "readinessProbe": {"exec": {"command": ["test", "-e", str(decoy)]},
                                "periodSeconds": 1}}]))
@@ -204,7 +218,7 @@ def test_exec_probe_runs_inside_the_container(kubectl: Kubectl, agent: Path) -> 
         decoy.parent.rmdir()
     # ... and Ready once the container creates it in its own /tmp.
     kubectl.apply(_pod("marker2", [{
-        "name": "work", "image": "ignored",
+        "name": "work", "image": OPERATOR,
         "command": ["sh", "-c", "sleep 2; mkdir -p /tmp/m; touch /tmp/m/ready; exec sleep 600"],
         "readinessProbe": {"exec": {"command": ["test", "-e", "/tmp/m/ready"]},
                            "periodSeconds": 1}}]))
@@ -217,7 +231,7 @@ def test_exec_probe_runs_inside_the_container(kubectl: Kubectl, agent: Path) -> 
 def _job(name: str, script: str) -> dict[str, Any]:
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
             "spec": {"backoffLimit": 0, "template": {"spec": _pod_spec([{
-                "name": "main", "image": "ignored", "command": ["python", "-c", script],
+                "name": "main", "image": OPERATOR, "command": ["python", "-c", script],
                 "terminationMessagePath": "/dev/termination-log"}],
                 restartPolicy="Never")}}}
 
@@ -250,14 +264,15 @@ def test_job_outcome_comes_from_the_real_exit_code(kubectl: Kubectl, agent: Path
 
 
 def test_volumes_and_init_containers(kubectl: Kubectl, agent: Path, tmp_path: Path) -> None:
+    tmp_path.chmod(0o777)  # the image's user writes there
     (tmp_path / "in.txt").write_text("from the host")
     mounts = [{"name": "host", "mountPath": "/hostdata"},
               {"name": "scratch", "mountPath": "/scratch"}]
     kubectl.apply(_pod("volumes", [{
-        "name": "main", "image": "ignored", "volumeMounts": mounts,
+        "name": "main", "image": OPERATOR, "volumeMounts": mounts,
         "command": ["sh", "-c", "cat /hostdata/in.txt /scratch/init.txt > /hostdata/out.txt"]}],
         restartPolicy="Never",
-        initContainers=[{"name": "init", "image": "ignored", "volumeMounts": mounts,
+        initContainers=[{"name": "init", "image": OPERATOR, "volumeMounts": mounts,
                          "command": ["sh", "-c", "printf ' and init' > /scratch/init.txt"]}],
         volumes=[{"name": "host", "hostPath": {"path": str(tmp_path), "type": "Directory"}},
                  {"name": "scratch", "emptyDir": {}}]))
@@ -276,7 +291,7 @@ def test_container_that_cannot_be_created_yet_is_retried(kubectl: Kubectl, agent
     serves from): CreateContainerConfigError until then, then the container runs."""
     folder = tmp_path / "later"
     kubectl.apply(_pod("later", [{
-        "name": "main", "image": "ignored", "volumeMounts": [{"name": "d", "mountPath": "/d"}],
+        "name": "main", "image": OPERATOR, "volumeMounts": [{"name": "d", "mountPath": "/d"}],
         "command": ["sh", "-c", "cat /d/file"]}], restartPolicy="Never",
         volumes=[{"name": "d", "hostPath": {"path": str(folder), "type": "Directory"}}]))
     waiting = wait_for("CreateContainerConfigError", lambda: (p := kubectl.get("pod", "later"))
@@ -293,7 +308,7 @@ def test_container_that_cannot_be_created_yet_is_retried(kubectl: Kubectl, agent
 
 
 def test_crashing_container_restarts(kubectl: Kubectl, agent: Path) -> None:
-    kubectl.apply(_pod("crash", [{"name": "main", "image": "ignored",
+    kubectl.apply(_pod("crash", [{"name": "main", "image": OPERATOR,
                                   "command": ["sh", "-c", "echo boom; exit 7"],
                                   "terminationMessagePolicy": "FallbackToLogsOnError"}]))
     status = wait_for("a restart", lambda: (p := kubectl.get("pod", "crash"))
@@ -369,12 +384,12 @@ def test_deleted_pod_runs_its_pre_stop_hook_then_ends_with_a_terminal_status(
     tmp_path.chmod(0o777)
     mounts = [{"name": "out", "mountPath": "/out"}]
     kubectl.apply(_pod("graceful", [{
-        "name": "main", "image": "ignored", "volumeMounts": mounts,
+        "name": "main", "image": OPERATOR, "volumeMounts": mounts,
         "command": ["sh", "-c", "trap 'echo term >> /out/order; exit 0' TERM; "
                     "echo started > /out/started; while true; do sleep 0.2; done"],
         "lifecycle": {"preStop": {"exec": {"command": [
             "sh", "-c", "test -e /out/started && echo preStop >> /out/order"]}}}}, {
-        "name": "slow", "image": "ignored", "volumeMounts": mounts,
+        "name": "slow", "image": OPERATOR, "volumeMounts": mounts,
         "command": ["sh", "-c", "trap 'date +%s.%N > /out/slow-term; exit 0' TERM; "
                     "while true; do sleep 0.2; done"],
         "lifecycle": {"preStop": {"sleep": {"seconds": 3}}}}],
@@ -408,7 +423,7 @@ def test_deleting_a_pod_kills_its_processes(kubectl: Kubectl, agent: Path) -> No
     marker = f"ms-test-{uuid.uuid4().hex}"
     # Ignores SIGTERM (the child inherits that): only the SIGKILL after the grace ends it.
     kubectl.apply(_pod("victim", [{
-        "name": "main", "image": "ignored", "env": [{"name": "MARKER", "value": marker}],
+        "name": "main", "image": OPERATOR, "env": [{"name": "MARKER", "value": marker}],
         "command": ["sh", "-c", "trap '' TERM; python -c 'import time; time.sleep(600)' & wait"]
     }], terminationGracePeriodSeconds=30))
     pids = wait_for("processes running", lambda: len(found := _processes_with(marker)) >= 2
@@ -481,9 +496,11 @@ class TritonPythonModel:
 """
 
 
-def test_triton_pod_serves_from_the_wheel(kubectl: Kubectl, agent: Path,
+def test_triton_pod_serves_from_its_image(kubectl: Kubectl, agent: Path,
                                           tmp_path: Path) -> None:
-    """The operator's init script and `tritonserver` command, as its Deployments run them."""
+    """The operator's init script and `tritonserver` command, as its Deployments run them,
+    in the Triton image (its Python backend, as the image's user)."""
+    tmp_path.chmod(0o755)
     (tmp_path / "echo" / "1").mkdir(parents=True)
     (tmp_path / "echo" / "config.pbtxt").write_text(ECHO_CONFIG)
     (tmp_path / "echo" / "1" / "model.py").write_text(ECHO_MODEL)
@@ -495,7 +512,7 @@ def test_triton_pod_serves_from_the_wheel(kubectl: Kubectl, agent: Path,
                 "timeoutSeconds": 2, "failureThreshold": 120}
 
     kubectl.apply(_pod("triton", [{
-        "name": "triton", "image": "ignored", "command": ["tritonserver"],
+        "name": "triton", "image": TRITON, "command": ["tritonserver"],
         "args": [f"--model-repository={VIEW_MOUNT}", "--model-control-mode=explicit",
                  "--load-model=echo", "--strict-readiness=true", "--http-port=8000",
                  "--grpc-port=8001", "--metrics-port=8002"],
@@ -503,7 +520,7 @@ def test_triton_pod_serves_from_the_wheel(kubectl: Kubectl, agent: Path,
         "startupProbe": probe("/v2/health/live"),
         "readinessProbe": probe("/v2/models/echo/versions/1/ready"),
         "volumeMounts": mounts, "terminationMessagePolicy": "FallbackToLogsOnError"}],
-        initContainers=[{"name": "select-version", "image": "ignored", "volumeMounts": mounts,
+        initContainers=[{"name": "select-version", "image": TRITON, "volumeMounts": mounts,
                          "command": ["sh", "-c", view_script("/models", "echo", 1)]}],
         volumes=[{"name": "repo", "hostPath": {"path": str(tmp_path), "type": "Directory"}},
                  {"name": "view", "emptyDir": {}}]))
@@ -514,3 +531,148 @@ def test_triton_pod_serves_from_the_wheel(kubectl: Kubectl, agent: Path,
                                         "data": [1, 2, 3]}]}, timeout=10, trust_env=False)
     assert resp.status_code == 200, resp.text
     assert resp.json()["outputs"][0]["data"] == [1.0, 2.0, 3.0]
+
+
+def _waiting(pod: dict[str, Any] | None, init: bool = False) -> dict[str, Any]:
+    key = "initContainerStatuses" if init else "containerStatuses"
+    statuses = ((pod or {}).get("status") or {}).get(key) or [{}]
+    return dict(statuses[0].get("state", {}).get("waiting") or {})
+
+
+def test_missing_image_waits_with_pull_errors_then_starts(
+        kubectl: Kubectl, agent: Path, store: Path) -> None:
+    """No registry and no host binaries: a pod whose image the store lacks waits with the
+    kubelet's ErrImagePull and ImagePullBackOff naming the image, and starts once the image
+    is there (as after `make images`); with imagePullPolicy Never it is ErrImageNeverPull."""
+    late = f"localhost/modelship-test/late-{kubectl.namespace}:1"
+    kubectl.apply(_pod("late", [{"name": "main", "image": late,
+                                 "command": ["sh", "-c", "echo started"]}],
+                       restartPolicy="Never"))
+    never = f"localhost/modelship-test/never-{kubectl.namespace}:1"
+    kubectl.apply(_pod("never", [{"name": "main", "image": never, "imagePullPolicy": "Never",
+                                  "command": ["sh", "-c", "echo started"]}],
+                       restartPolicy="Never"))
+    watch = PodWatch(kubectl, "late")
+    try:
+        # The agent retries with back-off: each try shows ErrImagePull, each wait
+        # ImagePullBackOff, so both appear whenever the watch began.
+        def reasons() -> list[str]:
+            return [w["reason"] for _, o in list(watch.events) if (w := _waiting(o))]
+        wait_for("ErrImagePull and ImagePullBackOff", lambda: {
+            "ErrImagePull", "ImagePullBackOff"} <= set(reasons()), timeout=90)
+        for _, obj in list(watch.events):
+            waiting = _waiting(obj)
+            if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
+                assert f'"{late}"' in waiting["message"], waiting
+                assert obj["status"]["phase"] == "Pending"
+    finally:
+        watch.close()
+    waiting = wait_for("ErrImageNeverPull", lambda: (w := _waiting(kubectl.get("pod", "never")))
+                       .get("reason") == "ErrImageNeverPull" and w, timeout=60)
+    assert waiting["message"].startswith(f'Container image "{never}" is not present with '
+                                         "pull policy of Never")
+
+    ocilayout.derive(store, late, OPERATOR)
+    pod = wait_for("the pod ran once its image exists", lambda: (p := kubectl.get("pod", "late"))
+                   and p["status"].get("phase") in ("Succeeded", "Failed") and p, timeout=90)
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    status = pod["status"]["containerStatuses"][0]
+    digest = imagestore.index(store)[late]["digest"]
+    assert status["imageID"] == f"{late.rsplit(':', 1)[0]}@{digest}"
+    assert _waiting(kubectl.get("pod", "never"))["reason"] == "ErrImageNeverPull"
+
+
+# Reports what the container runs with into its termination message.
+REPORT = ("import json, os, sys\n"
+          "open('/dev/termination-log', 'w').write(json.dumps({'argv': sys.argv[1:], "
+          "'env': {k: os.environ.get(k) for k in ('FROM_IMAGE', 'SHARED', 'FROM_POD')}, "
+          "'cwd': os.getcwd(), 'ids': [os.getuid(), os.getgid()]}))\n")
+
+
+def _report(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    pod = wait_for(f"pod {name} finished", lambda: (p := kubectl.get("pod", name))
+                   and p["status"].get("phase") in ("Succeeded", "Failed") and p, timeout=90)
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert pod["status"]["phase"] == "Succeeded", terminated
+    report: dict[str, Any] = json.loads(terminated["message"])
+    return report
+
+
+def test_image_config_and_its_overrides_follow_kubernetes(
+        kubectl: Kubectl, agent: Path, store: Path) -> None:
+    """Entrypoint, Cmd, Env, WorkingDir and User come from the image; `command` replaces the
+    Entrypoint and drops the Cmd, `args` alone replace the Cmd, `env` goes over the image's
+    Env, runAsUser/runAsGroup over its User."""
+    ref = f"localhost/modelship-test/report-{kubectl.namespace}:1"
+    env = [*imagestore.resolve(OPERATOR, store).env, "FROM_IMAGE=image", "SHARED=image"]
+    ocilayout.derive(store, ref, OPERATOR, Entrypoint=["python", "-c", REPORT, "entrypoint"],
+                     Cmd=["from-cmd"], Env=env, WorkingDir="/opt/work", User="1234:2345")
+    kubectl.apply(_pod("defaults", [{"name": "main", "image": ref}], restartPolicy="Never"))
+    pod_env = [{"name": "FROM_POD", "value": "pod"}, {"name": "SHARED", "value": "pod"}]
+    kubectl.apply(_pod("args", [{"name": "main", "image": ref, "env": pod_env,
+                                 "args": ["$(FROM_POD)-arg"]}], restartPolicy="Never"))
+    kubectl.apply(_pod("command", [{
+        "name": "main", "image": ref, "command": ["python", "-c", REPORT, "command"],
+        "args": ["a"], "workingDir": "/tmp",
+        "securityContext": {"runAsUser": 4321, "runAsGroup": 99}}], restartPolicy="Never"))
+
+    assert _report(kubectl, "defaults") == {
+        "argv": ["entrypoint", "from-cmd"], "cwd": "/opt/work", "ids": [1234, 2345],
+        "env": {"FROM_IMAGE": "image", "SHARED": "image", "FROM_POD": None}}
+    assert _report(kubectl, "args") == {
+        "argv": ["entrypoint", "pod-arg"], "cwd": "/opt/work", "ids": [1234, 2345],
+        "env": {"FROM_IMAGE": "image", "SHARED": "pod", "FROM_POD": "pod"}}
+    assert _report(kubectl, "command") == {
+        "argv": ["command", "a"], "cwd": "/tmp", "ids": [4321, 99],
+        "env": {"FROM_IMAGE": "image", "SHARED": "image", "FROM_POD": None}}
+
+
+WRITES = ("import json, os\n"
+          "def write(path):\n"
+          "    try:\n"
+          "        open(path, 'w').write('x')\n"
+          "        return 'ok'\n"
+          "    except OSError as err:\n"
+          "        return err.errno\n"
+          "open('/dev/termination-log', 'w').write(json.dumps({'ids': [os.getuid(), "
+          "os.getgid()], 'tmp': write('/tmp/x'), 'scratch': write('/scratch/x')}))\n")
+
+
+def test_read_only_root_filesystem_refuses_writes_outside_volumes(
+        kubectl: Kubectl, agent: Path) -> None:
+    """The image's root is read-only with readOnlyRootFilesystem (EROFS, even in /tmp); its
+    volumes stay writable. Without it each container writes into a layer of its own, as
+    the image's user (65532 for modelship's images)."""
+    volume = {"volumes": [{"name": "scratch", "emptyDir": {}}]}
+    container = {"image": OPERATOR, "command": ["python", "-c", WRITES],
+                 "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}
+    kubectl.apply(_pod("readonly", [{"name": "main", **container, "securityContext": {
+        "readOnlyRootFilesystem": True}}], restartPolicy="Never", **volume))
+    kubectl.apply(_pod("writable", [{"name": "main", **container}], restartPolicy="Never",
+                       **volume))
+    assert _report(kubectl, "readonly") == {"ids": [65532, 65532], "tmp": 30, "scratch": "ok"}
+    assert _report(kubectl, "writable") == {"ids": [65532, 65532], "tmp": "ok",
+                                            "scratch": "ok"}
+
+
+IN_CLUSTER = ("import json\n"
+              "from lightkube import Client, KubeConfig\n"
+              "from lightkube.resources.authentication_v1 import SelfSubjectReview\n"
+              "client = Client(KubeConfig.from_service_account())\n"
+              "review = client.create(SelfSubjectReview(metadata={}))\n"
+              "open('/dev/termination-log', 'w').write(json.dumps({"
+              "'user': review.status.userInfo.username, 'namespace': open("
+              "'/var/run/secrets/kubernetes.io/serviceaccount/namespace').read()}))\n")
+
+
+def test_operator_image_reaches_the_api_server_with_the_in_cluster_config(
+        kubectl: Kubectl, agent: Path) -> None:
+    """What the operator does when it runs as a pod: KUBERNETES_SERVICE_HOST/PORT and the
+    service-account volume (token, ca.crt, namespace) make an authenticated, verified
+    request to the API server, as the pod's service account."""
+    kubectl.apply(_pod("in-cluster", [{"name": "main", "image": OPERATOR,
+                                       "command": ["python", "-c", IN_CLUSTER]}],
+                       restartPolicy="Never"))
+    assert _report(kubectl, "in-cluster") == {
+        "user": f"system:serviceaccount:{kubectl.namespace}:default",
+        "namespace": kubectl.namespace}

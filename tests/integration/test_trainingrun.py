@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from modelship_api.profile import PROFILE_FILE, Profile, rfc3339
 from modelship_dev import workload
 from modelship_dev.cluster import SIMULATED_TOLERATION, LocalCluster
 from modelship_dev.operator_process import OperatorProcess
@@ -119,6 +120,16 @@ def test_training_run_becomes_a_job_and_real_trainer_output_becomes_status(
     assert st["lineage"]["datasetDigest"]
     assert st["lineage"]["hyperparameters"]["epochs"] == "1"
     assert (repository / "surface-defects" / "1" / "model.onnx").is_file()
+    # The version's reference profile was published with it; status summarises it.
+    profile = Profile.load(repository / "surface-defects" / "1" / PROFILE_FILE)
+    assert st["profile"]["digest"] == profile.digest()
+    assert st["profile"]["samples"] == profile.samples == 80  # 20 % of 400 held out
+    assert st["profile"]["dataTime"] == rfc3339(profile.data_time)
+    summary = st["profile"]["statistics"]
+    assert set(summary) == {"input_brightness", "input_contrast", "input_saturated_fraction",
+                            "output_confidence", "output_entropy", "predicted_class"}
+    assert 0.45 < summary["input_brightness"]["mean"] < 0.55  # the generator's default 0.5
+    assert summary["predicted_class"]["top"] in ("ok", "scratch", "pit")
     assert next(c for c in st["conditions"] if c["type"] == "Complete")["status"] == "True"
     printed = kubectl("get", "tr", "defects-v1").stdout
     assert "Succeeded" in printed and "accuracy=" in printed
@@ -235,7 +246,7 @@ def test_training_pod_deleted_mid_run_fails_the_run_and_publishes_nothing(
     """The real trainer on the node agent; its pod deleted while it trains. The node agent
     stops it the kubelet's way, so the Job counts the pod as failed (backoffLimit 0: the Job
     fails) and lets it go; the run says the pod was deleted; the repository stays clean."""
-    repository = tmp_path / "repo"
+    repository = workload.node_folder(tmp_path / "repo")
     kubectl.apply(workload.training_run(
         "defects-v1", "surface-defects", repository, labels={"pipeline": "defects-dev"},
         seed=5, samples=4000, hyperparameters={"epochs": "50"}))

@@ -69,3 +69,32 @@ def test_rollback_cause_names_the_failing_checks_or_a_bounded_word() -> None:
         "version 2 not ready for longer than the progress deadline")) == "NotReady"
     assert metrics.rollback_cause(_decision(
         "the traffic provider cannot mirror requests")) == "MirrorUnsupported"
+
+
+def test_monitoring_series_follow_status_and_leave_with_the_resource() -> None:
+    from modelship_api.common import Condition
+    from modelship_api.monitoring import MonitoringStatus, StatisticStatus
+    status = MonitoringStatus(version=3, model_age_seconds=86400.0, statistics=[
+        StatisticStatus(name="input_brightness", source="input", result="Drift", psi=0.7),
+        StatisticStatus(name="predicted_class", source="output", result="Inconclusive")])
+    conditions = [Condition(type="DataDrift", status="True"),
+                  Condition(type="Stale", status="Unknown"),
+                  Condition(type="Ready", status="True")]
+    metrics.set_monitoring("ns3", "a", status, conditions)
+    metrics.set_monitoring("ns3", "b", status, conditions)
+    assert metrics.DRIFT_SCORE.labels(namespace="ns3", name="a",
+                                      statistic="input_brightness")._value.get() == 0.7
+    # No score while Inconclusive; one series per monitoring condition only.
+    assert {s[2] for s in _labelsets(metrics.DRIFT_SCORE) if s[:2] == ("ns3", "a")} == \
+        {"input_brightness"}
+    assert {(s[2], metrics.MONITORING_CONDITION.labels(*s)._value.get())
+            for s in _labelsets(metrics.MONITORING_CONDITION) if s[:2] == ("ns3", "a")} == \
+        {("DataDrift", 1.0), ("Stale", 0.0)}
+    assert metrics.MODEL_AGE.labels(namespace="ns3", name="a")._value.get() == 86400.0
+    metrics.forget_model_deployment("ns3", "a")
+    for metric in (metrics.DRIFT_SCORE, metrics.MODEL_AGE, metrics.MONITORING_CONDITION):
+        assert not [s for s in _labelsets(metric) if s[:2] == ("ns3", "a")]
+        assert [s for s in _labelsets(metric) if s[:2] == ("ns3", "b")]
+    metrics.set_monitoring("ns3", "b", None, [])  # monitoring turned off: no series
+    for metric in (metrics.DRIFT_SCORE, metrics.MODEL_AGE, metrics.MONITORING_CONDITION):
+        assert not [s for s in _labelsets(metric) if s[:2] == ("ns3", "b")]

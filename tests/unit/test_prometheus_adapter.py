@@ -240,3 +240,26 @@ def test_without_parse_query_an_instant_query_gives_the_parsers_verdict(
     asked = sorted(r.get("query", [""])[0] for r in fake.requests)
     # Each: /api/v1/parse_query (404), then the instant query.
     assert asked == sorted(["bad_query", "http500", "one", "slow"] * 2)
+
+
+def test_a_vector_answer_is_keyed_by_the_grouping_label() -> None:
+    from modelship.adapters.prometheus import AnswerError, parse_vector
+    body = {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"le": "0.1"}, "value": [1, "4"]},
+        {"metric": {"le": "+Inf"}, "value": [1, "9.5"]}]}}
+    assert parse_vector(200, body, "le") == {"0.1": 4.0, "+Inf": 9.5}
+    empty = {"status": "success", "data": {"resultType": "vector", "result": []}}
+    assert parse_vector(200, empty, "class") == {}
+    with pytest.raises(AnswerError, match=r"several series with le='0\.1'"):
+        parse_vector(200, {"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"le": "0.1", "pod": "a"}, "value": [1, "1"]},
+            {"metric": {"le": "0.1", "pod": "b"}, "value": [1, "2"]}]}}, "le")
+    with pytest.raises(AnswerError, match="bad_data"):
+        parse_vector(400, {"status": "error", "errorType": "bad_data", "error": "x"}, "le")
+
+
+def test_vector_queries_that_fail_are_error_texts(refused_url: str) -> None:
+    from modelship.adapters.prometheus import query_vectors
+    from modelship.core.drift.queries import VectorQuery
+    answers = asyncio.run(query_vectors(refused_url, [VectorQuery("a", "up", "le")], 2.0))
+    assert answers["a"].values == {} and "unreachable" in answers["a"].error

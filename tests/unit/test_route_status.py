@@ -90,3 +90,25 @@ def test_backends_of_two_revisions_of_one_version_are_told_apart() -> None:
     seen = observe_route(obj, "defects")
     assert dict(seen.weights) == {Release(3, 0): 80, Release(3, 1): 20}
     assert seen.sends_to(Release(3, 1)) and not seen.sends_to(Release(3, 2))
+    assert seen.preview == Release(3, 1)
+
+
+def test_the_preview_rule_is_no_weight_but_still_sends_to_the_candidate() -> None:
+    """Weights come from the weighted rule only; the header-matched rule is the preview,
+    and a release it names is still reachable (not yet drained)."""
+    seen = observe_route(route(SetTraffic(1, 2, 0, 0)), "defects")
+    assert dict(seen.weights) == {Release(1): 100, Release(2): 0}
+    assert seen.preview == Release(2) and seen.sends_to(Release(2))
+    gone = observe_route(route(SetTraffic(1, None, 0, 0)), "defects")
+    assert gone.preview is None and not gone.sends_to(Release(2))
+
+
+def test_a_preview_of_the_stable_version_is_not_the_candidate_revision() -> None:
+    """The route blocker compares the preview with the candidate release: a preview on
+    `<name>-v3` while revision 1 of version 3 is the candidate is not the route asked for."""
+    obj = route(SetTraffic(3, 3, 0, 0, candidate_revision=1),
+                parents=[parent(cond("Accepted", "True", 3), cond("ResolvedRefs", "True", 3))])
+    assert observe_route(obj, "defects").preview == Release(3, 1)
+    obj["spec"]["rules"][1]["backendRefs"][0]["name"] = "defects-v3"
+    seen = observe_route(obj, "defects")
+    assert seen.preview == Release(3, 0) and not seen.sends_to(Release(3, 1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelship.adapters.kube import contains, merge_patch
+from modelship.core.api_errors import refused
 from modelship.core.conditions import set_condition
 from modelship.core.durations import parse_duration
 from modelship.core.versions import resolve
@@ -68,3 +69,15 @@ def test_merge_patch_nulls_removed_keys_and_skips_equal_ones() -> None:
     assert merge_patch(old, new) == {"candidateVersion": None, "phase": "Ready",
                                      "weights": {"stable": 100}}
     assert merge_patch(new, new) == {}
+
+
+def test_a_refused_request_keeps_the_api_servers_words() -> None:
+    message = ('jobs.batch "r-train" is forbidden: User "system:serviceaccount:ms:op" cannot '
+               'patch resource "jobs" in API group "batch" in the namespace "ns"')
+    cond = refused(403, "Forbidden", message, 3)
+    assert (cond.type, cond.status, cond.reason, cond.observed_generation) == \
+        ("ReconcileError", "True", "Forbidden", 3)
+    assert cond.message.startswith(f"the Kubernetes API refused a request (403 Forbidden): "
+                                   f"{message}; grant this to the operator's service account")
+    assert refused(500, "", "etcd timeout", None).message == \
+        "the Kubernetes API refused a request (500 HTTP500): etcd timeout"

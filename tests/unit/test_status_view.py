@@ -60,3 +60,33 @@ def test_status_view_shows_the_pod_template_revision_next_to_the_version() -> No
     text = render(md)
     assert "stable:     2 (template aaaa111111)" in text
     assert "candidate:  2 revision 1 (template bbbb222222)" in text
+
+
+def test_status_view_shows_the_monitoring_block() -> None:
+    md = ModelDeployment.model_validate({
+        "metadata": {"name": "defects", "namespace": "vision"},
+        "spec": {"model": {"name": "m", "version": 2},
+                 "repository": {"hostPath": {"path": "/r"}}},
+        "status": {
+            "phase": "Ready", "stableVersion": 2,
+            "monitoring": {
+                "version": 2, "evaluatedAt": "2026-12-02T12:00:00Z", "window": "1m",
+                "modelAgeSeconds": 172800, "dataTime": "2026-11-30T12:00:00Z", "nonFinite": 0,
+                "statistics": [
+                    {"name": "input_brightness", "source": "input", "result": "Drift",
+                     "drifted": True, "since": "2026-12-02T11:59:30Z", "psi": 1.234,
+                     "js": 0.61, "samples": 900, "message": "psi 1.23 (raise above 0.25)"},
+                    {"name": "predicted_class", "source": "output", "result": "Inconclusive",
+                     "samples": 12, "message": "12 samples, fewer than minSamples 200"}],
+                "unavailable": ["input_contrast: the profile has no such statistic"]},
+            "conditions": [{"type": "DataDrift", "status": "True", "reason": "DataDrift",
+                            "message": "drift in input_brightness"}],
+        },
+    })
+    text = render(md)
+    assert "monitoring: version 2 at 2026-12-02T12:00:00Z over 1m, model age 2.0d" in text
+    assert "non-finite outputs 0" in text
+    row = next(line for line in text.splitlines() if "input_brightness" in line)
+    assert "Drift" in row and "yes" in row and "1.234" in row and "0.61" in row and "900" in row
+    assert "cannot run: input_contrast: the profile has no such statistic" in text
+    assert "DataDrift=True DataDrift: drift in input_brightness" in text

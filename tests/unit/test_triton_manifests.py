@@ -90,11 +90,14 @@ PYTHON = Runtime(backend="python")
 
 
 def _run_view(tmp_path: Path, config: str | None, version_config: str | None,
-              version: int = 4) -> subprocess.CompletedProcess[str]:
+              version: int = 4, profile: str | None = None
+              ) -> subprocess.CompletedProcess[str]:
     root = tmp_path / "repo"
     model = root / "m"
-    (model / "4").mkdir(parents=True)
+    (model / "4").mkdir(parents=True, exist_ok=True)
     (model / "4" / "model.py").write_text("")  # what backend python serves
+    if profile is not None:
+        (model / "4" / "profile.json").write_text(profile)
     if config is not None:
         (model / "config.pbtxt").write_text(config)
     if version_config is not None:
@@ -192,3 +195,42 @@ def test_the_init_container_serves_the_model_deployments_config() -> None:
     script = dep["spec"]["template"]["spec"]["initContainers"][0]["command"][2]
     assert "max_batch_size: 16" in script and "kind: KIND_GPU count: 1" in script
     assert 'default_model_filename: "model.onnx"' in script
+
+
+
+
+def _profile_json(classes: int = 3) -> str:
+    from datetime import UTC, datetime
+
+    from modelship_api.profile import Profile, image_statistics
+    names = [f"c{i}" for i in range(classes)]
+    definitions = image_statistics(names)
+    values: dict[str, list[float]] = {d.name: [0.5, 0.2] for d in definitions}
+    values["predicted_class"] = [0, 1]
+    moment = datetime(2026, 11, 1, tzinfo=UTC)
+    return Profile.build(definitions, values, 2, moment, moment).dumps() + "\n"
+
+
+def test_view_carries_the_versions_profile_to_the_operator(tmp_path: Path) -> None:
+    from modelship.core.drift import profiles
+    out = _run_view(tmp_path, 'backend: "python"\n', None, profile=_profile_json())
+    assert out.returncode == 0, out.stderr
+    message = (tmp_path / "termination-log").read_text()
+    read = profiles.parse(message, 4)
+    assert read.profile is not None and read.missing == ""
+    assert read.digest is not None and read.digest.startswith("sha256:")
+
+
+def test_view_notes_a_profile_too_large_to_carry_and_none_without_one(tmp_path: Path) -> None:
+    from modelship.core.drift import profiles
+    out = _run_view(tmp_path, 'backend: "python"\n', None)
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "termination-log").exists()  # nothing written: an empty message
+    assert "version 4 has no profile.json" in profiles.parse("", 4).missing
+    big = _profile_json(classes=400)
+    assert len(big) > 4096
+    out = _run_view(tmp_path, 'backend: "python"\n', None, profile=big)
+    assert out.returncode == 0, out.stderr
+    read = profiles.parse((tmp_path / "termination-log").read_text(), 4)
+    assert read.profile is None
+    assert f"is {len(big.encode())} bytes, more than the 4096" in read.missing

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelship_dev import pki, tools
+from modelship_dev import images, imagestore, pki, tools
+from modelship_dev.nodeagent import rootfs
 
 SERVICE_CIDR = "10.96.0.0/16"  # only allocated, never contacted
 POD_CIDR = "10.244.0.0/16"
@@ -102,10 +103,29 @@ def node_manifest(node: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def ensure_images(log: Path) -> None:
+    """The node agent runs pods from the local image store, never host binaries: build
+    (or find cached, in seconds) modelship's images first, as `make images` does, and unpack
+    their layers for the node (once per machine: the trainer's takes minutes, which a first
+    pod start would otherwise spend as ContainerCreating)."""
+    with log.open("a") as out:
+        try:
+            images.build_all(log=lambda line: print(line, file=out, flush=True))
+        except SystemExit as missing:  # buildah is not installed
+            raise RuntimeError(str(missing)) from None
+        for spec in images.IMAGES:
+            start = time.monotonic()
+            rootfs.unpack_image(imagestore.resolve(spec.ref))
+            print(f"{spec.ref}: layers unpacked in {rootfs.layers_dir()} "
+                  f"({time.monotonic() - start:.1f} s)", file=out, flush=True)
+
+
 @dataclass
 class LocalCluster:
     state_dir: Path = field(default_factory=default_state_dir)
     log: Callable[[str], None] = print
+    # More kube-apiserver flags, e.g. admission plugins that production clusters enable.
+    apiserver_args: Sequence[str] = ()
 
     @property
     def kubeconfig(self) -> Path:
@@ -208,7 +228,7 @@ class LocalCluster:
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",
             # The built-in `kubernetes` Service would point at a loopback address.
             "--endpoint-reconciler-type=none", "--profiling=false",
-            f"--cert-dir={pki_dir}",
+            f"--cert-dir={pki_dir}", *self.apiserver_args,
         ])
         _wait("kube-apiserver", lambda: self._https_ok(f"{api}/readyz"), timeout, proc,
               logs / "kube-apiserver.log")
@@ -295,9 +315,10 @@ class LocalCluster:
             for c in json.loads(out.stdout).get("status", {}).get("conditions", []))
 
     def start_node_agent(self, node: str = "local-0", taints: Sequence[str] = (),
-                         timeout: float = 90) -> Path:
-        """Start a node agent whose pods run as real processes (needs root) and wait until
-        its node is Ready; `down` stops it. Returns the agent's state folder."""
+                         timeout: float = 90, image_store: Path | None = None) -> Path:
+        """Start a node agent whose pods run from their images as real processes (needs
+        root) and wait until its node is Ready; `down` stops it. Returns the agent's state
+        folder. `image_store`: an OCI layout to run images from instead of the local store."""
         state = self._state()
         agents = state.setdefault("node_agents", {})
         folder = self.node_agent_dir(node)
@@ -305,13 +326,16 @@ class LocalCluster:
             return folder
         log = self.state_dir / "logs" / f"node-agent-{node}.log"
         log.parent.mkdir(exist_ok=True)
+        ensure_images(log)
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "modelship_dev.nodeagent",
                  f"--kubeconfig={self.kubeconfig}", f"--node={node}", f"--state-dir={folder}",
                  *(f"--taint={t}" for t in taints)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.state_dir)
+                start_new_session=True, cwd=self.state_dir,
+                env={**os.environ, **({imagestore.STORE_ENV: str(image_store)}
+                                      if image_store is not None else {})})
         agents[node] = proc.pid
         self._save(state)
         _wait(f"node {node} Ready", lambda: self._node_ready(node), timeout, proc, log)

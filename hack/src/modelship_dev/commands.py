@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from modelship_dev import demo as demo_run
-from modelship_dev import tools
+from modelship_dev import tools, workload
 from modelship_dev.cluster import LocalCluster, default_state_dir
 
 NODE = "local-0"  # the node agent's node, where pods run for real
@@ -26,10 +26,10 @@ NODE = "local-0"  # the node agent's node, where pods run for real
               show_default=True, help="Where to write the PNG chart.")
 def demo(keep: bool, chart: Path) -> None:
     """The whole loop on this machine: build what is missing, bring up a cluster with a node
-    whose pods are real processes, a gateway, Prometheus and the operator; train v1 and serve
-    it; send gRPC traffic through the gateway; promote a better v2 by canary, see the gate
-    reject a run, roll back a slow v3 automatically; print the timeline, write a chart, and
-    tear everything down."""
+    whose pods are real processes, a gateway, the Prometheus Operator with its Prometheus and
+    Alertmanager, and the operator; train v1 and serve it; send gRPC traffic through the
+    gateway; promote a better v2 by canary, see the gate reject a run, roll back a slow v3
+    automatically and page; print the timeline, write a chart, and tear everything down."""
     demo_run.run(log=click.echo, keep=keep, chart=chart)
 
 
@@ -50,7 +50,8 @@ _state_option = click.option("--state-dir", type=click.Path(path_type=Path), def
 @dev.command()
 def build() -> None:
     """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
-    Prometheus, Envoy Gateway and helm (cached under ~/.cache/modelship/bin)."""
+    Prometheus, Prometheus Operator, Alertmanager, Envoy Gateway and helm (cached under
+    ~/.cache/modelship/bin)."""
     tools.build_all(log=click.echo)
 
 
@@ -67,7 +68,8 @@ def _node_agent_missing() -> str | None:
 @click.option("--crds/--no-crds", default=True, show_default=True,
               help="Install modelship's CRDs.")
 @click.option("--node-agent/--no-node-agent", default=True, show_default=True,
-              help=f"Start node {NODE}, whose pods run as real processes (needs root). "
+              help=f"Start node {NODE}, whose pods run from their images as real "
+              "processes (needs root). "
               "Without it pods stay Pending: kwok's simulated nodes take only pods that "
               "tolerate kwok.x-k8s.io/node=fake:NoSchedule.")
 def up(state_dir: Path | None, crds: bool, node_agent: bool) -> None:
@@ -84,7 +86,10 @@ def up(state_dir: Path | None, crds: bool, node_agent: bool) -> None:
         click.echo("CRDs installed")
     if node_agent:
         cluster.start_node_agent(NODE)
-        click.echo(f"node {NODE} Ready: pods scheduled there run as local processes "
+        workload.node_folder(workload.SAMPLE_REPOSITORY)
+        click.echo(f"{workload.SAMPLE_REPOSITORY}: the samples' model repository, writable "
+                   f"by the images' user {workload.IMAGE_USER}")
+        click.echo(f"node {NODE} Ready: pods scheduled there run from their images "
                    f"(log: {cluster.state_dir / 'logs' / f'node-agent-{NODE}.log'})")
 
 

@@ -1,10 +1,11 @@
 """`modelship demo`: the whole loop on one machine, every part real.
 
 It builds what is missing, brings up the control plane, a node whose pods are real processes,
-the gateway, Prometheus and the operator; trains v1 through a TrainingRun and serves it;
-sends gRPC traffic through the gateway; trains a better v2 that a canary promotes, a run the
-gate rejects, and a v3 that passes the gate but is too slow in production and is rolled back
-automatically. It prints a timeline, writes a chart, and tears everything down.
+the gateway, the Prometheus Operator's Prometheus with Alertmanager and the operator; trains
+v1 through a TrainingRun and serves it; sends gRPC traffic through the gateway; trains a
+better v2 that a canary promotes, a run the gate rejects, and a v3 that passes the gate but is
+too slow in production, is rolled back automatically and pages through Alertmanager. It
+prints a timeline, writes a chart, and tears everything down.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from modelship_api import crdgen
-from modelship_dev import gateway_api, tools
+from modelship_dev import gateway_api, tools, workload
 from modelship_dev.background import Background
 from modelship_dev.chart import Sample, write_chart
 from modelship_dev.cluster import LocalCluster
@@ -162,8 +163,7 @@ def run(log: Callable[[str], None] = print, keep: bool = False,
     tools.build_all(log=lambda line: timeline(f"  {line}"))
     workdir = Path(tempfile.mkdtemp(prefix="modelship-demo-"))
     cluster = LocalCluster(workdir / "cluster", log=timeline)
-    repository = workdir / "model-repository"
-    repository.mkdir()
+    repository = workload.node_folder(workdir / "model-repository")
     stack = LocalStack(cluster, workdir, NAMESPACE, log=timeline)
     try:
         cluster.up()
@@ -222,6 +222,10 @@ def _story(cluster: LocalCluster, stack: LocalStack, timeline: Timeline, reposit
         last = (final.get("history") or [{}])[0]
         timeline(f"v{final.get('rolledBackVersion')} rolled back automatically: "
                  f"{last.get('reason', '')}")
+        page = stack.monitoring.wait_alert(
+            "ModelRolledBack", lambda labels: labels.get("name") == MD, timeout=60)
+        timeline(f"the SRE is paged: Alertmanager holds {page['labels']['alertname']} "
+                 f"({page['annotations'].get('summary', '')})")
         answered: dict[int, int] = {}
         for _, ok, _, _ in load.series():
             for version, n in ok.items():

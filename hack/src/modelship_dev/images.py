@@ -80,6 +80,11 @@ IMAGES = (
 )
 
 
+def ref(name: str) -> str:
+    """The reference of one of modelship's images (operator, trainer, triton)."""
+    return next(spec.ref for spec in IMAGES if spec.name == name)
+
+
 @dataclass(frozen=True)
 class Result:
     name: str

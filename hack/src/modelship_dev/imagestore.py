@@ -18,6 +18,7 @@ its folder). docs/images.md describes the store. Standard library only.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,14 @@ MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 
 
+STORE_ENV = "MODELSHIP_IMAGE_STORE"
+
+
 def store_dir() -> Path:
-    """The OCI layout `make images` exports to ($MODELSHIP_CACHE/images/oci)."""
-    return cache_root() / "images" / "oci"
+    """The OCI layout `make images` exports to ($MODELSHIP_CACHE/images/oci), or the one
+    $MODELSHIP_IMAGE_STORE names (a node agent reading another store, in tests)."""
+    override = os.environ.get(STORE_ENV)
+    return Path(override) if override else cache_root() / "images" / "oci"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, log_dir: Path, namespace: str | None = None,
                  resync_seconds: float = 1.0, env: dict[str, str] | None = None,
                  python: Path | str | None = None, leader_election: bool = False,
-                 args: list[str] | None = None, name: str = "operator") -> None:
+                 args: list[str] | None = None, name: str = "operator",
+                 metrics_port: int = 0) -> None:
         self.kubeconfig = kubeconfig
         # The interpreter whose `modelship` runs (default: this one); another virtualenv's
         # python runs the operator as installed there.
@@ -30,7 +31,9 @@ class OperatorProcess:
         self.namespace = namespace
         self.resync_seconds = resync_seconds
         self.proc: subprocess.Popen[bytes] | None = None
-        self.metrics_port = 0
+        # 0: a free port on each start; else kept across restarts (an Endpoint names it).
+        self.fixed_metrics_port = metrics_port
+        self.metrics_port = metrics_port
         self.starts = 0
         # Off by default: one process acts alone and a restart acts at once. On, the process
         # stands by until it holds the Lease (in the watched namespace unless `args` say
@@ -41,7 +44,7 @@ class OperatorProcess:
         self.live_port = 0
 
     def start(self, timeout: float = 30) -> None:
-        self.metrics_port = free_port()
+        self.metrics_port = self.fixed_metrics_port or free_port()
         self.live_port = live_port = free_port()
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), HOSTNAME=self.name,
                    MODELSHIP_RESYNC_SECONDS=str(self.resync_seconds),

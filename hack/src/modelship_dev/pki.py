@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from modelship_dev.nodeagent import hostnet
+
 _VALID = datetime.timedelta(days=30)
 
 
@@ -78,6 +80,8 @@ def generate(directory: Path) -> None:
         x509.DNSName("localhost"), x509.DNSName("kubernetes"),
         x509.DNSName("kubernetes.default.svc"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        # Pods on the local node reach the API server there (nodeagent/apiproxy.py).
+        x509.IPAddress(hostnet.GATEWAY.ip),
     ]
     _write_key(server_key, directory / "apiserver.key")
     _write_cert(_issue(_name("kube-apiserver"), server_key, ca_name, ca_key, server=True,

@@ -95,6 +95,7 @@ class PrometheusProcess:
                  static_targets: Sequence[str] = (),
                  kubernetes: KubernetesPods | None = None,
                  scrape_configs: Sequence[dict[str, Any]] = (),
+                 rule_files: Sequence[Path] = (),
                  ready_timeout_s: float = 60.0,
                  log: Callable[[str], None] = lambda _m: None) -> None:
         duration_seconds(scrape_interval)
@@ -107,6 +108,11 @@ class PrometheusProcess:
         # More scrape jobs, as Prometheus' configuration writes them (e.g. with target
         # labels, or honor_labels as the chart's ServiceMonitor sets for the operator).
         self.scrape_configs = [dict(c) for c in scrape_configs]
+        # Alerting and recording rules, evaluated every evaluation_interval (the alerts'
+        # state is at /api/v1/alerts; no Alertmanager is configured here).
+        self.rule_files = [Path(r) for r in rule_files]
+        # A whole configuration from elsewhere (the Prometheus Operator's): used as is.
+        self.generated: dict[str, Any] | None = None
         self.ready_timeout_s = ready_timeout_s
         self.log = log
         self.port = free_port()
@@ -121,6 +127,8 @@ class PrometheusProcess:
 
     def config(self) -> dict[str, Any]:
         """The configuration as a dict (written as JSON, which is YAML)."""
+        if self.generated is not None:
+            return self.generated
         scrape: list[dict[str, Any]] = []
         if self.static_targets:
             scrape.append({"job_name": "static", "scrape_interval": self.scrape_interval,
@@ -135,6 +143,7 @@ class PrometheusProcess:
                        "scrape_timeout": self.scrape_interval,
                        "evaluation_interval": self.evaluation_interval},
             "scrape_configs": scrape,
+            **({"rule_files": [str(r) for r in self.rule_files]} if self.rule_files else {}),
         }
 
     def _write_config(self) -> None:

@@ -1,6 +1,8 @@
 """The data plane and control loop on top of a running local cluster, brought up and torn
-down together: a node agent whose pods are real processes, the local gateway, a Prometheus
-that discovers the namespace's pods through the API server, and the operator.
+down together: a node agent whose pods are real processes, the local gateway, the monitoring
+(Prometheus Operator, the Prometheus it configures from the chart's monitors and rules, and
+Alertmanager; see monitoring.py), and the operator, whose metrics the chart's ServiceMonitor
+finds through a Service and EndpointSlice naming the host process.
 
 Everything started is stopped by `close()`, in reverse order, even when a later start failed.
 """
@@ -11,23 +13,31 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from modelship_dev.cluster import LocalCluster
+from modelship_dev.cluster import LocalCluster, free_port
 from modelship_dev.gateway import LocalGateway
+from modelship_dev.monitoring import LocalMonitoring
 from modelship_dev.operator_process import OperatorProcess
-from modelship_dev.prometheus import KubernetesPods, PrometheusProcess
+from modelship_dev.prometheus import PrometheusProcess
 from modelship_dev.workload import NODE, NODE_TAINT
 
 
 class LocalStack:
     def __init__(self, cluster: LocalCluster, workdir: Path, namespace: str,
-                 log: Callable[[str], None] = lambda _m: None) -> None:
+                 log: Callable[[str], None] = lambda _m: None,
+                 chart_values: dict[str, str] | None = None) -> None:
+        """`chart_values`: `--set`s for the chart's monitoring objects (e.g. an alert's
+        `for:`), on top of 1 s scrape intervals."""
         self.cluster, self.workdir, self.namespace, self.log = cluster, workdir, namespace, log
         self.gateway = LocalGateway(cluster, workdir / "gateway", log=log)
-        self.prometheus = PrometheusProcess(
-            workdir / "prometheus", scrape_interval="1s",
-            kubernetes=KubernetesPods(cluster.kubeconfig, [namespace]))
-        self.operator = OperatorProcess(cluster.kubeconfig, workdir / "operator", namespace)
+        self.monitoring = LocalMonitoring(cluster, workdir / "monitoring", namespace,
+                                          interval="1s", chart_values=chart_values, log=log)
+        self.operator = OperatorProcess(cluster.kubeconfig, workdir / "operator", namespace,
+                                        metrics_port=free_port())
         self._cleanup = contextlib.ExitStack()
+
+    @property
+    def prometheus(self) -> PrometheusProcess:
+        return self.monitoring.prometheus
 
     def __enter__(self) -> LocalStack:
         try:
@@ -49,11 +59,11 @@ class LocalStack:
         self.log(f"node agent up: pods on node {NODE} run as local processes")
         self._cleanup.callback(self.gateway.stop)
         self.gateway.start()
-        self._cleanup.callback(self.prometheus.stop)
-        self.prometheus.start()
-        self.log(f"Prometheus up at {self.prometheus.url}, discovering pods in {ns}")
+        self._cleanup.callback(self.monitoring.close)
+        self.monitoring.start()
         self._cleanup.callback(self.operator.stop)
         self.operator.start()
+        self.monitoring.register_operator(self.operator.metrics_port)
         self.log(f"operator running (watching namespace {ns})")
         # On close, first the namespace, while the agent still kills the pods' processes;
         # before it, the resources, while the operator still releases its finalizers: a

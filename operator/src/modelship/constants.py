@@ -31,6 +31,12 @@ LABEL_TRAINING_RUN = f"{GROUP}/trainingrun"
 # `<action>@<id>`, never into spec, so a GitOps sync cannot undo them.
 ANNOTATION_COMMAND = f"{GROUP}/command"
 
+# The GRPCRoute's preview rule: a request carrying this header with value "true" goes to the
+# candidate whenever one exists, at any weight (Flagger's header match, Argo Rollouts'
+# previewService reached through the gateway).
+PREVIEW_HEADER = "x-modelship-preview"
+PREVIEW_HEADER_VALUE = "true"
+
 # Triton's well-known ports, named so Services and PodMonitors can refer to them.
 PORT_HTTP = 8000
 PORT_GRPC = 8001

@@ -146,6 +146,7 @@ class Sim:
         gen, route = self.route_generation, self.route
         weights: dict[Release, int] = {}
         mirrors: dict[Release, int] = {}
+        preview = route.candidate if route is not None else None  # the header rule
         if route is not None:
             weights[route.stable] = 100 - route.candidate_weight
             if route.candidate is not None:
@@ -155,9 +156,10 @@ class Sim:
         if gen == 0:
             return RouteObservation(0, "Pending")
         if self.refusal is not None:
-            return RouteObservation(gen, "Refused", weights, mirrors, *self.refusal)
+            return RouteObservation(gen, "Refused", weights, mirrors, *self.refusal,
+                                    preview=preview)
         state = "Accepted" if self.accepted_generation >= gen else "Pending"
-        return RouteObservation(gen, state, weights, mirrors)
+        return RouteObservation(gen, state, weights, mirrors, preview=preview)
 
     def observations(self, command: str | None = None) -> Observations:
         queries = due_queries(self.spec, self.status, "prod", self.now, deployment="md")

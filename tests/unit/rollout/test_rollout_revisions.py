@@ -9,6 +9,7 @@ from modelship.core.rollout import EnsureVersion, SetTraffic, due_queries
 from modelship_api.modeldeployment import (
     Canary,
     CanaryStep,
+    Check,
     ModelDeploymentStatus,
     Rollout,
     Weights,
@@ -123,11 +124,16 @@ def test_an_operator_that_did_not_track_templates_is_adopted_without_a_rollout()
 
 
 def test_analysis_tells_two_revisions_of_one_version_apart_by_pod() -> None:
-    sim = changed_template(canary())
+    checks = [Check(name="errors", builtin="errorRatio", max=0.05),
+              Check(name="latency", builtin="meanLatency", max=1.5, relative_to_stable=True),
+              Check(name="p99", builtin="p99Latency", max=2.0),
+              Check(name="nan", builtin="nonFinite", max=0)]
+    sim = changed_template(Rollout(canary=Canary(steps=[CanaryStep(weight=20, pause="5s")]),
+                                   analysis=analysis(checks=checks)))
     sim.run_until(lambda s: s.status.rollout is not None
                   and s.status.rollout.stage == "Canary", limit=10)
     queries = due_queries(sim.spec, sim.status, "prod", sim.now, deployment="md")
-    assert queries
+    assert [q.check.name for q in queries] == ["errors", "latency", "p99", "nan"]
     for q in queries:
         assert 'pod=~"md-v1-r1-[a-z0-9]+-[a-z0-9]+"' in q.candidate
         assert q.stable is None or 'pod=~"md-v1-[a-z0-9]+-[a-z0-9]+"' in q.stable

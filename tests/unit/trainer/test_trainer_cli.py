@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from trainer_harness import SMALL, TrainerRun, run_trainer
 
+from modelship_api.profile import PROFILE_FILE, Profile
 from modelship_api.training_result import (
     ENV_TRAINING_SPEC,
     EXIT_FAILED,
@@ -146,10 +149,15 @@ def test_custom_recipe_from_an_entry_point_with_a_dataset_directory(tmp_path: Pa
     (tmp_path / "data").mkdir()
     np.save(tmp_path / "data" / "images.npy", data.images)
     np.save(tmp_path / "data" / "labels.npy", data.labels)
+    # The data's time is when its arrays were written (the profile's dataTime, for staleness).
+    written = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC).timestamp()
+    os.utime(tmp_path / "data" / "images.npy", (written - 60, written - 60))
+    os.utime(tmp_path / "data" / "labels.npy", (written, written))
     spec = {"apiVersion": "modelship.io/v1alpha1", "kind": "TrainingRun", "spec": {
         "model": "plug", "trainer": {"recipe": "tiny-linear", "hyperparameters": {"epochs": "2"}},
         "dataset": {"volume": {"hostPath": "/data"}}, "publish": {"repository": {}}}}
-    env = {"PYTHONPATH": str(site), ENV_TRAINING_SPEC: json.dumps(spec)}
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    env = {"PYTHONPATH": path, ENV_TRAINING_SPEC: json.dumps(spec)}
     run = run_trainer(["--repository", str(tmp_path / "repo"), "--dataset-dir",
                        str(tmp_path / "data")], tmp_path / "term", env=env)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -158,6 +166,9 @@ def test_custom_recipe_from_an_entry_point_with_a_dataset_directory(tmp_path: Pa
     assert lineage["recipe"] == "tiny-linear" and lineage["classes"] == ["0", "1", "2"]
     config = (tmp_path / "repo" / "plug" / "1" / "config.pbtxt").read_text()
     assert "dims: [ 1, 16, 16 ]" in config and 'backend: "onnxruntime"' in config
+    profile = Profile.load(tmp_path / "repo" / "plug" / "1" / PROFILE_FILE)
+    assert profile.data_time == datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    assert profile.samples == 40 and profile.statistics["predicted_class"].kind == "categorical"
 
     missing = run_trainer(["--repository", str(tmp_path / "repo"), "--recipe", "nope"],
                           tmp_path / "term2", env=env)

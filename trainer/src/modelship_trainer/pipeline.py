@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from torch import nn
 
+from modelship_api.profile import PROFILE_FILE
 from modelship_api.training_result import TrainingResult
 from modelship_api.trainingrun import Artifact, Lineage, TrainingRunSpec
 from modelship_trainer import triton_config
@@ -30,12 +32,13 @@ from modelship_trainer.export import (
 from modelship_trainer.gate import Production, decide
 from modelship_trainer.hyperparameters import as_strings, parse_hyperparameters
 from modelship_trainer.lineage import code_version, file_digest
+from modelship_trainer.profiling import build_profile, dataset_time
 from modelship_trainer.recipe import Recipe
 from modelship_trainer.registry import load_recipe
 from modelship_trainer.repository import production_model, publish, published_versions
 from modelship_trainer.training import predict_logits
 
-STAGES = ("generate", "train", "evaluate", "export", "parity", "gate", "publish")
+STAGES = ("generate", "train", "evaluate", "export", "parity", "profile", "gate", "publish")
 RUNNER_SOURCE = Path(__file__).with_name("triton_runner.py")
 
 
@@ -73,14 +76,18 @@ class Timings:
                 self.on_stage(name, self.seconds[name])
 
 
-def load_data(recipe: Recipe, config: RunConfig) -> ArrayDataset:
+def load_data(recipe: Recipe, config: RunConfig) -> tuple[ArrayDataset, datetime]:
+    """The data and its time (the profile's dataTime, for staleness): when it was generated,
+    or when the dataset directory's arrays were last written."""
     ds = config.spec.dataset
     if ds.generated is not None:
-        return recipe.generate(ds.generated)
+        return recipe.generate(ds.generated), datetime.now(UTC)
     if ds.volume is not None:
         if config.dataset_dir is None:
             raise InvalidSpecError("dataset.volume is set but no dataset directory was given")
-        return load_directory(config.dataset_dir)
+        data = load_directory(config.dataset_dir)
+        return data, dataset_time([config.dataset_dir / "images.npy",
+                                   config.dataset_dir / "labels.npy"])
     raise InvalidSpecError("dataset: set exactly one of generated or volume")
 
 
@@ -98,7 +105,7 @@ def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None)
             raise InvalidSpecError(f"publish.backend tensorrt needs a TensorRT plan ({why})")
 
     with timings.stage("generate"):
-        data = load_data(recipe, config)
+        data, data_time = load_data(recipe, config)
         seed = spec.dataset.generated.seed if spec.dataset.generated else 0
         train, held_out = split(data, spec.dataset.validation_fraction, seed)
     with timings.stage("train"):
@@ -119,6 +126,11 @@ def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None)
         with timings.stage("parity"):
             parity = check_parity(model, onnx_path, held_out.images,
                                   spec.export.parity_tolerance)
+        with timings.stage("profile"):
+            # On onnxruntime's outputs, the numbers serving will see.
+            profile = build_profile(
+                recipe.statistics(data.sample_shape, data.classes), held_out.images,
+                onnx_logits(onnx_session(onnx_path), held_out.images), data_time)
         with timings.stage("gate"):
             production = None
             baseline = spec.gate.baseline if spec.gate else None
@@ -154,6 +166,7 @@ def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None)
             if spec.publish.backend == "python":
                 shutil.copyfile(RUNNER_SOURCE, version_dir / "model.py")
             (version_dir / "config.pbtxt").write_text(config_text)
+            profile.dump(version_dir / PROFILE_FILE)
             report = {
                 "heldOut": metrics, "samples": {"train": len(train), "heldOut": len(held_out)},
                 "classes": list(data.classes), "parityMaxAbsDiff": parity,
@@ -176,4 +189,5 @@ def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None)
                                    path=f"{spec.model}/{published.version}", formats=formats,
                                    tensorrt=trt.detail)
         result.timings = timings.seconds
+        result.profile = profile.summary()
         return RunOutput(result, model, held_out)

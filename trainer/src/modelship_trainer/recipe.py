@@ -1,7 +1,14 @@
-"""What a recipe is: how to make data (optionally), build a model, and fit it.
+"""What a recipe is: how to make data (optionally), build a model, fit it, and which
+statistics describe its inputs and outputs.
 
 A recipe trains a classifier over float32 tensors (N, C, H, W) that returns logits (N, K).
-Everything around it (split, evaluation, export, parity, gate, publish) is the pipeline's.
+Everything around it (split, evaluation, export, parity, profile, gate, publish) is the
+pipeline's. The statistics (modelship_api.profile) go into the version's profile.json and are
+what every served version exports to Prometheus; the default is the image set (brightness,
+contrast, saturated fraction, confidence, entropy, predicted class). A recipe over feature
+vectors overrides `statistics` with one `measure="feature"` statistic per feature it wants
+watched (fixed edges on that feature's range; a categorical feature as its integer codes),
+plus the output statistics.
 Custom recipes are installed packages exposing a Recipe subclass (or an instance, or a
 factory) in the `modelship.recipes` entry point group.
 """
@@ -9,11 +16,12 @@ factory) in the `modelship.recipes` entry point group.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from torch import nn
 
+from modelship_api.profile import StatisticDefinition, image_statistics
 from modelship_api.trainingrun import GeneratedDataset
 from modelship_trainer.data import ArrayDataset
 from modelship_trainer.errors import InvalidSpecError
@@ -39,3 +47,8 @@ class Recipe(ABC):
     @abstractmethod
     def fit(self, model: nn.Module, train: ArrayDataset, hp: Mapping[str, Value]) -> None:
         """Train `model` in place on `train`."""
+
+    def statistics(self, sample_shape: tuple[int, ...],
+                   classes: Sequence[str]) -> list[StatisticDefinition]:
+        """What profile.json and serving measure; images in [0, 1] by default."""
+        return image_statistics(classes)

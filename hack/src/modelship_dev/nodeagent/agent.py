@@ -14,7 +14,7 @@ import httpx
 from lightkube import ALL_NS, ApiError, AsyncClient, KubeConfig
 from lightkube.resources.core_v1 import Pod
 
-from modelship_dev.nodeagent import hostnet, node, sandbox, triton
+from modelship_dev.nodeagent import apiproxy, hostnet, node, sandbox
 from modelship_dev.nodeagent.pods import Context, PodRunner
 
 log = logging.getLogger(__name__)
@@ -44,15 +44,21 @@ class Agent:
         left = await asyncio.to_thread(sandbox.clean_leftovers, state_dir)
         if left:
             log.info("removed %d pod sandboxes a previous agent left behind", left)
-        backends = state_dir / "triton-backends"
-        with contextlib.suppress(FileNotFoundError):  # without the wheel, Triton pods fail
-            await asyncio.to_thread(triton.prepare_backends, triton.find_wheel(), backends)
-        backends.mkdir(parents=True, exist_ok=True)
-        client = AsyncClient(config=KubeConfig.from_file(self.config.kubeconfig),
-                             field_manager=node.FIELD_MANAGER)
+        kubeconfig = KubeConfig.from_file(self.config.kubeconfig)
+        current = kubeconfig.get()
+        if current is None:
+            raise RuntimeError(f"{self.config.kubeconfig} has no current context")
+        await asyncio.to_thread(hostnet.hold_bridge, state_dir)
+        try:
+            api = await apiproxy.serve(current.cluster.server, str(hostnet.GATEWAY.ip))
+        except OSError:
+            await asyncio.to_thread(sandbox.clean_leftovers, state_dir)  # lets the bridge go
+            raise
+        client = AsyncClient(config=kubeconfig, field_manager=node.FIELD_MANAGER)
         # Probes reach pod addresses only: no proxy from the environment may be used.
         http = httpx.AsyncClient(trust_env=False, verify=False)
-        ctx = Context(client, http, state_dir, str(hostnet.GATEWAY.ip), backends)
+        ctx = Context(client, http, state_dir, str(hostnet.GATEWAY.ip),
+                      apiproxy.service_env(api))
         try:
             await node.register(client, self.config.node)
             log.info("node %s registered", self.config.node.name)
@@ -68,6 +74,7 @@ class Agent:
                     log.error("agent task failed: %s", task.exception())
         finally:
             await self._shutdown(client)
+            api.close()
             await http.aclose()
             await client.close()
             await asyncio.to_thread(sandbox.clean_leftovers, state_dir)

@@ -1,29 +1,37 @@
-"""What one container runs: its environment, its command line (resolved in this project's
-environment, images ignored), its mounts; and starting it inside the pod's namespaces."""
+"""What one container runs, from its image and its spec as a kubelet and a runtime combine
+them: command line, environment, working folder, user, root filesystem and mounts; and
+starting it inside the pod's namespaces."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from modelship_dev.nodeagent import triton
-from modelship_dev.nodeagent.launch import PRIVATE_TOP
+from modelship_dev.imagestore import Image
+from modelship_dev.nodeagent import users
+from modelship_dev.nodeagent.rootfs import layers_dir
 from modelship_dev.nodeagent.sandbox import Sandbox
 
 LAUNCHER = Path(__file__).with_name("launch.py")
-VENV_BIN = Path(sys.executable).parent
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What a runtime gives a container whose image sets no PATH.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 _REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
 class ConfigError(Exception):
-    """The container cannot be started as specified (a kubelet's CreateContainerConfigError)."""
+    """The container cannot be started as specified: CreateContainerConfigError, or
+    CreateContainerError when the runtime would refuse it."""
+
+    def __init__(self, message: str, reason: str = "CreateContainerConfigError") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def expand(text: str, env: dict[str, str]) -> str:
@@ -50,10 +58,11 @@ def _field(pod: dict[str, Any], path: str, pod_ip: str, host_ip: str) -> str:
     raise ConfigError(f"fieldRef {path} is not supported by the local node")
 
 
-def environment(pod: dict[str, Any], container: dict[str, Any], pod_ip: str,
-                host_ip: str) -> dict[str, str]:
-    env = {"PATH": f"{VENV_BIN}:{SYSTEM_PATH}", "HOME": "/root",
-           "HOSTNAME": pod["metadata"]["name"]}
+def spec_environment(pod: dict[str, Any], container: dict[str, Any], pod_ip: str,
+                     host_ip: str, service_env: dict[str, str]) -> dict[str, str]:
+    """The variables the kubelet passes: the API server's service variables, then the
+    container's `env` in order ($(VAR) sees those defined before it, not the image's)."""
+    env = dict(service_env)
     if container.get("envFrom"):
         raise ConfigError("envFrom is not supported by the local node")
     for var in container.get("env") or []:
@@ -68,23 +77,28 @@ def environment(pod: dict[str, Any], container: dict[str, Any], pod_ip: str,
     return env
 
 
-def command_line(container: dict[str, Any],
-                 env: dict[str, str]) -> tuple[list[str], dict[str, str], bool]:
-    """(argv, env, whether it is Triton, which needs the prepared backend folder)."""
-    command = list(container.get("command") or [])
-    if not command:
-        raise ConfigError("images are not run on the local node: the container needs a command")
-    argv = [expand(str(a), env) for a in command + list(container.get("args") or [])]
-    if Path(argv[0]).name == "tritonserver":
-        try:
-            return (*triton.resolve(argv, env), True)
-        except FileNotFoundError as err:
-            raise ConfigError(str(err)) from None
-    return argv, env, False
+def environment(image: Image, spec_env: dict[str, str], hostname: str) -> dict[str, str]:
+    """The process' environment as a runtime builds it: the image's Env, the kubelet's
+    variables over it, HOSTNAME."""
+    env = {"PATH": DEFAULT_PATH, **image.environment, "HOSTNAME": hostname}
+    env.update(spec_env)
+    return env
 
 
-def mounts(pod: dict[str, Any], container: dict[str, Any], sandbox: Sandbox,
-           backends: Path | None) -> list[dict[str, Any]]:
+def command_line(image: Image, container: dict[str, Any], env: dict[str, str]) -> list[str]:
+    """Kubernetes' rule: `command` replaces the Entrypoint and drops the image's Cmd; `args`
+    replace the Cmd; $(VAR) is expanded in both, never in what comes from the image."""
+    command = [expand(str(a), env) for a in container.get("command") or []]
+    args = [expand(str(a), env) for a in container.get("args") or []]
+    argv = command + args if command else list(image.entrypoint) + (args or list(image.cmd))
+    if not argv:
+        raise ConfigError(f"image {image.ref} has no Entrypoint or Cmd and the container "
+                          "sets no command", reason="CreateContainerError")
+    return argv
+
+
+def mounts(pod: dict[str, Any], container: dict[str, Any],
+           sandbox: Sandbox) -> list[dict[str, Any]]:
     volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
     out: list[dict[str, Any]] = []
     for vm in container.get("volumeMounts") or []:
@@ -111,8 +125,6 @@ def mounts(pod: dict[str, Any], container: dict[str, Any], sandbox: Sandbox,
             source.mkdir(parents=True, exist_ok=True)
         out.append({"source": str(source), "target": vm["mountPath"],
                     "readOnly": bool(vm.get("readOnly")), "file": source.is_file()})
-    if backends is not None:
-        out.append({"source": str(backends), "target": triton.BACKENDS_MOUNT, "readOnly": True})
     return out
 
 
@@ -120,30 +132,42 @@ def termination_path(container: dict[str, Any]) -> str:
     return str(container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH)
 
 
-def project_mounts() -> list[dict[str, Any]]:
-    """This project (and its virtualenv in it) when it lives under a folder each container
-    gets privately (/tmp, /run — a clean clone often does): commands, the editable install
-    and the Triton wheel resolve there, so the container sees it read-only at the same
-    path."""
-    project = Path(sys.prefix).resolve().parent
-    if len(project.parts) > 2 and project.parts[1] in PRIVATE_TOP:
-        return [{"source": str(project), "target": str(project), "readOnly": True}]
-    return []
+def security(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
+    """The container's securityContext over the pod's (the fields both may set)."""
+    return {**(pod["spec"].get("securityContext") or {}),
+            **(container.get("securityContext") or {})}
 
 
 def launch_spec(pod: dict[str, Any], container: dict[str, Any], sandbox: Sandbox,
-                backends: Path) -> dict[str, Any]:
-    """Everything the launcher needs to start `container` in `sandbox`."""
-    env = environment(pod, container, sandbox.net.ip, sandbox.host_ip)
-    argv, env, is_triton = command_line(container, env)
+                image: Image, lowers: list[Path],
+                service_env: dict[str, str]) -> dict[str, Any]:
+    """Everything the launcher needs to start `container` from `image` in `sandbox`."""
+    spec_env = spec_environment(pod, container, sandbox.net.ip, sandbox.host_ip, service_env)
+    env = environment(image, spec_env, pod["metadata"]["name"])
+    argv = command_line(image, container, spec_env)
+    context = security(pod, container)
+    try:
+        user = users.resolve(image, lowers, context)
+    except users.UserError as err:
+        raise ConfigError(str(err)) from None
     name = container["name"]
     message = sandbox.termination_file(name)
-    volume_mounts = mounts(pod, container, sandbox, backends if is_triton else None)
+    volume_mounts = mounts(pod, container, sandbox)
     volume_mounts.append({"source": str(message), "target": termination_path(container),
                           "file": True})
-    volume_mounts += project_mounts()
-    return {"root": str(sandbox.root(name)), "tmp": str(sandbox.tmp), "mounts": volume_mounts,
-            "argv": argv, "env": env, "cwd": container.get("workingDir") or "/",
+    volume_mounts.append({"source": str(sandbox.hosts_file()), "target": "/etc/hosts",
+                          "file": True})
+    layer = sandbox.writable_layer(name)
+    shutil.rmtree(layer, ignore_errors=True)  # every start gets a fresh writable layer
+    (layer / "upper").mkdir(parents=True)
+    (layer / "work").mkdir()
+    return {"root": str(sandbox.root(name)), "layers": str(layers_dir()),
+            "lower": [p.name for p in lowers], "upper": str(layer / "upper"),
+            "work": str(layer / "work"),
+            "readOnlyRoot": bool(context.get("readOnlyRootFilesystem")),
+            "mounts": volume_mounts, "argv": argv, "env": env,
+            "cwd": container.get("workingDir") or image.working_dir or "/",
+            "user": user.to_json(),
             "terminationSource": str(message), "terminationPath": termination_path(container)}
 
 
@@ -153,7 +177,9 @@ async def start(spec: dict[str, Any], sandbox: Sandbox,
     spec_file = sandbox.dir / "specs" / f"{name}.json"
     spec_file.parent.mkdir(exist_ok=True)
     spec_file.write_text(json.dumps(spec))
-    sandbox.termination_file(name).write_text("")
+    message = sandbox.termination_file(name)
+    message.write_text("")
+    message.chmod(0o666)  # as the kubelet's: any user the container runs as may write it
     with sandbox.log_file(name).open("ab") as log:
         return await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", sandbox.net.netns,

@@ -25,6 +25,8 @@ BRIDGE = "msbr0"
 GATEWAY = ipaddress.IPv4Interface("10.251.0.1/16")
 RUN_DIR = Path("/run/modelship")
 IPAM_DIR = RUN_DIR / "ipam"
+# One file per running agent: its API server forwarder listens on the bridge's address.
+HOLDERS_DIR = RUN_DIR / "bridge-holders"
 NETNS_DIR = Path("/run/netns")
 
 
@@ -89,6 +91,14 @@ def _ensure_bridge() -> None:
     ip("link", "add", BRIDGE, "type", "bridge")
     ip("addr", "add", str(GATEWAY), "dev", BRIDGE)
     ip("link", "set", BRIDGE, "up")
+
+
+def node_address() -> str:
+    """The node's InternalIP, on the bridge (created if no pod has yet): where a host process
+    that stands in for a hostNetwork pod on this node is reached."""
+    with host_lock():
+        _ensure_bridge()
+    return str(GATEWAY.ip)
 
 
 def _kill_netns_processes(netns: str) -> None:
@@ -169,9 +179,21 @@ def destroy(owner: Path, net: PodNet) -> None:
             path.unlink(missing_ok=True)
 
 
-def release_owner(owner: Path) -> None:
-    """Release every address (and namespace) still claimed by one agent's state folder."""
+def hold_bridge(owner: Path) -> None:
+    """Make the bridge (and the gateway address) exist until `release_owner(owner)`."""
     with host_lock():
+        _ensure_bridge()
+        HOLDERS_DIR.mkdir(parents=True, exist_ok=True)
+        (HOLDERS_DIR / agent_tag(owner)).write_text(json.dumps({"owner": str(owner)}))
+
+
+def release_owner(owner: Path) -> None:
+    """Release every address (and namespace) still claimed by one agent's state folder, and
+    its hold on the bridge."""
+    with host_lock():
+        holder = HOLDERS_DIR / agent_tag(owner)
+        if _read_claim(holder).get("owner") == str(owner):
+            holder.unlink(missing_ok=True)
         if not IPAM_DIR.is_dir():
             return
         for path in IPAM_DIR.iterdir():
@@ -184,6 +206,8 @@ def release_owner(owner: Path) -> None:
 def remove_bridge_if_unused() -> None:
     with host_lock():
         claims = list(IPAM_DIR.iterdir()) if IPAM_DIR.is_dir() else []
+        holders = [h for h in HOLDERS_DIR.iterdir() if not _claim_is_stale(_read_claim(h))] \
+            if HOLDERS_DIR.is_dir() else []
         ports = list(Path(f"/sys/class/net/{BRIDGE}/brif").glob("*"))
-        if not claims and not ports and link_exists(BRIDGE):
+        if not claims and not holders and not ports and link_exists(BRIDGE):
             ip("link", "del", BRIDGE, check=False)

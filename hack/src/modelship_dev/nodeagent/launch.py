@@ -1,12 +1,14 @@
 """Start one container: runs inside the pod's network namespace (via `ip netns exec`), builds
-the container's own root in a private mount namespace, then execs the container's command.
+the container's own root in a private mount namespace, then execs the container's command
+as the container's user.
 
-The root is a tmpfs holding the host's top-level folders bind-mounted (so commands resolve as
-on the host), with private /tmp, /run and /dev (its own /dev/shm: Triton's Python backend
-names its shared memory regions without regard for other servers), the pod's volumes at their
-mount paths and the container's termination message file. Standard library only: it runs
-with `python -S` before the command replaces it (same process, so the agent's process group
-is the command's).
+The root is an overlay of the image's unpacked layers (rootfs.py) with a writable layer of
+the container's own, made read-only after the mounts when readOnlyRootFilesystem says so; in
+it /proc and /sys of the host, a private /dev (its own /dev/shm: Triton's Python backend
+names its shared memory regions without regard for other servers), the pod's volumes at
+their mount paths, /etc/hosts and the container's termination message file. Standard
+library only: it runs with `python -S` before the command replaces it (same process, so
+the agent's process group is the command's).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
-PRIVATE_TOP = {"dev", "proc", "sys", "tmp", "run"}
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 EXIT_SETUP_FAILED = 128
 
@@ -68,49 +69,31 @@ def _resolve(root: Path, path: str) -> Path:
 
 
 def _mount_point(root: Path, path: str, is_file: bool) -> Path:
-    """The mount point inside `root`, created if missing, but never on a host folder."""
-    inside = _resolve(root, path)
-    target = root / inside.relative_to("/")
-    if target.exists():
-        return target
-    top = inside.parts[1] if len(inside.parts) > 1 else ""
-    if (Path("/") / top).exists() and top not in PRIVATE_TOP:
-        raise OSError(f"mount point {path} does not exist and would have to be created in "
-                      f"the host's /{top}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if is_file:
-        target.touch()
-    else:
-        target.mkdir()
+    """The mount point inside `root` (the container's own overlay), created if missing."""
+    target = root / _resolve(root, path).relative_to("/")
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if is_file:
+            target.touch()
+        else:
+            target.mkdir()
     return target
 
 
-def build_root(spec: dict[str, object]) -> Path:
-    root = Path(str(spec["root"]))
-    _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
-    mount(None, Path("/"), None, MS_REC | MS_PRIVATE)
-    mount("tmpfs", root, "tmpfs", MS_NOSUID, "mode=755,size=16m")
-    for host in sorted(Path("/").iterdir()):
-        inside = root / host.name
-        if host.name in PRIVATE_TOP:
-            continue
-        if host.is_symlink():
-            inside.symlink_to(host.readlink())
-        elif host.is_dir():
-            inside.mkdir()
-            mount(str(host), inside, None, MS_BIND | MS_REC)
-        elif host.is_file():
-            inside.touch()
-            mount(str(host), inside, None, MS_BIND)
-    for entry in ("proc", "sys"):
-        (root / entry).mkdir()
-        mount(f"/{entry}", root / entry, None, MS_BIND | MS_REC)
-    (root / "run").mkdir()
-    mount("tmpfs", root / "run", "tmpfs", MS_NOSUID, "mode=755,size=16m")
-    (root / "tmp").mkdir()
-    mount(str(spec["tmp"]), root / "tmp", None, MS_BIND)
-    dev = root / "dev"
-    dev.mkdir()
+def _mount_image(spec: dict[str, object], root: Path) -> None:
+    """The image's layers (paths relative to the layer cache, which keeps the option short)
+    under the container's writable layer."""
+    lower = spec["lower"]
+    assert isinstance(lower, list)
+    os.chdir(str(spec["layers"]))
+    mount("overlay", root, "overlay", MS_NOSUID,
+          f"lowerdir={':'.join(str(p) for p in lower)},upperdir={spec['upper']},"
+          f"workdir={spec['work']}")
+    os.chdir("/")
+
+
+def _mount_dev(root: Path) -> None:
+    dev = _mount_point(root, "/dev", False)
     mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=1m")
     for name in DEVICES:
         if Path(f"/dev/{name}").exists():
@@ -124,6 +107,16 @@ def build_root(spec: dict[str, object]) -> Path:
     for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                        ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         (dev / name).symlink_to(link)
+
+
+def build_root(spec: dict[str, object]) -> Path:
+    root = Path(str(spec["root"]))
+    _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
+    mount(None, Path("/"), None, MS_REC | MS_PRIVATE)
+    _mount_image(spec, root)
+    for entry in ("proc", "sys"):
+        mount(f"/{entry}", _mount_point(root, f"/{entry}", False), None, MS_BIND | MS_REC)
+    _mount_dev(root)
     mounts = spec["mounts"]
     assert isinstance(mounts, list)
     for m in sorted(mounts, key=lambda m: str(m["target"]).count("/")):
@@ -131,7 +124,19 @@ def build_root(spec: dict[str, object]) -> Path:
         mount(str(m["source"]), target, None, MS_BIND | MS_REC)
         if m.get("readOnly"):
             mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    _mount_point(root, str(spec.get("cwd") or "/"), False)  # a runtime creates it too
+    if spec.get("readOnlyRoot"):
+        # Mount points exist by now; the volumes under the root stay writable.
+        mount(None, root, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     return root
+
+
+def _become(user: dict[str, object]) -> None:
+    groups = user["groups"]
+    assert isinstance(groups, list)
+    os.setgroups([int(g) for g in groups])
+    os.setgid(int(str(user["gid"])))
+    os.setuid(int(str(user["uid"])))
 
 
 def main(spec_path: str) -> None:
@@ -140,6 +145,7 @@ def main(spec_path: str) -> None:
     try:
         root = build_root(spec)
         os.chroot(root)
+        _become(spec["user"])
         os.chdir(str(spec.get("cwd") or "/"))
     except OSError as err:
         text = f"container setup failed: {err}"

@@ -22,6 +22,7 @@ from modelship_dev.nodeagent import (
     probes,
     processes,
     projected,
+    pulling,
     sandbox,
     termination,
 )
@@ -35,6 +36,9 @@ from modelship_dev.nodeagent.podstatus import (
 log = logging.getLogger(__name__)
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
+# How long a failed pull shows ErrImagePull before the back-off shows ImagePullBackOff (the
+# kubelet's next pod sync).
+PULL_ERROR_SHOWN_S = 1.0
 # After its containers are stopped, a pod's task has this long to record their exits.
 RECORD_EXITS_S = 10.0
 STATUS_ATTEMPTS = 5
@@ -47,7 +51,7 @@ class Context:
     http: httpx.AsyncClient
     state_dir: Path
     host_ip: str
-    backends: Path
+    service_env: dict[str, str]  # KUBERNETES_SERVICE_HOST/PORT: the API server for pods
 
 
 class PodRunner:
@@ -103,8 +107,12 @@ class PodRunner:
         self.conditions.set("Ready", ready)
         not_ready = "PodCompleted" if self.phase in ("Succeeded", "Failed") \
             else "ContainersNotReady"
+        # Pending until a container was created, as the kubelet reports it (images are
+        # still being pulled, or cannot be).
+        phase = "Pending" if self.phase == "Running" and all(
+            s.pid is None for s in self.mains) else self.phase
         status: dict[str, Any] = {
-            "phase": self.phase, "startTime": self.start_time, "hostIP": self.ctx.host_ip,
+            "phase": phase, "startTime": self.start_time, "hostIP": self.ctx.host_ip,
             "hostIPs": [{"ip": self.ctx.host_ip}],
             "conditions": self.conditions.to_api({
                 "Initialized": "ContainersNotInitialized",
@@ -187,8 +195,15 @@ class PodRunner:
             if self.terminating:
                 return None
             if code is None:
-                # It could not be created (CreateContainerConfigError): the kubelet tries
-                # again with back-off, so a hostPath or a Secret that appears later is used.
+                # It could not be created (its image is missing, CreateContainerConfigError):
+                # the kubelet tries again with back-off, so an image built or a hostPath
+                # made later is used.
+                if state.waiting[0] == "ErrImagePull":
+                    if not await self._back_off(PULL_ERROR_SHOWN_S):
+                        return None
+                    state.wait("ImagePullBackOff", f'Back-off pulling image "{state.image}": '
+                                                   f"{state.waiting[1]}")
+                    await self.publish()
                 if not await self._back_off(backoff):
                     return None
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -220,10 +235,17 @@ class PodRunner:
         """Start the container, probe it, wait for it: its exit code (None: cannot start)."""
         assert self.box is not None
         try:
+            pulled = await asyncio.to_thread(pulling.ensure, spec)
+        except pulling.PullError as err:
+            state.wait(err.reason, str(err))
+            await self.publish()
+            return None
+        state.image_id = pulled.image_id
+        try:
             launch = await asyncio.to_thread(containers.launch_spec, self.pod, spec, self.box,
-                                             self.ctx.backends)
+                                             pulled.image, pulled.lowers, self.ctx.service_env)
         except containers.ConfigError as err:
-            state.wait("CreateContainerConfigError", str(err))
+            state.wait(err.reason, str(err))
             await self.publish()
             return None
         if self.terminating:
@@ -240,7 +262,7 @@ class PodRunner:
         await self.publish()
         target = probes.Target(self.box.net.ip, {p["name"]: int(p["containerPort"]) for p in
                                                  spec.get("ports") or [] if p.get("name")},
-                               proc.pid, launch["env"])
+                               proc.pid, launch["env"], launch["user"])
         self.targets[state.name] = target
         prober = asyncio.create_task(self._probe(spec, state, target))
         try:

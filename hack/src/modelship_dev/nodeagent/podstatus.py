@@ -28,6 +28,7 @@ class ContainerState:
     started: bool = False
     ready: bool = False
     pid: int | None = None
+    image_id: str = ""
 
     def run(self, pid: int) -> None:
         if self.terminated is not None:
@@ -63,7 +64,7 @@ class ContainerState:
             reason, message = self.waiting
             state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
         out: dict[str, Any] = {
-            "name": self.name, "image": self.image, "imageID": "", "state": state,
+            "name": self.name, "image": self.image, "imageID": self.image_id, "state": state,
             "lastState": {"terminated": self.last_terminated} if self.last_terminated else {},
             "ready": self.ready, "started": self.started, "restartCount": self.restart_count,
         }

@@ -36,6 +36,7 @@ class Target:
     ports: dict[str, int]  # the container's named ports
     pid: int  # the container's main process: exec probes join its namespaces
     env: dict[str, str]
+    user: dict[str, Any]  # uid, gid: exec probes run as the container's user
 
     def port(self, value: int | str) -> int:
         if isinstance(value, int) or str(value).isdigit():
@@ -91,7 +92,8 @@ async def _exec(spec: dict[str, Any], target: Target, limit_s: float) -> tuple[b
     if not _in_its_own_root(target.pid):
         return False, "container is starting"
     proc = await asyncio.create_subprocess_exec(
-        "nsenter", f"--target={target.pid}", "--mount", "--net", "--root", "--wd", "--",
+        "nsenter", f"--target={target.pid}", "--mount", "--net", "--root", "--wd",
+        f"--setuid={target.user['uid']}", f"--setgid={target.user['gid']}", "--",
         *[str(a) for a in spec.get("command") or []],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env=target.env, start_new_session=True)

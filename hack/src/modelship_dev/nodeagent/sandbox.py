@@ -1,6 +1,7 @@
 """A pod's sandbox on this host: its network namespace and the folders it uses (emptyDir
-volumes, private /tmp, termination message files, container roots, logs), with a record in
-the agent's state folder so an agent that crashed can clean up after itself."""
+volumes, containers' writable layers, termination message files, container roots, logs),
+with a record in the agent's state folder so an agent that crashed can clean up after
+itself."""
 
 from __future__ import annotations
 
@@ -33,10 +34,6 @@ class Sandbox:
     def dir(self) -> Path:
         return self.state_dir / "pods" / self.uid
 
-    @property
-    def tmp(self) -> Path:
-        return self.dir / "tmp"
-
     def root(self, container: str) -> Path:
         path = ROOTS_DIR / self.net.netns / container
         path.mkdir(parents=True, exist_ok=True)
@@ -44,7 +41,21 @@ class Sandbox:
 
     def empty_dir(self, volume: str) -> Path:
         path = self.dir / "volumes" / volume
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():
+            path.mkdir(parents=True)
+            path.chmod(0o777)  # as the kubelet's: whatever user the containers run as
+        return path
+
+    def writable_layer(self, container: str) -> Path:
+        """The container's overlayfs upper and work folders live here."""
+        return self.dir / "containers" / container
+
+    def hosts_file(self) -> Path:
+        """/etc/hosts as the kubelet writes it for a pod on the pod network."""
+        path = self.dir / "etc-hosts"
+        if not path.exists():
+            path.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                            f"{self.net.ip}\t{self.pod['metadata']['name']}\n")
         return path
 
     def projected_dir(self, volume: str) -> Path:
@@ -79,8 +90,7 @@ class Sandbox:
 def create(state_dir: Path, pod: dict[str, Any], host_ip: str) -> Sandbox:
     uid = str(pod["metadata"]["uid"])
     pod_dir = state_dir / "pods" / uid
-    (pod_dir / "tmp").mkdir(parents=True, exist_ok=True)
-    (pod_dir / "tmp").chmod(0o1777)
+    pod_dir.mkdir(parents=True, exist_ok=True)
     # The record exists before the namespace does: a crash in between still gets cleaned.
     netns, veth = hostnet.pod_names(hostnet.agent_tag(state_dir), uid)
     (pod_dir / "record.json").write_text(json.dumps({"uid": uid, "netns": netns,

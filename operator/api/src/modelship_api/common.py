@@ -173,6 +173,15 @@ class ModelRepository(ApiModel):
     )
 
 
+class PrometheusEndpoint(ApiModel):
+    """A Prometheus to query (analysis checks, monitoring)."""
+
+    address: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=512)] = (
+        Field(description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.")
+    )
+    timeout: Duration = Field(default="2s", description="Per-query timeout.")
+
+
 class Condition(ApiModel):
     """A Kubernetes-style condition (type, status, reason, message, lastTransitionTime)."""
 

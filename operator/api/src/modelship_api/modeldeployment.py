@@ -14,12 +14,14 @@ from modelship_api.common import (
     ModelName,
     ModelRepository,
     ObjectMeta,
+    PrometheusEndpoint,
     ResourceRequirements,
     Toleration,
     cel,
     schema_default,
     validations,
 )
+from modelship_api.monitoring import Monitoring, MonitoringStatus
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.01-py3"
 
@@ -287,7 +289,8 @@ class Shadow(ApiModel):
     )
 
 
-Builtin = Literal["errorRatio", "meanLatency", "p99Latency"]
+Builtin = Literal["errorRatio", "meanLatency", "p99Latency", "inputDrift", "predictionDrift",
+                  "nonFinite"]
 
 
 class Check(ApiModel):
@@ -310,6 +313,14 @@ class Check(ApiModel):
                 "min must not exceed max",
                 reason="FieldValueInvalid",
             ),
+            cel(
+                "!has(self.builtin) || !(self.builtin in ['inputDrift', 'nonFinite']) || "
+                "!has(self.relativeToStable) || !self.relativeToStable",
+                "inputDrift and nonFinite are absolute: only predictionDrift compares with "
+                "stable (relativeToStable)",
+                field_path=".relativeToStable",
+                reason="FieldValueInvalid",
+            ),
         )
     )
 
@@ -320,7 +331,12 @@ class Check(ApiModel):
         "mean request duration in milliseconds over the window; p99Latency: 99th percentile "
         "of request duration in milliseconds over Triton's own sliding 60s window (its "
         "latency summary, which modelship enables), the worst pod's. All from Triton's own "
-        "metrics.",
+        "metrics. inputDrift: the largest PSI of the candidate's input statistics against "
+        "its profile.json; predictionDrift: the same for its output statistics, or with "
+        "relativeToStable the PSI of its class distribution against the stable version's "
+        "over the same window (the value is that distance, not a ratio); nonFinite: outputs "
+        "with NaN or infinity in the window. The drift checks need spec.monitoring.minSamples "
+        "samples in the window.",
     )
     query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
         default=None,
@@ -332,17 +348,9 @@ class Check(ApiModel):
     relative_to_stable: bool = Field(
         default=False,
         description="Compare candidate / stable instead of the raw value (max 1.5: at most "
-        "50% worse than stable).",
+        "50% worse than stable); for predictionDrift, score the candidate's predictions "
+        "against stable's instead of against its profile.",
     )
-
-
-class PrometheusEndpoint(ApiModel):
-    """Where analysis queries go."""
-
-    address: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=512)] = (
-        Field(description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.")
-    )
-    timeout: Duration = Field(default="2s", description="Per-query timeout.")
 
 
 class Analysis(ApiModel):
@@ -394,6 +402,97 @@ class Analysis(ApiModel):
     )
 
 
+# Tensor types the smoke load can send as JSON numbers (KServe v2 datatypes; BYTES is not
+# offered: its JSON form is not a number).
+SampleDatatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16",
+                         "INT32", "INT64", "FP16", "FP32", "FP64"]
+MAX_SAMPLE_DIMS = 4
+
+
+def _elements_rule() -> str:
+    """CEL: data holds exactly the product of shape's dimensions (at most MAX_SAMPLE_DIMS)."""
+    dims = " * ".join(f"(self.shape.size() > {i} ? self.shape[{i}] : 1)"
+                      for i in range(MAX_SAMPLE_DIMS))
+    return f"self.data.size() == {dims}"
+
+
+class SampleInput(ApiModel):
+    """One input tensor of the sample request, as in a KServe v2 (Triton) ModelInfer
+    request: its name, datatype, shape and data (row-major, flattened)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                _elements_rule(),
+                "data must hold one value per element of shape (the product of its "
+                "dimensions), flattened row-major",
+                field_path=".data",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
+        description="The model's input name, as in its config.pbtxt."
+    )
+    datatype: SampleDatatype = Field(description="KServe v2 datatype, e.g. FP32, INT64, BOOL.")
+    shape: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        max_length=MAX_SAMPLE_DIMS,
+        description="Dimensions (batch included when the model batches), e.g. [1, 4].",
+    )
+    data: list[float] = Field(
+        min_length=1, max_length=4096,
+        description="The values, flattened row-major: one per element of shape.",
+    )
+
+
+class SmokeLoad(ApiModel):
+    """Requests the operator itself sends to a candidate that gets no client traffic, so
+    that its analysis has samples: while the rollout is at a stage that gives the candidate
+    weight 0 (blueGreen's Preview, shadow, a canary step of weight 0; `during: EveryStage`:
+    at every stage), the same sample request at `rate` a second, for at most `maxDuration`
+    from the stage's start."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "duration(self.maxDuration) <= duration('1h')",
+                "maxDuration must be at most 1h",
+                field_path=".maxDuration",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "duration(self.timeout) >= duration('100ms') && "
+                "duration(self.timeout) <= duration('30s')",
+                "timeout must be between 100ms and 30s",
+                field_path=".timeout",
+                reason="FieldValueInvalid",
+            ),
+        )
+    )
+
+    inputs: list[SampleInput] = Field(
+        min_length=1, max_length=16,
+        description="The sample request's input tensors (KServe v2 ModelInfer inputs).",
+    )
+    rate: int = Field(
+        default=5, ge=1, le=50, description="Requests a second (1-50)."
+    )
+    max_duration: Duration = Field(
+        default="10m",
+        description="The load stops this long after the stage began, even if the stage "
+        "lasts longer (at most 1h).",
+    )
+    timeout: Duration = Field(default="2s", description="Per-request timeout (100ms-30s).")
+    during: Literal["ZeroWeight", "EveryStage"] = Field(
+        default="ZeroWeight",
+        description="ZeroWeight: only at stages that give the candidate no client traffic. "
+        "EveryStage: at weighted stages and blueGreen's PostSwitch too, for models without "
+        "steady clients; beside real traffic the sample then dilutes the candidate's error "
+        "ratio with requests it is known to answer.",
+    )
+
+
 class Rollout(ApiModel):
     """How a new version replaces the stable one: exactly one of canary, blueGreen, shadow."""
 
@@ -404,7 +503,13 @@ class Rollout(ApiModel):
                 ".filter(x, x).size() == 1",
                 "set exactly one rollout strategy: canary, blueGreen or shadow",
                 reason="FieldValueInvalid",
-            )
+            ),
+            cel(
+                "!has(self.smokeLoad) || has(self.analysis)",
+                "smokeLoad feeds the analysis: set rollout.analysis too",
+                field_path=".smokeLoad",
+                reason="FieldValueRequired",
+            ),
         )
     )
 
@@ -413,6 +518,12 @@ class Rollout(ApiModel):
     shadow: Shadow | None = Field(default=None, description="Mirror traffic, then promote.")
     analysis: Analysis | None = Field(
         default=None, description="Metric analysis; absent: steps advance on time alone."
+    )
+    smoke_load: SmokeLoad | None = Field(
+        default=None,
+        description="Sample requests the operator sends to a candidate at weight 0 "
+        "(blueGreen's preview, shadow, a canary step of weight 0), so that its analysis has "
+        "samples without client traffic.",
     )
     progress_deadline: Duration = Field(
         default="10m",
@@ -460,6 +571,11 @@ class ModelDeploymentSpec(ApiModel):
     rollout: Rollout | None = Field(
         default=None,
         description="Rollout strategy; absent: a new version replaces the old one once ready.",
+    )
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring, json_schema_extra=schema_default(Monitoring),
+        description="Drift against the training profile, staleness and numeric health of "
+        "the served version (on by default).",
     )
 
 
@@ -654,9 +770,14 @@ class ModelDeploymentStatus(ApiModel):
     )
     conditions: list[Condition] | None = Field(
         default=None,
-        description="Ready, Progressing, Degraded, InvalidSpec, and RouteAccepted (provider "
-        "gateway: whether the gateway accepted the GRPCRoute, with its reason).",
+        description="Ready, Progressing, Degraded, InvalidSpec, RouteAccepted (provider "
+        "gateway: whether the gateway accepted the GRPCRoute, with its reason), the "
+        "monitoring conditions DataDrift, PredictionDrift, Stale and NumericFault, and "
+        "ReconcileError while the Kubernetes API refuses the operator a request (its "
+        "message is the API's, e.g. which RBAC verb is missing).",
     )
+    monitoring: MonitoringStatus | None = Field(
+        default=None, description="Drift, age and numeric health of the stable version.")
     query_check: QueryCheck | None = Field(
         default=None,
         description="Whether the user checks' PromQL parses, as Prometheus said; absent "

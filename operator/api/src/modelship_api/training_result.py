@@ -2,7 +2,8 @@
 
 The trainer writes it as JSON to the pod's termination message; the kubelet keeps at most
 4096 bytes of that file, so `to_termination_message` trims the least important parts until the
-document fits (long texts first, then timings, gate check details, hyperparameters, metrics)
+document fits (long texts first, then timings, gate check details, hyperparameters, the
+profile's per-statistic summary, metrics)
 and never produces invalid JSON. The operator copies it into TrainingRunStatus with
 `status_fields`.
 
@@ -18,6 +19,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from modelship_api.common import ApiModel
+from modelship_api.profile import ProfileSummary
 from modelship_api.trainingrun import Artifact, GateCheck, GateStatus, Lineage
 
 # The contract between the trainer container and the operator that builds its Job.
@@ -63,6 +65,8 @@ class TrainingResult(ApiModel):
         default=None, description="Largest |onnxruntime - PyTorch| on the held-out split."
     )
     timings: dict[str, float] | None = Field(default=None, description="Seconds per stage.")
+    profile: ProfileSummary | None = Field(default=None,
+                                           description="Summary of the published profile.json.")
     truncated: bool = Field(default=False, description="Parts were trimmed to fit 4 KiB.")
 
     def to_termination_message(self, limit: int = MAX_TERMINATION_MESSAGE_BYTES) -> str:
@@ -95,6 +99,7 @@ class TrainingResult(ApiModel):
             "gate": self.gate.to_api() if self.gate else None,
             "artifact": self.artifact.to_api() if self.artifact else None,
             "lineage": self.lineage.to_api() if self.lineage else None,
+            "profile": self.profile.to_api() if self.profile else None,
         }
         return {k: v for k, v in fields.items() if v is not None}
 
@@ -138,6 +143,13 @@ def _shorten_hyperparameters(r: TrainingResult) -> TrainingResult:
     return r
 
 
+def _shorten_profile(r: TrainingResult) -> TrainingResult:
+    # profile.json holds every statistic; status keeps its digest, samples and data time.
+    if r.profile:
+        r.profile.statistics = None
+    return r
+
+
 def _shorten_metrics(r: TrainingResult) -> TrainingResult:
     if r.metrics:
         kept = sorted(r.metrics.items())[:8]
@@ -157,11 +169,13 @@ def _minimal(r: TrainingResult) -> TrainingResult:
         lineage=Lineage(dataset_digest=r.lineage.dataset_digest,
                         code_version=_clip(r.lineage.code_version, 63),
                         parent_version=r.lineage.parent_version) if r.lineage else None,
+        profile=ProfileSummary(digest=r.profile.digest, samples=r.profile.samples,
+                               data_time=r.profile.data_time) if r.profile else None,
         truncated=True,
     )
 
 
 _TRIMS: list[Callable[[TrainingResult], TrainingResult]] = [
-    _trim_texts, _drop_timings, _shorten_gate, _shorten_hyperparameters, _shorten_metrics,
-    _minimal,
+    _trim_texts, _drop_timings, _shorten_gate, _shorten_hyperparameters, _shorten_profile,
+    _shorten_metrics, _minimal,
 ]

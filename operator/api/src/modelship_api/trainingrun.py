@@ -19,6 +19,7 @@ from modelship_api.common import (
     schema_default,
     validations,
 )
+from modelship_api.profile import ProfileSummary
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/modelship/trainer:0.1.0"
 
@@ -283,7 +284,14 @@ class TrainingRunStatus(ApiModel):
     gate: GateStatus | None = Field(default=None, description="Gate outcome.")
     artifact: Artifact | None = Field(default=None, description="Published files.")
     lineage: Lineage | None = Field(default=None, description="Provenance.")
-    conditions: list[Condition] | None = Field(default=None, description="Conditions.")
+    profile: ProfileSummary | None = Field(
+        default=None, description="The published version's reference profile (profile.json): "
+        "its digest, sample count, data time and each statistic's mean or top class.")
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Conditions: ReconcileError while the Kubernetes API refuses the operator "
+        "a request (its message is the API's, e.g. which RBAC verb is missing).",
+    )
 
 
 class TrainingRun(ApiModel):

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from modelship.core.drift.monitor import CONDITIONS as MONITORING_CONDITIONS
 from modelship.core.rollout import Decision
+from modelship_api.common import Condition
+from modelship_api.monitoring import MonitoringStatus
 
 # The image sets it from its org.opencontainers.image.revision build argument.
 REVISION_ENV = "MODELSHIP_REVISION"
@@ -33,7 +37,8 @@ KUBE_WRITES = Counter(
 )
 RECONCILES = Counter(
     "modelship_reconciles_total",
-    "Reconcile passes by kind and result (ok, invalid).",
+    "Reconcile passes by kind and result (ok, invalid, error: the API server refused a "
+    "request, see the ReconcileError condition).",
     ["kind", "result"],
 )
 RECONCILE_SECONDS = Histogram(
@@ -75,6 +80,12 @@ ANALYSIS_VALUE = Gauge(
     "The latest measured value of each analysis check.",
     ["namespace", "name", "check"],
 )
+SMOKE_REQUESTS = Counter(
+    "modelship_smoke_requests_total",
+    "Sample requests the operator sent to a candidate at weight 0 (spec.rollout.smokeLoad), "
+    "by result (ok, failed: an error answer, a timeout, no ready pod to send to).",
+    ["namespace", "name", "result"],
+)
 TRAINING_RUNS = Counter(
     "modelship_training_runs_total",
     "Finished TrainingRuns by model and outcome (Succeeded, Rejected, Failed).",
@@ -99,10 +110,34 @@ TRAINING_RUN_PHASE = Gauge(
     "1 for the current phase of each TrainingRun, 0 for the others.",
     ["namespace", "name", "model", "phase"],
 )
+DRIFT_SCORE = Gauge(
+    "modelship_drift_score",
+    "Population stability index of each statistic of the stable version against its "
+    "profile.json, over spec.monitoring.window; absent while Inconclusive (too few samples).",
+    ["namespace", "name", "statistic"],
+)
+MODEL_AGE = Gauge(
+    "modelship_model_age_seconds",
+    "Age of the stable version's newest training data (profile.json dataTime).",
+    ["namespace", "name"],
+)
+MONITORING_CONDITION = Gauge(
+    "modelship_monitoring_condition",
+    "1 while a monitoring condition (DataDrift, PredictionDrift, Stale, NumericFault) is "
+    "True, 0 while it is False or Unknown; the chart's model alerts fire on it.",
+    ["namespace", "name", "condition"],
+)
+MONITORING_EVALUATIONS = Counter(
+    "modelship_monitoring_evaluations_total",
+    "Monitoring evaluations of each ModelDeployment's stable version (one every "
+    "spec.monitoring.interval).",
+    ["namespace", "name"],
+)
 
 # The series of one ModelDeployment or TrainingRun: every metric labelled namespace and name.
 _PER_MODEL_DEPLOYMENT = (PHASE, CANDIDATE_WEIGHT, ROLLOUTS, ROLLBACKS, ANALYSIS_RESULTS,
-                         ANALYSIS_VALUE)
+                         ANALYSIS_VALUE, DRIFT_SCORE, MODEL_AGE, MONITORING_CONDITION,
+                         MONITORING_EVALUATIONS, SMOKE_REQUESTS)
 _PER_TRAINING_RUN = (TRAINING_RUN_PHASE,)
 
 
@@ -133,6 +168,25 @@ def set_phase(metric: Gauge, namespace: str, name: str, model: str, phase: str,
     for p in phases:
         metric.labels(namespace=namespace, name=name, model=model, phase=p).set(
             1 if p == phase else 0)
+
+
+def set_monitoring(namespace: str, name: str, status: MonitoringStatus | None,
+                   conditions: Sequence[Condition]) -> None:
+    """The monitoring series of one resource, as its status says (none when it is off)."""
+    where = {"namespace": namespace, "name": name}
+    for metric in (DRIFT_SCORE, MODEL_AGE, MONITORING_CONDITION):
+        _remove_where(metric, {}, where)
+    if status is None:
+        return
+    for stat in status.statistics or []:
+        if stat.psi is not None:
+            DRIFT_SCORE.labels(namespace=namespace, name=name, statistic=stat.name).set(stat.psi)
+    if status.model_age_seconds is not None:
+        MODEL_AGE.labels(namespace=namespace, name=name).set(status.model_age_seconds)
+    for cond in conditions:
+        if cond.type in MONITORING_CONDITIONS:
+            MONITORING_CONDITION.labels(namespace=namespace, name=name, condition=cond.type
+                                        ).set(1 if cond.status == "True" else 0)
 
 
 def rollback_cause(decision: Decision) -> str:

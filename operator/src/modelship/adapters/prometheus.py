@@ -20,6 +20,7 @@ import httpx
 
 from modelship.core.analysis import CheckQuery, Measurement
 from modelship.core.analysis.syntax import ParseAnswer
+from modelship.core.drift.queries import VectorAnswer, VectorQuery
 
 # Label sets named in the "more than one series" error, enough to see which label differs.
 _SHOWN_SERIES = 3
@@ -74,6 +75,28 @@ def parse_answer(status_code: int, body: Any) -> float | None:
         raise AnswerError(f"the sample of {_labels(sample)} is a native histogram, "
                           "not a number")
     return float(sample["value"][1])
+
+
+def parse_vector(status_code: int, body: Any, by: str) -> dict[str, float]:
+    """The samples of a /api/v1/query answer keyed by the value of label `by` ("" for a
+    query without grouping); AnswerError for anything but an instant vector."""
+    if not isinstance(body, dict):
+        raise AnswerError(f"HTTP {status_code} without a JSON object")
+    if status_code != 200 or body.get("status") != "success":
+        kind = body.get("errorType") or "error"
+        raise AnswerError(f"HTTP {status_code}, {kind}: {body.get('error', '')}".rstrip(": "))
+    data = body.get("data")
+    if not isinstance(data, dict) or data.get("resultType") != "vector" \
+            or not isinstance(data.get("result"), list):
+        raise AnswerError("expected an instant vector")
+    out: dict[str, float] = {}
+    for sample in data["result"]:
+        key = str((sample.get("metric") or {}).get(by, "")) if by else ""
+        if key in out:
+            raise AnswerError(f"the query returned several series with {by or 'no label'}="
+                              f"{key!r}: group it by {by or 'nothing'}")
+        out[key] = float(sample["value"][1])
+    return out
 
 
 class PrometheusClient:
@@ -133,6 +156,21 @@ class PrometheusClient:
         except (KeyError, IndexError, TypeError, ValueError) as err:
             return failed(f"unexpected answer from Prometheus: {type(err).__name__}: {err}")
         return QueryResult(value=value, seconds=time.monotonic() - started)
+
+    async def vector(self, query: VectorQuery, timeout_s: float) -> VectorAnswer:
+        """One query whose samples are told apart by the label `query.by` (a histogram's
+        buckets, a counter's classes). Failures are an error text, never an exception."""
+        resp = await self._post("/api/v1/query",
+                                {"query": query.promql, "timeout": f"{timeout_s:g}"}, timeout_s)
+        if isinstance(resp, str):
+            return VectorAnswer(error=resp)
+        try:
+            return VectorAnswer(parse_vector(resp.status_code, resp.json(), query.by))
+        except AnswerError as err:
+            return VectorAnswer(error=str(err))
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            return VectorAnswer(error=f"unexpected answer from Prometheus at {self.address}: "
+                                f"{type(err).__name__}: {err}")
 
     async def parse(self, promql: str, timeout_s: float) -> ParseAnswer:
         """Prometheus' own parser's verdict on `promql`, without evaluating it:
@@ -202,6 +240,14 @@ async def measure_checks(address: str, queries: Sequence[CheckQuery],
     """Run every check's queries concurrently against the Prometheus at `address`."""
     async with PrometheusClient(address) as prometheus:
         return await prometheus.measure_all(queries, timeout_s)
+
+
+async def query_vectors(address: str, queries: Sequence[VectorQuery],
+                        timeout_s: float) -> dict[str, VectorAnswer]:
+    """Every query concurrently: {query key: answer}."""
+    async with PrometheusClient(address) as prometheus:
+        answers = await asyncio.gather(*(prometheus.vector(q, timeout_s) for q in queries))
+    return {q.key: a for q, a in zip(queries, answers, strict=True)}
 
 
 async def parse_queries(address: str, queries: Sequence[str],

@@ -24,7 +24,8 @@ class RouteObservation:
     `mirrors`: release -> percent of its RequestMirror filters; `state`: Accepted when every
     parent accepted the current generation with all refs resolved, Refused when a parent
     rejected it (`reason`, `message` are the gateway's words), else Pending (no verdict on
-    this generation yet; generation 0: there is no route)."""
+    this generation yet; generation 0: there is no route). `preview`: the release that rules
+    with matches (the preview route, `x-modelship-preview: true`) send to; None without one."""
 
     generation: int
     state: RouteState
@@ -32,6 +33,7 @@ class RouteObservation:
     mirrors: Mapping[Release, int] = field(default_factory=dict)
     reason: str = ""
     message: str = ""
+    preview: Release | None = None
 
     @property
     def accepted(self) -> bool:
@@ -39,7 +41,8 @@ class RouteObservation:
 
     def sends_to(self, release: Release) -> bool:
         """Whether the route, as written, can send any request to `release`."""
-        return self.weights.get(release, 0) > 0 or self.mirrors.get(release, 0) > 0
+        return (self.weights.get(release, 0) > 0 or self.mirrors.get(release, 0) > 0
+                or self.preview == release)
 
 
 MISSING = RouteObservation(generation=0, state="Pending")
@@ -66,10 +69,13 @@ def observe_route(route: Mapping[str, Any] | None, name: str) -> RouteObservatio
     generation = int(meta.get("generation", 0))
     weights: dict[Release, int] = {}
     mirrors: dict[Release, int] = {}
+    preview: Release | None = None
     for rule in spec.get("rules") or []:
         for ref in rule.get("backendRefs") or []:
             version = _version(str(ref.get("name", "")), name)
-            if version is not None:
+            if version is not None and rule.get("matches"):
+                preview = version  # a header-matched rule: the preview route
+            elif version is not None:
                 weights[version] = weights.get(version, 0) + int(ref.get("weight", 1))
         for f in rule.get("filters") or []:
             mirror = f.get("requestMirror") if f.get("type") == "RequestMirror" else None
@@ -83,10 +89,11 @@ def observe_route(route: Mapping[str, Any] | None, name: str) -> RouteObservatio
                     if _same_parent(ref, p.get("parentRef") or {}, namespace)]
         refusal = next((v for v in verdicts if isinstance(v, tuple)), None)
         if refusal is not None:
-            return RouteObservation(generation, "Refused", weights, mirrors, *refusal)
+            return RouteObservation(generation, "Refused", weights, mirrors, *refusal,
+                                    preview=preview)
         accepted_all = accepted_all and any(v is True for v in verdicts)
     return RouteObservation(generation, "Accepted" if accepted_all else "Pending", weights,
-                            mirrors)
+                            mirrors, preview=preview)
 
 
 def _current(parent: Mapping[str, Any], generation: int) -> bool | tuple[str, str] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from modelship_api.modeldeployment import ModelDeployment
 
 
@@ -17,6 +19,35 @@ def _release(version: int | None, revision: int | None, template: str | None) ->
         return "-"
     text = str(version) if not revision else f"{version} revision {revision}"
     return f"{text} (template {template})" if template else text
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """Columns padded to their widest cell; the last column (a message) is not padded."""
+    n = len(rows[0]) - 1
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
+    return ["    " + "  ".join([*(r[i].ljust(widths[i]) for i in range(n)), r[n]]).rstrip()
+            for r in rows]
+
+
+def _monitoring(md: ModelDeployment) -> list[str]:
+    mon = md.status.monitoring
+    if not md.spec.monitoring.enabled:
+        return ["  monitoring: off (spec.monitoring.enabled false)"]
+    if mon is None:
+        return []
+    age = (f", model age {mon.model_age_seconds / 86400:.1f}d (data {mon.data_time})"
+           if mon.model_age_seconds is not None else "")
+    nonfinite = f", non-finite outputs {mon.non_finite}" if mon.non_finite is not None else ""
+    lines = [f"  monitoring: version {mon.version} at {mon.evaluated_at or '-'} over "
+             f"{mon.window}{age}{nonfinite}"]
+    if mon.statistics:
+        rows = [("STATISTIC", "RESULT", "DRIFTED", "PSI", "JS", "SAMPLES", "SINCE", "MESSAGE")]
+        rows += [(s.name, s.result, "yes" if s.drifted else "no", _fmt(s.psi), _fmt(s.js),
+                  "-" if s.samples is None else str(s.samples), s.since or "-", s.message)
+                 for s in mon.statistics]
+        lines += _table(rows)
+    lines += [f"    cannot run: {why}" for why in mon.unavailable or []]
+    return lines
 
 
 def render(md: ModelDeployment) -> str:
@@ -46,10 +77,8 @@ def render(md: ModelDeployment) -> str:
         rows = [("CHECK", "RESULT", "VALUE", "STABLE", "THRESHOLD", "MESSAGE")]
         rows += [(c.name, c.result, _fmt(c.value), _fmt(c.stable_value), c.threshold,
                   c.message) for c in an.checks or []]
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        for row in rows:
-            cells = [row[i].ljust(widths[i]) for i in range(5)] + [row[5]]
-            lines.append("    " + "  ".join(cells).rstrip())
+        lines += _table(rows)
+    lines += _monitoring(md)
     for d in st.draining or []:
         confirmed = (f"route confirmed {d.route_confirmed_at}" if d.route_confirmed_at
                      else "waiting for the route to be confirmed")

@@ -1,7 +1,10 @@
 """Turn a traffic decision into objects, for both providers (pure).
 
 - gateway: one GRPCRoute per ModelDeployment with weighted backendRefs (canary), a
-  RequestMirror filter (shadow) and a backend swap (blue-green: weight 0 -> 100).
+  RequestMirror filter (shadow) and a backend swap (blue-green: weight 0 -> 100). While a
+  candidate exists a second rule sends requests with the header
+  `x-modelship-preview: true` to it alone: the preview route (a header match outranks the
+  rule without matches in Gateway API's precedence, whatever the rules' order).
 - replicas: one Service across versions; the candidate's share is approximated by pod
   counts (the rollout core sizes the candidate, `rollout.routing.candidate_replicas`).
   Weight 0 narrows the Service to stable and weight 100 to the candidate, so both ends are
@@ -43,9 +46,12 @@ def grpc_route(md: ModelDeployment, traffic: SetTraffic) -> dict[str, Any]:
                     "percent": traffic.mirror_percent,
                 },
             }]
+    rules = [rule]  # first: readers that look at rules[0] see the weighted split
+    if traffic.candidate is not None:
+        rules.append(preview_rule(names.release_name(name, traffic.candidate)))
     spec: dict[str, Any] = {
         "parentRefs": [p.to_api() for p in gateway.parent_refs],
-        "rules": [rule],
+        "rules": rules,
     }
     if gateway.hostnames:
         spec["hostnames"] = list(gateway.hostnames)
@@ -59,6 +65,15 @@ def grpc_route(md: ModelDeployment, traffic: SetTraffic) -> dict[str, Any]:
             "ownerReferences": [owner_reference(md)],
         },
         "spec": spec,
+    }
+
+
+def preview_rule(backend: str) -> dict[str, Any]:
+    """Requests carrying the preview header go to `backend` (the candidate) only."""
+    return {
+        "matches": [{"headers": [{"type": "Exact", "name": constants.PREVIEW_HEADER,
+                                  "value": constants.PREVIEW_HEADER_VALUE}]}],
+        "backendRefs": [{"name": backend, "port": constants.PORT_GRPC, "weight": 1}],
     }
 
 

@@ -18,10 +18,12 @@ from typing import Any
 
 from modelship import constants
 from modelship.core import names, serving_config
+from modelship.core.drift.profiles import MAX_MESSAGE_BYTES, TOO_LARGE_KEY
 from modelship.core.durations import parse_duration
 from modelship.core.releases import Release
 from modelship_api.common import ModelRepository
 from modelship_api.modeldeployment import ModelDeployment, Runtime
+from modelship_api.profile import PROFILE_FILE
 
 REPO_VOLUME = "model-repository"
 VIEW_VOLUME = "triton-repository"
@@ -116,6 +118,13 @@ def view_script(root: str, model: str, version: int, runtime: Runtime | None = N
         "printf '%s' " + shlex.quote(serving_config.render(runtime, version))
         + ' >> "$dst/config.pbtxt"',
         'ln -sfn "$src/$v" "$dst/$v"',
+        # The version's profile.json travels to the operator in this container's
+        # termination message (core.drift.profiles): whole, or a note of its size when it
+        # is more than the kubelet keeps.
+        f'p="$src/$v/{PROFILE_FILE}"',
+        'if [ -f "$p" ]; then n=$(wc -c < "$p"); '
+        f'if [ "$n" -le {MAX_MESSAGE_BYTES} ]; then cat "$p" > /dev/termination-log; '
+        f'else echo "{{\\"{TOO_LARGE_KEY}\\": $n}}" > /dev/termination-log; fi; fi',
     ]
     return "\n".join(lines)
 

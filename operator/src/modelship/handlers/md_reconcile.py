@@ -16,11 +16,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelship import constants
-from modelship.adapters import metrics
+from modelship.adapters import metrics, smoke
 from modelship.adapters.kube import Kube
 from modelship.adapters.prometheus import measure_checks, parse_queries
 from modelship.core import names, traffic, triton_manifests, versions
+from modelship.core import smoke as smoke_plans
 from modelship.core.analysis import check_errors, syntax
+from modelship.core.analysis.queries import DISTANCE_BUILTINS
+from modelship.core.analysis.verdicts import Measurement
+from modelship.core.api_errors import RECONCILE_ERROR
 from modelship.core.conditions import remove_condition, set_condition
 from modelship.core.durations import parse_duration
 from modelship.core.observations import VersionObservation, observe_deployment, pod_problems
@@ -41,6 +45,8 @@ from modelship.core.rollout import (
 )
 from modelship.core.route_status import RouteObservation, observe_route
 from modelship.core.validation import SpecError, model_deployment_errors
+from modelship.handlers import md_monitoring
+from modelship.handlers.md_monitoring import monitor_stable
 from modelship_api.common import Condition
 from modelship_api.modeldeployment import ModelDeployment, ModelDeploymentStatus, QueryCheck
 
@@ -70,6 +76,7 @@ async def _report_invalid(kube: Kube, body: dict[str, Any], message: str, now: s
     new.query_check = query_check or new.query_check
     gen = body["metadata"].get("generation", 0)
     new.phase, new.message, new.observed_generation = "Failed", message, gen
+    new.conditions = remove_condition(new.conditions, RECONCILE_ERROR) or None
     for type_ in ("InvalidSpec", "Ready"):
         new.conditions = set_condition(new.conditions, Condition(
             type=type_, status="True" if type_ == "InvalidSpec" else "False",
@@ -179,6 +186,22 @@ async def _apply(kube: Kube, md: ModelDeployment, actions: tuple[Action, ...],
             pass  # after the status write, so `kubectl describe` never shows the future
 
 
+async def _smoke_target(kube: Kube, md: ModelDeployment, status: ModelDeploymentStatus,
+                        now: datetime) -> smoke.SmokeTarget | None:
+    """The smoke load due after this pass (core.smoke), bound to the candidate's ready pods."""
+    plan = smoke_plans.smoke_plan(md.spec, status, now)
+    if plan is None:
+        return None
+    assert md.spec.rollout is not None and md.spec.rollout.smoke_load is not None
+    pods = await kube.list("v1", "Pod", md.metadata.namespace,
+                           names.version_selector(md.metadata.name, plan.release))
+    path = smoke_plans.infer_path(md.spec.model.name, plan.version)
+    urls = tuple(f"http://{ip}:{constants.PORT_HTTP}{path}"
+                 for ip in smoke_plans.ready_addresses(pods))
+    return smoke.SmokeTarget(plan, urls,
+                             smoke.body_json(smoke_plans.infer_body(md.spec.rollout.smoke_load)))
+
+
 def _record_metrics(md: ModelDeployment, decision: Decision) -> None:
     ns, name = md.metadata.namespace, md.metadata.name
     metrics.set_phase(metrics.PHASE, ns, name, md.spec.model.name,
@@ -231,7 +254,9 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     now = format_time(now_dt)
     body = await kube.get(constants.API_VERSION, KIND, name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
+        smoke.stop((namespace, name))
         metrics.forget_model_deployment(namespace, name)
+        md_monitoring.forget(namespace, name)
         return None
     try:
         md = ModelDeployment.model_validate(body)
@@ -254,15 +279,27 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
 
     status = md.status.model_copy(deep=True)
     status.query_check = query_check
-    status.conditions = remove_condition(status.conditions, "InvalidSpec") or None
+    status.conditions = remove_condition(
+        remove_condition(status.conditions, "InvalidSpec"), RECONCILE_ERROR) or None
     matchers = {NAMESPACE_LABEL: namespace} if NAMESPACE_LABEL else {}
     queries = due_queries(md.spec, status, namespace, now_dt, matchers, deployment=name)
     measurements = None
     if queries:
         analysis = md.spec.rollout.analysis if md.spec.rollout else None
         assert analysis is not None
-        measurements = await measure_checks(analysis.prometheus.address, queries,
-                                            parse_duration(analysis.prometheus.timeout))
+        scalar = [q for q in queries if q.check.builtin not in DISTANCE_BUILTINS]
+        measurements = await measure_checks(analysis.prometheus.address, scalar,
+                                            parse_duration(analysis.prometheus.timeout)) \
+            if scalar else {}
+        distance = [q.check for q in queries if q.check.builtin in DISTANCE_BUILTINS]
+        if distance:
+            try:
+                measurements.update(await md_monitoring.measure_distance_checks(
+                    kube, md, status, distance, analysis, matchers))
+            except Exception as err:  # an Inconclusive check, never a stuck rollout
+                log.exception("%s/%s: drift checks failed", namespace, name)
+                measurements.update({c.name: Measurement(error=f"{type(err).__name__}: {err}")
+                                     for c in distance})
     template = triton_manifests.template_hash(md)
     decision = step(md.spec, status, Observations(
         desired_version=resolution.version,
@@ -276,12 +313,21 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
         template=template,
     ), now_dt)
     await _apply(kube, md, decision.actions, template)
+    # After the rollout's actions: monitoring never delays or blocks serving.
+    try:
+        monitoring_events, next_evaluation = await monitor_stable(kube, md, decision.status,
+                                                                  now_dt, matchers)
+    except Exception:  # the rollout's status is written whatever happens here
+        log.exception("%s/%s: monitoring failed; trying again next pass", namespace, name)
+        monitoring_events, next_evaluation = [], None
     await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
                             md.status.to_api(), decision.status.to_api(), body)
-    for action in decision.actions:
+    for action in (*decision.actions, *monitoring_events):
         if isinstance(action, Event):
             await kube.event(body, action.type, action.reason, action.message)
+    smoke.ensure((namespace, name), await _smoke_target(kube, md, decision.status, now_dt))
     _record_metrics(md, decision)
     metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
     metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.monotonic() - started)
-    return decision.requeue_after
+    waits = [t for t in (decision.requeue_after, next_evaluation) if t is not None]
+    return min(waits) if waits else None

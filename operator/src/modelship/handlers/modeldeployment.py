@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from modelship import constants
+from modelship.adapters import smoke
 from modelship.handlers import runtime
 from modelship.handlers.md_reconcile import reconcile
 
@@ -24,5 +25,8 @@ async def model_deployment_loop(name: str, namespace: str | None, stopped: kopf.
                                 logger: logging.Logger | logging.LoggerAdapter[Any],
                                 **_: Any) -> None:
     assert namespace is not None  # ModelDeployments are namespaced
-    await runtime.reconcile_loop(constants.MODEL_DEPLOYMENT_KIND, namespace, name, stopped,
-                                 logger, reconcile)
+    try:
+        await runtime.reconcile_loop(constants.MODEL_DEPLOYMENT_KIND, namespace, name,
+                                     stopped, logger, reconcile)
+    finally:  # deleted, or this replica stopped leading: its smoke load ends with the loop
+        smoke.stop((namespace, name))

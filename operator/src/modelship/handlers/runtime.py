@@ -17,6 +17,7 @@ from modelship import constants
 from modelship.adapters import metrics
 from modelship.adapters.cache import Caches
 from modelship.adapters.kube import WATCHED, Kube, StatusConflictError, counted
+from modelship.handlers import refusals
 
 # How often every resource is re-reconciled even without events (level-based safety net).
 RESYNC_SECONDS = float(os.environ.get("MODELSHIP_RESYNC_SECONDS", "10"))
@@ -108,7 +109,12 @@ async def reconcile_loop(kind: str, namespace: str, name: str, stopped: kopf.Dae
             except ApiError as err:
                 logger.warning("reconcile failed, retrying in %ss: %s", RETRY_SECONDS,
                                err.status.message)
+                metrics.RECONCILES.labels(kind=kind, result="error").inc()
                 delay = RETRY_SECONDS
+                try:
+                    await refusals.report(kube(), kind, namespace, name, err)
+                except Exception:
+                    logger.exception("could not report the refused request on the resource")
             except Exception:
                 logger.exception("reconcile failed, retrying in %ss", RETRY_SECONDS)
                 delay = RETRY_SECONDS
@@ -117,6 +123,7 @@ async def reconcile_loop(kind: str, namespace: str, name: str, stopped: kopf.Dae
                 await asyncio.wait_for(woken.wait(), timeout=max(0.05, sleep))
     finally:
         _wakeups.pop(key, None)
+        refusals.forget(kind, namespace, name)
 
 
 @kopf.on.startup()

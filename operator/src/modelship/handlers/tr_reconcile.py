@@ -15,6 +15,8 @@ from modelship import constants
 from modelship.adapters import metrics
 from modelship.adapters.kube import Kube, StatusConflictError
 from modelship.core import training_manifests, training_status
+from modelship.core.api_errors import RECONCILE_ERROR
+from modelship.core.conditions import remove_condition
 from modelship_api.trainingrun import TrainingPhase, TrainingRun, TrainingRunStatus
 
 KIND = constants.TRAINING_RUN_KIND
@@ -60,7 +62,8 @@ async def _reconcile(kube: Kube, namespace: str, name: str) -> None:
         message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                             for e in err.errors()[:5])
         old = TrainingRunStatus.model_validate(body.get("status") or {})
-        new = old.model_copy(update={"phase": "Failed", "message": message})
+        new = old.model_copy(update={"phase": "Failed", "message": message, "conditions":
+                                     remove_condition(old.conditions, RECONCILE_ERROR) or None})
         await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
                                 old.to_api(), new.to_api(), body)
         return
@@ -71,6 +74,9 @@ async def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     result = training_status.plan(run, job, pods, now)
     if result.create_job:
         await kube.apply(training_manifests.job(run, await _production_version(kube, run)))
+    # This pass got through: a refused request reported earlier is over.
+    result.status.conditions = remove_condition(result.status.conditions,
+                                                RECONCILE_ERROR) or None
     if await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
                                run.status.to_api(), result.status.to_api(), body):
         for type_, reason, message in result.events:

@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from modelship.core import names
 from modelship.core.durations import parse_duration
+from modelship.core.releases import Release
 from modelship_api.modeldeployment import Analysis, Check
 
 TRITON_SUCCESS = "nv_inference_request_success"
@@ -29,6 +31,12 @@ TRITON_SUMMARY_WINDOW_S = 60.0
 # Exported by modelship's Python-backend runner through Triton's custom-metrics API.
 RUNNER_ERRORS = "modelship_runner_errors_total"
 
+# Checks scored against a profile (or the stable version's predictions) from histograms: no
+# single PromQL answers them; the operator queries their live statistics itself
+# (core.drift.checks).
+DISTANCE_BUILTINS = frozenset({"inputDrift", "predictionDrift"})
+NONFINITE_OUTPUTS = "modelship_nonfinite_outputs_total"
+
 PLACEHOLDERS = ("model", "candidate", "stable", "namespace", "window")
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
@@ -42,6 +50,17 @@ class Regex(str):
     """A label matcher value matched as a regular expression (`=~`), not literally."""
 
     __slots__ = ()
+
+
+def release_matchers(deployment: str, release: Release,
+                     other: Release | None) -> dict[str, str]:
+    """Matchers that keep the series of `release` apart from those of `other` when both are
+    revisions of one version (same model and version labels): the pod names of the
+    ModelDeployment `deployment` (the `pod` label that Kubernetes service discovery and the
+    chart's PodMonitor put on Triton's series). None are needed otherwise."""
+    if not deployment or other is None or other == release or other.version != release.version:
+        return {}
+    return {"pod": Regex(names.release_pods(deployment, release))}
 
 
 class TemplateError(ValueError):
@@ -239,6 +258,10 @@ def _query_for(check: Check, ctx: QueryContext, version: int,
         return mean_latency_query(ctx.model, version, ctx.window, matchers)
     if check.builtin == "p99Latency":
         return p99_latency_query(ctx.model, version, matchers)
+    if check.builtin == "nonFinite":
+        # No series (a runner that does not count them) is no sample: Inconclusive.
+        return _increase(NONFINITE_OUTPUTS, label_selector(ctx.model, version, matchers),
+                         promql_duration(ctx.window))
     assert check.query is not None  # the CRD's CEL rule: exactly one of builtin or query
     return render_template(check.query, _template_values(ctx, version))
 
@@ -246,7 +269,9 @@ def _query_for(check: Check, ctx: QueryContext, version: int,
 def check_query(check: Check, ctx: QueryContext) -> CheckQuery:
     """The queries one check needs. For a check relative to stable, the stable query is the
     same query about the stable version (a user template is filled in with the stable
-    version as {{candidate}})."""
+    version as {{candidate}}). A distance check has no PromQL of its own (candidate "")."""
+    if check.builtin in DISTANCE_BUILTINS:
+        return CheckQuery(check=check, candidate="")
     stable = stable_requests = candidate_requests = None
     relative = check.relative_to_stable and ctx.stable is not None
     if relative:

@@ -22,10 +22,20 @@ class Measurement:
     # Requests served in the window (None: not measured, the analysis sets no minimum).
     requests: float | None = None
     stable_requests: float | None = None
+    # Why there is no value to judge, when it is not a query's failure (a distance check
+    # with too few samples, or a version without profile.json).
+    inconclusive: str = ""
+
+
+def _ratio(check: Check) -> bool:
+    """Relative checks compare candidate / stable, except predictionDrift, whose relative
+    value is already a distance between the two."""
+    return check.relative_to_stable and check.builtin != "predictionDrift"
 
 
 def threshold_text(check: Check) -> str:
-    unit = "x stable" if check.relative_to_stable else ""
+    unit = "x stable" if _ratio(check) else (
+        " psi vs stable" if check.relative_to_stable else "")
     parts = []
     if check.min is not None:
         parts.append(f"min {check.min:g}{unit}")
@@ -82,6 +92,10 @@ def verdict(check: Check, measurement: Measurement, at: str | None = None,
     if measurement.error:
         result.message = f"query failed: {measurement.error}"
         return result
+    if measurement.inconclusive:
+        result.message = measurement.inconclusive
+        result.requests = _count(measurement.requests) if min_requests > 0 else None
+        return result
     if min_requests > 0:
         result.requests = _count(measurement.requests)
         result.message = _too_few(check, measurement, min_requests)
@@ -92,7 +106,7 @@ def verdict(check: Check, measurement: Measurement, at: str | None = None,
         return result
     assert measurement.value is not None
     value = measurement.value
-    if check.relative_to_stable:
+    if _ratio(check):
         stable = measurement.stable
         if not _finite(stable) or stable is None or stable < 0:
             result.message = f"stable version: {_describe(stable)}"

@@ -104,7 +104,8 @@ def route_blocker(t: Tick) -> str:
         expected[candidate] = weights.candidate
         if weights.mirror:
             mirrors[candidate] = weights.mirror
-    if dict(route.weights) != expected or dict(route.mirrors) != mirrors:
+    if (dict(route.weights) != expected or dict(route.mirrors) != mirrors
+            or route.preview != candidate):
         return "waiting for the gateway to take the route of this stage"
     return ""
 

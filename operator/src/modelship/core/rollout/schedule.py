@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from modelship.core import names
 from modelship.core.analysis import CheckQuery, QueryContext, analysis_checks, check_errors
 from modelship.core.analysis import check_query as build_check_query
-from modelship.core.analysis.queries import Regex, judged_seconds
+from modelship.core.analysis.queries import judged_seconds, release_matchers
 from modelship.core.durations import parse_duration
 from modelship.core.rollout.clock import after, parse_time
 from modelship.core.rollout.stages import STARTING
@@ -75,10 +74,8 @@ def due_queries(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, namesp
     candidate = release_of(status.candidate_version, status.candidate_revision)
     stable = release_of(status.stable_version, status.stable_revision)
     assert analysis is not None and candidate is not None
-    sides: tuple[dict[str, str], dict[str, str]] = ({}, {})
-    if stable is not None and stable.version == candidate.version and deployment:
-        sides = ({"pod": Regex(names.release_pods(deployment, candidate))},
-                 {"pod": Regex(names.release_pods(deployment, stable))})
+    sides = (release_matchers(deployment, candidate, stable),
+             release_matchers(deployment, stable, candidate) if stable is not None else {})
     ctx = QueryContext(model=spec.model.name, namespace=namespace,
                        candidate=candidate.version, stable=status.stable_version,
                        window=analysis.window, matchers=dict(matchers or {}),

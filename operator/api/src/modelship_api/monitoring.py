@@ -1,0 +1,158 @@
+"""ModelDeployment monitoring: drift of the served version against its training profile,
+staleness and numeric health (spec.monitoring and status.monitoring).
+
+The operator compares what a version sees and predicts in production (histograms its Triton
+pods export) with the version's profile.json (the same histograms on the held-out split),
+every `interval`, over the last `window`. Nothing here ever blocks serving: the results are
+conditions, events, metrics and, during a rollout, the analysis checks inputDrift,
+predictionDrift and nonFinite.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from modelship_api.common import (
+    ApiModel,
+    Duration,
+    PrometheusEndpoint,
+    cel,
+    schema_default,
+    validations,
+)
+
+# The statistics modelship's image recipe profiles and its runner exports (names as in
+# profile.json and in the `statistic` label of the live histograms).
+StatisticName = Literal["input_brightness", "input_contrast", "input_saturated_fraction",
+                        "output_confidence", "output_entropy", "predicted_class"]
+StatisticResult = Literal["Normal", "Drift", "Inconclusive", "Unavailable"]
+
+
+class DistanceThresholds(ApiModel):
+    """When one distance raises a drift and when it clears it (hysteresis: clearBelow is
+    under raiseAbove, so a score hovering near one bound does not flap)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("self.clearBelow < self.raiseAbove",
+                "clearBelow must be below raiseAbove (the band between them is the "
+                "hysteresis)", reason="FieldValueInvalid"),
+        )
+    )
+
+    raise_above: float = Field(ge=0, description="A score above this counts towards a drift.")
+    clear_below: float = Field(ge=0, description="A score below this counts towards clearing.")
+
+
+class Thresholds(ApiModel):
+    """Thresholds per distance. A statistic drifts when either distance is above its
+    raiseAbove, and clears when both are below their clearBelow."""
+
+    psi: DistanceThresholds = Field(
+        default_factory=lambda: DistanceThresholds(raise_above=0.25, clear_below=0.1),
+        json_schema_extra={"default": {"raiseAbove": 0.25, "clearBelow": 0.1}},
+        description="Population stability index (0: identical; 0.1 moderate, 0.25 major "
+        "shift by the usual reading).",
+    )
+    js: DistanceThresholds = Field(
+        default_factory=lambda: DistanceThresholds(raise_above=0.2, clear_below=0.1),
+        json_schema_extra={"default": {"raiseAbove": 0.2, "clearBelow": 0.1}},
+        description="Jensen-Shannon distance in bits (0: identical, 1: disjoint).",
+    )
+
+
+class Monitoring(ApiModel):
+    """How the served model is watched. Every field has a default: a ModelDeployment without
+    a monitoring block is watched too."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("duration(self.interval) >= duration('1s')", "interval must be at least 1s",
+                field_path=".interval", reason="FieldValueInvalid"),
+            cel("duration(self.window) >= duration('1s')", "window must be at least 1s",
+                field_path=".window", reason="FieldValueInvalid"),
+        )
+    )
+
+    enabled: bool = Field(default=True, description="false: no drift, age or numeric checks.")
+    prometheus: PrometheusEndpoint | None = Field(
+        default=None,
+        description="Prometheus to query; absent: spec.rollout.analysis.prometheus, else the "
+        "operator's MODELSHIP_PROMETHEUS_ADDRESS (chart value prometheusAddress).",
+    )
+    statistics: list[StatisticName] | None = Field(
+        default=None, max_length=32,
+        description="Statistics to compare with the profile; absent: every statistic in the "
+        "version's profile.json.",
+    )
+    thresholds: Thresholds = Field(
+        default_factory=Thresholds, json_schema_extra=schema_default(Thresholds),
+        description="When a distance raises and clears a drift.",
+    )
+    window: Duration = Field(
+        default="1m", description="The live histogram is the increase of the buckets over "
+        "this window.")
+    interval: Duration = Field(default="15s", description="Time between evaluations (>= 1s).")
+    min_samples: int = Field(
+        default=200, ge=1, le=100_000_000,
+        description="Samples a statistic needs in the window; with fewer its result is "
+        "Inconclusive, never a drift.",
+    )
+    raise_after: int = Field(
+        default=2, ge=1, le=100,
+        description="Consecutive evaluations above a raise threshold before a drift is raised.",
+    )
+    clear_after: int = Field(
+        default=3, ge=1, le=100,
+        description="Consecutive evaluations below the clear thresholds before a drift clears.",
+    )
+    max_model_age: Duration = Field(
+        default="720h",
+        description="Stale once the newest training data (profile.json dataTime) is older.",
+    )
+
+
+class StatisticStatus(ApiModel):
+    """One statistic of the watched version, against its profile."""
+
+    name: str = Field(description="Statistic name, as in profile.json.")
+    source: Literal["input", "output"] = Field(description="input (DataDrift) or output "
+                                               "(PredictionDrift).")
+    result: StatisticResult = Field(
+        description="The last evaluation: Normal, Drift (a score above a raise threshold), "
+        "Inconclusive (too few samples, no data) or Unavailable (cannot be computed).")
+    drifted: bool = Field(default=False, description="The hysteresis state: raised and not "
+                          "cleared yet.")
+    since: str | None = Field(default=None, description="When `drifted` last changed, or "
+                              "when the statistic was first evaluated (RFC 3339).")
+    streak: int = Field(
+        default=0, description="Consecutive evaluations that point to the other state "
+        "(towards raising while not drifted, towards clearing while drifted).")
+    psi: float | None = Field(default=None, description="Population stability index.")
+    js: float | None = Field(default=None, description="Jensen-Shannon distance (bits).")
+    samples: int | None = Field(default=None, description="Live samples in the window.")
+    message: str = Field(default="", description="Why, when not Normal.")
+
+
+class MonitoringStatus(ApiModel):
+    """The latest evaluation of the served (stable) version; what must survive a restart
+    (hysteresis streaks, since-when) lives here."""
+
+    version: int | None = Field(default=None, description="The version evaluated.")
+    evaluated_at: str | None = Field(default=None, description="Last evaluation (RFC 3339).")
+    window: str = Field(default="", description="The window of the live histograms.")
+    profile_digest: str | None = Field(default=None, description="sha256 of the profile.json "
+                                       "compared with; absent without one.")
+    data_time: str | None = Field(default=None, description="Newest training data of the "
+                                  "version (profile.json dataTime).")
+    model_age_seconds: float | None = Field(default=None, description="Seconds since dataTime.")
+    non_finite: int | None = Field(default=None, description="Outputs with NaN or infinity in "
+                                   "the window; absent when the version exports no count.")
+    statistics: list[StatisticStatus] | None = Field(default=None,
+                                                     description="Per statistic.")
+    unavailable: list[str] | None = Field(
+        default=None, description="Checks that cannot run, each with why (e.g. a version "
+        "without profile.json: only non-finite outputs and, in rollouts, prediction drift "
+        "relative to stable run).")

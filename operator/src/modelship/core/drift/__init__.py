@@ -1,0 +1,1 @@
+"""Drift of a served model against its training profile, its age and numeric health."""

@@ -1,0 +1,387 @@
+"""Monitoring of the served model, as a user sees it: the real operator on the real API
+server, a real Prometheus scraping a small exporter that serves the live statistics under
+the names Triton's modelship runner exports (model, version, statistic; histograms on the
+profile's edges), and the chart's alert rules evaluated by that Prometheus.
+
+The Triton pod is kwok's here, so the profile that its init container would copy into its
+termination message is written into the pod's status as the kubelet would; the real init
+container's script is tested in tests/unit/test_triton_manifests.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    UnknownMetricFamily,
+)
+from prometheus_client.utils import floatToGoString
+
+from modelship import constants
+from modelship.adapters.kube import Kube
+from modelship.core.drift.profiles import INIT_CONTAINER
+from modelship.handlers.md_reconcile import reconcile
+from modelship_api.profile import (
+    INPUT_METRIC,
+    NONFINITE_METRIC,
+    OUTPUT_METRIC,
+    PREDICTIONS_METRIC,
+    Profile,
+    bucket_index,
+    image_statistics,
+)
+from modelship_dev import alert_rules, tools
+from modelship_dev.cluster import free_port
+from modelship_dev.operator_process import OperatorProcess
+from modelship_dev.prometheus import PrometheusProcess
+from tests.conftest import Kubectl, wait_for
+from tests.integration.test_modeldeployment import condition, ready, sample
+
+pytestmark = pytest.mark.integration
+
+NAME, MODEL, VERSION = "defects-dev", "surface-defects", 1
+CLASSES = ["ok", "scratch", "dent"]
+DEFINITIONS = image_statistics(CLASSES)
+
+
+def draw(rng: random.Random, dark: bool) -> dict[str, float]:
+    """One request's statistics: the lighting of the training data, or darker images."""
+    confidence = rng.uniform(0.7, 0.99)
+    return {"input_brightness": rng.uniform(0.08, 0.18) if dark else rng.uniform(0.4, 0.6),
+            "input_contrast": rng.uniform(0.1, 0.15),
+            "input_saturated_fraction": rng.uniform(0.0, 0.004),
+            "output_confidence": confidence, "output_entropy": (1 - confidence) * 1.2,
+            "predicted_class": float(rng.choices([0, 1, 2], [8, 1, 1])[0])}
+
+
+def profile() -> Profile:
+    rng = random.Random(1)
+    samples = [draw(rng, dark=False) for _ in range(4000)]
+    data_time = datetime.now(UTC) - timedelta(days=3)
+    return Profile.build(DEFINITIONS, {d.name: [s[d.name] for s in samples]
+                                       for d in DEFINITIONS}, len(samples), data_time,
+                         data_time)
+
+
+@dataclass
+class Version:
+    """One version's live statistics and Triton request counters."""
+
+    dark: bool = False
+    collapsed: bool = False  # predicts "ok" for everything
+    nonfinite: int = 0
+    requests: int = 0
+    counts: dict[str, list[int]] = field(default_factory=dict)
+    sums: dict[str, float] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, sample: dict[str, float]) -> None:
+        self.requests += 1
+        for d in DEFINITIONS:
+            if d.kind == "numeric":
+                counts = self.counts.setdefault(d.name, [0] * (len(d.edges or []) + 1))
+                counts[bucket_index(d.edges or [], sample[d.name])] += 1
+                self.sums[d.name] = self.sums.get(d.name, 0.0) + sample[d.name]
+        label = "ok" if self.collapsed else CLASSES[int(sample["predicted_class"])]
+        self.classes[label] = self.classes.get(label, 0) + 1
+
+
+@dataclass(eq=False)  # a registry keeps its collectors in a dict
+class Exporter:
+    """The live statistics of each version, served at /metrics as the runner exports them,
+    with Triton's request counters (no failures, 10 ms a request), fed by a thread at 50
+    requests/s per version (500 in the tests' 10 s window)."""
+
+    namespace: str
+    versions: dict[int, Version] = field(default_factory=lambda: {VERSION: Version()})
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def feed(self, rate: float = 50.0) -> None:
+        """`rate` samples a second on average, caught up after any stall of the thread (a
+        busy machine): a window never holds too few samples because the test ran slowly."""
+        rng = random.Random(2)
+        started, fed = time.monotonic(), 0
+        while not self.stop.wait(0.1):
+            due = int((time.monotonic() - started) * rate) - fed
+            fed += due
+            with self.lock:
+                for _ in range(due):
+                    for version in self.versions.values():
+                        version.add(draw(rng, version.dark))
+
+    def collect(self) -> Iterator[Metric]:
+        names = ["model", "version", "namespace"]
+        families = {source: HistogramMetricFamily(metric, "live statistic",
+                                                  labels=[*names, "statistic"])
+                    for source, metric in (("input", INPUT_METRIC), ("output", OUTPUT_METRIC))}
+        predictions = CounterMetricFamily(PREDICTIONS_METRIC.removesuffix("_total"),
+                                          "predictions", labels=[*names, "class"])
+        nonfinite = CounterMetricFamily(NONFINITE_METRIC.removesuffix("_total"),
+                                        "non-finite outputs", labels=names)
+        # Triton's counters have no _total suffix, which prometheus_client would add to a
+        # counter family: untyped families spell the names as Triton does.
+        triton = {name: UnknownMetricFamily(name, "Triton", labels=names) for name in (
+            "nv_inference_request_success", "nv_inference_request_failure",
+            "nv_inference_request_duration_us")}
+        with self.lock:
+            for number, version in self.versions.items():
+                labels = [MODEL, str(number), self.namespace]
+                for d in DEFINITIONS:
+                    if d.kind != "numeric" or d.name not in version.counts:
+                        continue
+                    cumulative, total = [], 0
+                    for edge, count in zip([*(d.edges or []), float("inf")],
+                                           version.counts[d.name], strict=True):
+                        total += count
+                        cumulative.append((floatToGoString(edge), float(total)))
+                    families[d.source].add_metric([*labels, d.name], cumulative,
+                                                  version.sums[d.name])
+                for label, n in version.classes.items():
+                    predictions.add_metric([*labels, label], n)
+                nonfinite.add_metric(labels, version.nonfinite)
+                triton["nv_inference_request_success"].add_metric(labels, version.requests)
+                triton["nv_inference_request_failure"].add_metric(labels, 0)
+                triton["nv_inference_request_duration_us"].add_metric(
+                    labels, version.requests * 10_000)
+        yield from (*families.values(), predictions, nonfinite, *triton.values())
+
+
+@pytest.fixture
+def exporter(kubectl: Kubectl) -> Iterator[tuple[Exporter, int]]:
+    live = Exporter(kubectl.namespace)
+    registry = CollectorRegistry()
+    registry.register(live)  # type: ignore[arg-type]
+    port = free_port()
+    server, thread = start_http_server(port, "127.0.0.1", registry)
+    feeder = threading.Thread(target=live.feed, daemon=True)
+    feeder.start()
+    try:
+        yield live, port
+    finally:
+        live.stop.set()
+        feeder.join(timeout=10)
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def prometheus(operator: OperatorProcess, exporter: tuple[Exporter, int],
+               tmp_path: Path) -> Iterator[PrometheusProcess]:
+    """Scrapes the exporter and the operator (as the chart's ServiceMonitor does, keeping
+    the operator's own namespace label), and evaluates the chart's alert rules."""
+    tools.build(tools.PROMETHEUS)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(alert_rules.rule_groups(alert_rules.render())))
+    operator_job = {"job_name": "operator", "honor_labels": True,
+                    "static_configs": [{"targets": [f"127.0.0.1:{operator.metrics_port}"]}]}
+    with PrometheusProcess(tmp_path / "prometheus", static_targets=[f"127.0.0.1:{exporter[1]}"],
+                           scrape_configs=[operator_job], rule_files=[rules]) as prom:
+        yield prom
+
+
+def status(kubectl: Kubectl) -> dict[str, Any]:
+    return dict(((kubectl.get("md", NAME) or {}).get("status")) or {})
+
+
+def conditions(kubectl: Kubectl, **wanted: str) -> dict[str, Any] | None:
+    """The status once every named condition has the wanted status, else None."""
+    st = status(kubectl)
+    ok = all(condition({"status": st}, t).get("status") == v for t, v in wanted.items())
+    return st if ok else None
+
+
+def evaluations(operator: OperatorProcess) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in operator.metrics().splitlines()
+               if line.startswith("modelship_monitoring_evaluations_total{")
+               and f'name="{NAME}"' in line)
+
+
+def events(kubectl: Kubectl, reason: str) -> list[dict[str, Any]]:
+    out = json.loads(kubectl("get", "events", "--field-selector",
+                             f"involvedObject.name={NAME},reason={reason}",
+                             "-o", "json").stdout)
+    return list(out["items"])
+
+
+def firing(prom: PrometheusProcess, alert: str) -> bool:
+    with urllib.request.urlopen(f"{prom.url}/api/v1/alerts", timeout=5) as resp:
+        alerts = json.loads(resp.read())["data"]["alerts"]
+    return any(a["labels"].get("alertname") == alert and a["state"] == "firing"
+               and a["labels"].get("name") == NAME for a in alerts)
+
+
+def carry_profile(kubectl: Kubectl, text: str) -> None:
+    """What the kubelet does with the init container's termination message."""
+    (pod,) = kubectl.list("pod", f"modelship.io/modeldeployment={NAME}")
+    inits = pod["status"]["initContainerStatuses"]
+    for init in inits:
+        if init["name"] == INIT_CONTAINER:
+            init["state"]["terminated"]["message"] = text
+    kubectl("patch", "pod", pod["metadata"]["name"], "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"initContainerStatuses": inits}}))
+
+
+def test_drift_staleness_and_numeric_health_of_the_served_version(
+        kubectl: Kubectl, operator: OperatorProcess, exporter: tuple[Exporter, int],
+        prometheus: PrometheusProcess) -> None:
+    live = exporter[0].versions[VERSION]
+    md = sample(version=VERSION)
+    md["spec"]["monitoring"] = {"prometheus": {"address": prometheus.url}, "window": "10s",
+                                "interval": "1s", "minSamples": 300, "raiseAfter": 2,
+                                "clearAfter": 2}
+    kubectl.apply(md)
+    wait_for("Ready", lambda: ready(kubectl, NAME, VERSION), timeout=90)
+
+    # Published without profile.json: only the non-finite count runs, and status says why.
+    st = wait_for("no profile", lambda: conditions(kubectl, NumericFault="False"), timeout=60)
+    assert condition({"status": st}, "DataDrift")["reason"] == "NoProfile"
+    assert condition({"status": st}, "Stale")["status"] == "Unknown"
+    assert any("version 1 has no profile.json" in u for u in st["monitoring"]["unavailable"])
+
+    # The profile arrives: every statistic is judged, stationary traffic raises nothing.
+    reference = profile()
+    carry_profile(kubectl, reference.dumps())
+    st = wait_for("judged against the profile", lambda: conditions(
+        kubectl, DataDrift="False", PredictionDrift="False", Stale="False",
+        NumericFault="False"), timeout=60)
+    stats = {s["name"]: s for s in st["monitoring"]["statistics"]}
+    assert set(stats) == {d.name for d in DEFINITIONS}
+    assert all(s["result"] == "Normal" and s["samples"] >= 300 for s in stats.values()), \
+        json.dumps(stats, indent=1)
+    assert st["monitoring"]["profileDigest"] == reference.digest()
+    start = evaluations(operator)
+    wait_for("15 more evaluations", lambda: evaluations(operator) >= start + 15, timeout=60)
+    assert condition({"status": status(kubectl)}, "DataDrift")["status"] == "False"
+    assert events(kubectl, "DataDrift") == [] and not firing(prometheus, "ModelDataDrift")
+
+    # The lighting changes: DataDrift, its event, its score and its alert; outputs unchanged.
+    live.dark = True
+    st = wait_for("DataDrift", lambda: conditions(kubectl, DataDrift="True"), timeout=60)
+    assert "input_brightness" in condition({"status": st}, "DataDrift")["message"]
+    assert condition({"status": st}, "PredictionDrift")["status"] == "False"
+    (event,) = wait_for("DataDrift event", lambda: events(kubectl, "DataDrift"))
+    assert event["type"] == "Warning" and "input_brightness psi" in event["message"]
+    score = next(float(line.rsplit(" ", 1)[1]) for line in operator.metrics().splitlines()
+                 if line.startswith("modelship_drift_score{")
+                 and 'statistic="input_brightness"' in line and f'name="{NAME}"' in line)
+    assert score > 0.25
+    wait_for("ModelDataDrift firing in Prometheus", lambda: firing(prometheus,
+                                                                   "ModelDataDrift"))
+
+    # Non-finite outputs: NumericFault at once.
+    live.nonfinite += 3
+    wait_for("NumericFault", lambda: conditions(kubectl, NumericFault="True"))
+
+    # The lighting comes back: the drift clears once the window holds normal images.
+    live.dark = False
+    wait_for("DataDrift cleared", lambda: conditions(kubectl, DataDrift="False"))
+    wait_for("cleared event", lambda: events(kubectl, "NoDataDrift"))
+
+    # Deleted: the operator's series of the resource leave /metrics.
+    kubectl("delete", "md", NAME)
+    wait_for("series gone", lambda: f'name="{NAME}"' not in "\n".join(
+        line for line in operator.metrics().splitlines()
+        if line.startswith(("modelship_drift_score", "modelship_monitoring_condition",
+                            "modelship_model_age_seconds"))))
+
+
+def check_results(kubectl: Kubectl) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in (status(kubectl).get("analysis") or {}).get("checks") or []}
+
+
+def test_a_canary_that_predicts_one_class_is_rolled_back_by_prediction_drift_alone(
+        kubectl: Kubectl, operator: OperatorProcess, exporter: tuple[Exporter, int],
+        prometheus: PrometheusProcess) -> None:
+    """Version 2 answers every request, without errors and as fast as version 1, but says
+    "ok" for everything; version 3 predicts like version 1. Same checks, same traffic."""
+    live = exporter[0]
+    with live.lock:
+        live.versions[2] = Version(collapsed=True)
+        live.versions[3] = Version()
+    md = sample(version=1)
+    md["spec"]["monitoring"] = {"minSamples": 300}
+    md["spec"]["rollout"] = {
+        "canary": {"steps": [{"weight": 50, "pause": "30s"}]},
+        "analysis": {"prometheus": {"address": prometheus.url}, "interval": "1s",
+                     "window": "10s", "failureLimit": 2, "minRequests": 100,
+                     "inconclusiveLimit": 1000, "checks": [
+                         {"name": "error-ratio", "builtin": "errorRatio", "max": 0.01},
+                         {"name": "latency", "builtin": "meanLatency", "max": 1.5,
+                          "relativeToStable": True},
+                         {"name": "non-finite", "builtin": "nonFinite", "max": 0},
+                         {"name": "predictions", "builtin": "predictionDrift", "max": 0.25,
+                          "relativeToStable": True}]}}
+    kubectl.apply(md)
+    wait_for("Ready", lambda: ready(kubectl, NAME, 1), timeout=90)
+
+    md["spec"]["model"]["version"] = 2
+    kubectl.apply(md)
+    st = wait_for("rolled back", lambda: (s := status(kubectl)).get("phase") == "RolledBack"
+                  and s, timeout=120)
+    assert st["stableVersion"] == 1
+    entry = st["history"][0]
+    assert (entry["version"], entry["outcome"]) == (2, "RolledBack")
+    assert entry["reason"].startswith("predictions="), entry["reason"]
+    checks = check_results(kubectl)
+    assert checks["predictions"]["result"] == "Failed" and checks["predictions"]["value"] > 0.25
+    assert checks["predictions"]["threshold"] == "max 0.25 psi vs stable"
+    for name in ("error-ratio", "latency", "non-finite"):
+        assert checks[name]["result"] == "Successful", checks[name]
+
+    # The same rollout of a version that predicts like stable is promoted.
+    md["spec"]["model"]["version"] = 3
+    kubectl.apply(md)
+    wait_for("version 3 promoted", lambda: ready(kubectl, NAME, 3), timeout=150)
+    assert status(kubectl)["history"][0]["outcome"] == "Promoted"
+
+
+class PodsUnreadable(Kube):
+    """The real adapter, except that reading a version's pods (for its profile) fails."""
+
+    async def list(self, api_version: str, kind: str, namespace: str,
+                   labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        if kind == "Pod" and labels and constants.LABEL_MODEL_VERSION in labels:
+            raise RuntimeError("pods unreadable")
+        return await super().list(api_version, kind, namespace, labels)
+
+
+def test_a_monitoring_failure_never_holds_up_serving(kubectl: Kubectl) -> None:
+    """Passes whose monitoring raises still create the version and write the rollout's
+    status: the resource becomes Ready, only its monitoring block is missing."""
+    kubectl.apply(sample(version=VERSION))
+    config = KubeConfig.from_file(kubectl.cluster.kubeconfig)
+
+    async def passes() -> None:
+        client = AsyncClient(config=config, field_manager=constants.FIELD_MANAGER)
+        try:
+            kube = PodsUnreadable(client)
+            for _ in range(40):  # kwok reports the Triton pod ready within moments
+                await reconcile(kube, kubectl.namespace, NAME)
+                if ready(kubectl, NAME, VERSION) is not None:
+                    return
+                await asyncio.sleep(0.5)
+            raise AssertionError(f"not Ready: {kubectl.get('md', NAME)}")
+        finally:
+            await client.close()
+
+    asyncio.run(passes())
+    assert "monitoring" not in status(kubectl)
