@@ -48,6 +48,20 @@ def test_status_view_shows_draining_versions_and_the_route_verdict() -> None:
     assert "RouteAccepted=False NoMatchingParent: no such listener" in text
 
 
+def test_status_view_shows_the_pod_template_revision_next_to_the_version() -> None:
+    md = ModelDeployment.model_validate({
+        "metadata": {"name": "defects", "namespace": "vision"},
+        "spec": {"model": {"name": "m", "version": 2},
+                 "repository": {"hostPath": {"path": "/r"}}},
+        "status": {"phase": "Progressing", "stableVersion": 2, "stableTemplate": "aaaa111111",
+                   "candidateVersion": 2, "candidateRevision": 1,
+                   "candidateTemplate": "bbbb222222"},
+    })
+    text = render(md)
+    assert "stable:     2 (template aaaa111111)" in text
+    assert "candidate:  2 revision 1 (template bbbb222222)" in text
+
+
 def test_status_view_shows_the_monitoring_block() -> None:
     md = ModelDeployment.model_validate({
         "metadata": {"name": "defects", "namespace": "vision"},

@@ -84,3 +84,11 @@ def test_preview_rule_sends_the_header_to_the_candidate_at_any_weight() -> None:
 def test_no_preview_rule_without_a_candidate() -> None:
     rules = grpc_route(md(), SetTraffic(1, None, 0, 0))["spec"]["rules"]
     assert len(rules) == 1 and "matches" not in rules[0]
+
+
+def test_preview_rule_sends_the_header_to_a_candidate_revision() -> None:
+    """A new pod template of the stable version: the header reaches the candidate
+    release's Service, not the stable's of the same version."""
+    rules = grpc_route(md(), SetTraffic(2, 2, 0, 0, candidate_revision=1))["spec"]["rules"]
+    assert [b["name"] for b in rules[0]["backendRefs"]] == ["defects-v2", "defects-v2-r1"]
+    assert rules[1]["backendRefs"] == [{"name": "defects-v2-r1", "port": 8001, "weight": 1}]

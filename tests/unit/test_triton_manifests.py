@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from modelship.core import triton_manifests
-from modelship_api.modeldeployment import ModelDeployment
+from modelship.core import serving_config, triton_manifests
+from modelship_api.modeldeployment import ModelDeployment, Runtime
 
 
 def md(**spec: Any) -> ModelDeployment:
@@ -86,19 +86,23 @@ def test_services_select_what_they_are_given() -> None:
     assert stable["spec"]["selector"] == {"modelship.io/modeldeployment": "defects"}
 
 
+PYTHON = Runtime(backend="python")
+
+
 def _run_view(tmp_path: Path, config: str | None, version_config: str | None,
               version: int = 4, profile: str | None = None
               ) -> subprocess.CompletedProcess[str]:
     root = tmp_path / "repo"
     model = root / "m"
     (model / "4").mkdir(parents=True, exist_ok=True)
+    (model / "4" / "model.py").write_text("")  # what backend python serves
     if profile is not None:
         (model / "4" / "profile.json").write_text(profile)
     if config is not None:
         (model / "config.pbtxt").write_text(config)
     if version_config is not None:
         (model / "4" / "config.pbtxt").write_text(version_config)
-    script = triton_manifests.view_script(str(root), "m", version)
+    script = triton_manifests.view_script(str(root), "m", version, PYTHON)
     script = script.replace(triton_manifests.VIEW_MOUNT, str(tmp_path / "view"))
     script = script.replace("/dev/termination-log", str(tmp_path / "termination-log"))
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
@@ -117,9 +121,9 @@ def test_view_pins_the_version_and_replaces_any_policy(tmp_path: Path) -> None:
 
 
 def test_view_prefers_the_version_folder_config(tmp_path: Path) -> None:
-    out = _run_view(tmp_path, 'backend: "python"\n', 'backend: "onnxruntime"\n')
+    out = _run_view(tmp_path, 'name: "shared"\n', 'name: "own"\n')
     assert out.returncode == 0, out.stderr
-    assert 'backend: "onnxruntime"' in (tmp_path / "view" / "m" / "config.pbtxt").read_text()
+    assert 'name: "own"' in (tmp_path / "view" / "m" / "config.pbtxt").read_text()
 
 
 @pytest.mark.parametrize(("version", "config", "message"), [
@@ -138,8 +142,61 @@ def test_view_strips_a_one_line_policy(tmp_path: Path) -> None:
     config = 'version_policy: { latest: { num_versions: 1 } }\nbackend: "python"\n'
     out = _run_view(tmp_path, config, None)
     assert out.returncode == 0, out.stderr
+    # Nothing is left of the published fields the ModelDeployment owns: only its own.
     assert (tmp_path / "view" / "m" / "config.pbtxt").read_text() == (
-        'backend: "python"\nversion_policy: { specific: { versions: [ 4 ] } }\n')
+        serving_config.render(PYTHON, 4))
+
+
+def test_a_later_revision_has_its_own_names_and_selectors() -> None:
+    """Two revisions of version 4 run side by side: neither's selector takes the other's
+    pods, and revision 0 renders exactly as before revisions existed."""
+    first = triton_manifests.deployment(md(), 4, 1)
+    later = triton_manifests.deployment(md(), 4, 1, revision=2)
+    assert first["metadata"]["name"] == "defects-v4"
+    assert later["metadata"]["name"] == "defects-v4-r2"
+    assert first["spec"]["selector"]["matchLabels"] == {
+        "modelship.io/modeldeployment": "defects", "modelship.io/model-version": "4"}
+    assert later["spec"]["selector"]["matchLabels"] == {
+        "modelship.io/modeldeployment": "defects", "modelship.io/model-version": "4-r2"}
+    assert later["spec"]["template"]["metadata"]["labels"]["modelship.io/model-version"] == "4-r2"
+    service = triton_manifests.version_service(md(), 4, revision=2)
+    assert service["metadata"]["name"] == "defects-v4-r2"
+    assert service["spec"]["selector"] == later["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("runtime", [
+    {"args": ["--log-verbose=1"]},
+    {"image": "nvcr.io/nvidia/tritonserver:25.02-py3"},
+    {"resources": {"requests": {"cpu": "2"}}},
+    {"nodeSelector": {"pool": "gpu"}},
+    {"startupTimeout": "20m"},
+    {"maxBatchSize": 16},
+    {"dynamicBatching": {"maxQueueDelayMicroseconds": 300}},
+    {"instanceGroups": [{"kind": "CPU", "count": 2}]},
+    {"backend": "python"},
+])
+def test_the_template_hash_follows_the_pod_template(runtime: dict[str, Any]) -> None:
+    base = triton_manifests.template_hash(md())
+    assert triton_manifests.template_hash(md(runtime=runtime)) != base
+
+
+def test_the_template_hash_ignores_replicas_and_the_version_served() -> None:
+    base = triton_manifests.template_hash(md())
+    assert triton_manifests.template_hash(md(runtime={"replicas": 5})) == base
+    assert triton_manifests.template_hash(md(model={"name": "surface-defects",
+                                                    "version": 9})) == base
+
+
+def test_the_init_container_serves_the_model_deployments_config() -> None:
+    """What the view writes after the published config: the runtime's serving config."""
+    dep = triton_manifests.deployment(md(runtime={
+        "backend": "onnxruntime", "maxBatchSize": 16,
+        "resources": {"limits": {"nvidia.com/gpu": 1}}}), 4, 1)
+    script = dep["spec"]["template"]["spec"]["initContainers"][0]["command"][2]
+    assert "max_batch_size: 16" in script and "kind: KIND_GPU count: 1" in script
+    assert 'default_model_filename: "model.onnx"' in script
+
+
 
 
 def _profile_json(classes: int = 3) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -121,20 +122,31 @@ class Route:
 CONTROLLER_NAME = "modelship.io/traffic-generator"
 
 
+def backend_version(backend: str, name: str) -> int:
+    """The model version of a backend Service `<name>-v<N>` or `<name>-v<N>-r<R>` (a later
+    pod-template revision). This stand-in sends every request to one Triton by model
+    version, so two revisions of one version are one destination: their weights add up."""
+    m = re.fullmatch(re.escape(name) + r"-v(\d+)(?:-r\d+)?", backend)
+    if m is None:
+        raise ValueError(f"backend {backend!r} is not a version Service of {name!r}")
+    return int(m.group(1))
+
+
 def read_route(cluster: LocalCluster, namespace: str, name: str) -> Route | None:
     out = cluster.kubectl("-n", namespace, "get", "grpcroute", name, "-o", "json", check=False)
     if out.returncode != 0:
         return None
     obj = json.loads(out.stdout)
-    rule = obj["spec"]["rules"][0]
-    version_of = {}
+    rule = obj["spec"]["rules"][0]  # the weighted rule (the preview rule follows it)
+    weights: dict[int, int] = {}
     for ref in rule["backendRefs"]:
-        version_of[ref["name"]] = int(ref["name"].rsplit("-v", 1)[1])
-    route = Route({version_of[r["name"]]: int(r.get("weight", 1)) for r in rule["backendRefs"]})
+        version = backend_version(ref["name"], name)
+        weights[version] = weights.get(version, 0) + int(ref.get("weight", 1))
+    route = Route(weights)
     for f in rule.get("filters") or []:
         if f["type"] == "RequestMirror":
             ref = f["requestMirror"]["backendRef"]["name"]
-            route.mirror_version = int(ref.rsplit("-v", 1)[1])
+            route.mirror_version = backend_version(ref, name)
             route.mirror_percent = int(f["requestMirror"].get("percent", 100))
     route.generation = int(obj["metadata"].get("generation", 0))
     route.parent_refs = list(obj["spec"].get("parentRefs") or [])

@@ -11,6 +11,7 @@ from typing import Any
 
 from modelship.core.analysis import CheckQuery, Measurement
 from modelship.core.observations import VersionObservation
+from modelship.core.releases import Release
 from modelship.core.rollout import (
     Decision,
     EnsureVersion,
@@ -99,14 +100,21 @@ class Sim:
 
     With provider gateway it also plays the gateway: a route written in one tick is seen
     accepted from the next one on while `accepting`; `refusal` (reason, message) makes it
-    refuse every generation instead. Removed versions vanish at once."""
+    refuse every generation instead. Removed versions vanish at once.
+
+    Releases (version, pod-template revision) are what runs; `template` is the pod template
+    the spec describes (None: not tracked). A release is healthy when it, or its version,
+    is in `healthy_versions`. `templates` records the template each release was ensured
+    with, and fails the test if a release is ever asked to run another one."""
 
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
     now: datetime = T0
     desired: int | None = 2
-    healthy_versions: set[int] = field(default_factory=lambda: {1, 2, 3, 4})
-    running: set[int] = field(default_factory=set)
+    healthy_versions: set[int | Release] = field(default_factory=lambda: {1, 2, 3, 4})
+    live: set[Release] = field(default_factory=set)
+    template: str | None = None
+    templates: dict[Release, str | None] = field(default_factory=dict)
     route: SetTraffic | None = None
     measure: Measure = healthy
     mirroring: bool = True
@@ -114,13 +122,21 @@ class Sim:
     decisions: list[Decision] = field(default_factory=list)
     queried: int = 0
     requests: float = 100.0  # each version's requests in every window
-    replicas: dict[int, int] = field(default_factory=dict)  # as the last EnsureVersion asked
+    replicas: dict[int | Release, int] = field(default_factory=dict)  # as last asked (key)
     route_generation: int = 0
     accepted_generation: int = 0
     accepting: bool = True
     refusal: tuple[str, str] | None = None
     removal_ticks: int = 0  # ticks a removed version is still observed, terminating
-    terminating: dict[int, int] = field(default_factory=dict)  # version -> ticks left
+    terminating: dict[Release, int] = field(default_factory=dict)  # release -> ticks left
+
+    @property
+    def running(self) -> set[int | Release]:
+        """What runs, a revision 0 by its plain version number (see `key`)."""
+        return {key(r) for r in self.live}
+
+    def healthy(self, release: Release) -> bool:
+        return release in self.healthy_versions or release.version in self.healthy_versions
 
     def route_observation(self) -> RouteObservation | None:
         if self.spec.traffic.provider != "gateway":
@@ -128,15 +144,15 @@ class Sim:
         if self.accepting:
             self.accepted_generation = self.route_generation
         gen, route = self.route_generation, self.route
-        weights: dict[int, int] = {}
-        mirrors: dict[int, int] = {}
-        preview = route.candidate_version if route is not None else None  # the header rule
+        weights: dict[Release, int] = {}
+        mirrors: dict[Release, int] = {}
+        preview = route.candidate if route is not None else None  # the header rule
         if route is not None:
-            weights[route.stable_version] = 100 - route.candidate_weight
-            if route.candidate_version is not None:
-                weights[route.candidate_version] = route.candidate_weight
+            weights[route.stable] = 100 - route.candidate_weight
+            if route.candidate is not None:
+                weights[route.candidate] = route.candidate_weight
                 if route.mirror_percent:
-                    mirrors[route.candidate_version] = route.mirror_percent
+                    mirrors[route.candidate] = route.mirror_percent
         if gen == 0:
             return RouteObservation(0, "Pending")
         if self.refusal is not None:
@@ -146,22 +162,22 @@ class Sim:
         return RouteObservation(gen, state, weights, mirrors, preview=preview)
 
     def observations(self, command: str | None = None) -> Observations:
-        queries = due_queries(self.spec, self.status, "prod", self.now)
+        queries = due_queries(self.spec, self.status, "prod", self.now, deployment="md")
         measurements = ({q.name: with_sample(q, self.measure(q), self.requests)
                          for q in queries} if queries else None)
         self.queried += len(queries)
         versions = {
-            v: VersionObservation(version=v, replicas=1,
-                                  ready_replicas=1 if v in self.healthy_versions else 0,
-                                  available=v in self.healthy_versions,
-                                  terminating=v in self.terminating)
-            for v in sorted(self.running)
+            r: VersionObservation(version=r.version, replicas=1,
+                                  ready_replicas=1 if self.healthy(r) else 0,
+                                  available=self.healthy(r),
+                                  terminating=r in self.terminating, revision=r.revision)
+            for r in sorted(self.live)
         }
         return Observations(desired_version=self.desired, versions=versions,
                             generation=self.generation, measurements=measurements,
                             command=parse_command(command) if command else None,
                             mirroring_supported=self.mirroring,
-                            route=self.route_observation())
+                            route=self.route_observation(), template=self.template)
 
     def tick(self, seconds: float = 0.0, command: str | None = None) -> Decision:
         self.now += timedelta(seconds=seconds)
@@ -173,22 +189,28 @@ class Sim:
         for version, left in list(self.terminating.items()):
             if left <= 1:
                 del self.terminating[version]
-                self.running.discard(version)
+                self.live.discard(version)
             else:
                 self.terminating[version] = left - 1
         for action in decision.actions:
             if isinstance(action, EnsureVersion):
-                self.running.add(action.version)
-                self.replicas[action.version] = action.replicas
+                release = action.release
+                if release in self.live and self.template is not None:
+                    assert self.templates[release] == action.template, (
+                        f"{release} runs template {self.templates[release]}, asked to run "
+                        f"{action.template}")
+                self.templates[release] = action.template
+                self.live.add(release)
+                self.replicas[key(release)] = action.replicas
             elif isinstance(action, SetTraffic):
                 if action != self.route:
                     self.route_generation += 1
                 self.route = action
             elif isinstance(action, RemoveVersion):
                 if self.removal_ticks > 0:
-                    self.terminating[action.version] = self.removal_ticks
+                    self.terminating[action.release] = self.removal_ticks
                 else:
-                    self.running.discard(action.version)
+                    self.live.discard(action.release)
         self.status = decision.status
         self.decisions.append(decision)
 
@@ -216,6 +238,11 @@ class Sim:
 
     def reasons(self) -> list[str]:
         return [e.reason for e in self.events()]
+
+
+def key(release: Release) -> int | Release:
+    """A release as tests name it: revision 0 by its version number."""
+    return release.version if release.revision == 0 else release
 
 
 def phase(sim: Sim) -> str | None:

@@ -1,7 +1,8 @@
 """Properties of the state machine over random specs and random sequences of observations:
 weights stay consistent, inconclusive analysis never advances, a rollback routes before it
-scales down, and a tick resumed from the stored status decides what the uninterrupted run
-decided."""
+scales down, a tick resumed from the stored status decides what the uninterrupted run
+decided, and a running release never changes its pod template (a new template is a new
+revision, rolled out; the stable keeps its template until one is promoted)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelship.core.analysis import CheckQuery, Measurement, aggregate
+from modelship.core.releases import Release
 from modelship.core.rollout import (
     COMMAND_ACTIONS,
     Decision,
+    EnsureVersion,
     Observations,
     RemoveVersion,
     SetTraffic,
@@ -32,7 +35,7 @@ from modelship_api.modeldeployment import (
     Rollout,
     Shadow,
 )
-from tests.unit.rollout.sim import analysis, make_spec, serving, stored
+from tests.unit.rollout.sim import Sim, analysis, make_spec, serving, stored
 
 durations = st.sampled_from(["1s", "2s", "3s", "5s", "10s"])
 
@@ -103,6 +106,7 @@ class TickPlan:
     quality: Quality
     command: str | None
     desired: int | None  # None: unchanged
+    template: str | None  # the spec's pod template; None: unchanged
     candidate_ready: bool
     mirroring: bool
     gateway_accepts: bool  # provider gateway: the gateway takes routes written before
@@ -114,6 +118,7 @@ ticks = st.builds(
     quality=st.sampled_from(["good", "good", "good", "bad", "nan", "none", "error"]),
     command=st.none() | st.none() | st.none() | st.sampled_from(COMMAND_ACTIONS),
     desired=st.none() | st.none() | st.none() | st.none() | st.sampled_from([1, 2, 3]),
+    template=st.none() | st.none() | st.none() | st.none() | st.sampled_from(["A", "B", "C"]),
     candidate_ready=st.booleans() | st.just(True),
     mirroring=st.just(True) | st.just(True) | st.just(False),
     gateway_accepts=st.just(True) | st.just(True) | st.just(False),
@@ -134,6 +139,16 @@ def check_weights(status: ModelDeploymentStatus) -> None:
         assert (w.stable, w.candidate, w.mirror) == (100, 0, 0)
 
 
+def stable(status: ModelDeploymentStatus) -> Release | None:
+    v = status.stable_version
+    return None if v is None else Release(v, status.stable_revision or 0)
+
+
+def candidate(status: ModelDeploymentStatus) -> Release | None:
+    v = status.candidate_version
+    return None if v is None else Release(v, status.candidate_revision or 0)
+
+
 def check_actions(decision: Decision, before: ModelDeploymentStatus) -> None:
     routes = [i for i, a in enumerate(decision.actions) if isinstance(a, SetTraffic)]
     assert len(routes) <= 1
@@ -149,13 +164,13 @@ def check_actions(decision: Decision, before: ModelDeploymentStatus) -> None:
             assert routes and routes[0] < i
             route = decision.actions[routes[0]]
             assert isinstance(route, SetTraffic)
-            assert action.version not in (route.stable_version, route.candidate_version)
+            assert action.release not in (route.stable, route.candidate)
     finished = decision.finished
     if finished is not None and finished.outcome in ("RolledBack", "Aborted", "Superseded"):
         route = decision.actions[routes[0]]
         assert isinstance(route, SetTraffic)
-        assert route.candidate_version != finished.version
-        assert route.stable_version != finished.version
+        ended = Release(finished.version, finished.revision or 0)
+        assert route.candidate != ended and route.stable != ended
 
 
 def check_routing(decision: Decision, obs: Observations, spec: ModelDeploymentSpec,
@@ -164,18 +179,34 @@ def check_routing(decision: Decision, obs: Observations, spec: ModelDeploymentSp
     Service of the replicas provider while a third version runs."""
     for action in decision.actions:
         if isinstance(action, RemoveVersion) and obs.route is not None:
-            drained = any(d.version == action.version and d.route_confirmed_at is not None
-                          for d in before.draining or [])
-            assert not obs.route.sends_to(action.version)
+            drained = any(Release(d.version, d.revision or 0) == action.release
+                          and d.route_confirmed_at is not None for d in before.draining or [])
+            assert not obs.route.sends_to(action.release)
             assert obs.route.generation == 0 or obs.route.accepted or drained
         if (isinstance(action, SetTraffic) and spec.traffic.provider == "replicas"
                 and 0 < action.candidate_weight < 100):
-            assert set(obs.versions) <= {action.stable_version, action.candidate_version}
+            assert set(obs.versions) <= {action.stable, action.candidate}
 
 
-def position(status: ModelDeploymentStatus) -> tuple[int | None, str, int]:
+def check_templates(decision: Decision, before: ModelDeploymentStatus, sim: Sim) -> None:
+    """The stable runs the template it was promoted with, whatever the spec says now; a
+    release that ends (rolled back, aborted) leaves the stable as it was."""
+    old = stable(before)
+    for action in decision.actions:
+        if isinstance(action, EnsureVersion) and action.release == old:
+            assert action.template == before.stable_template
+    after = decision.status
+    if decision.finished is not None and decision.finished.outcome != "Promoted":
+        assert stable(after) == old and after.stable_template == before.stable_template
+    if stable(after) != old and old is not None and decision.finished is not None:
+        assert decision.finished.outcome == "Promoted"
+    if after.candidate_version is not None and sim.template is not None:
+        assert after.candidate_template is not None
+
+
+def position(status: ModelDeploymentStatus) -> tuple[Release | None, str, int]:
     r = status.rollout
-    return (status.candidate_version, r.stage if r else "", r.step if r else 0)
+    return (candidate(status), r.stage if r else "", r.step if r else 0)
 
 
 def advanced(before: ModelDeploymentStatus, after: ModelDeploymentStatus) -> bool:
@@ -184,8 +215,8 @@ def advanced(before: ModelDeploymentStatus, after: ModelDeploymentStatus) -> boo
         return False
     if before.rollout.stage == "Starting":
         return False
-    promoted = after.stable_version == before.candidate_version
-    return promoted or (after.candidate_version == before.candidate_version
+    promoted = stable(after) == candidate(before)
+    return promoted or (candidate(after) == candidate(before)
                         and position(after) != position(before))
 
 
@@ -195,13 +226,16 @@ def advanced(before: ModelDeploymentStatus, after: ModelDeploymentStatus) -> boo
 def test_rollout_invariants(rollout: Rollout | None, plan: list[TickPlan],
                             provider: str) -> None:
     spec: ModelDeploymentSpec = make_spec(rollout, provider=provider)
-    sim = serving(spec)
+    sim = serving(spec, template="A")
     sim.desired = 2
     for n, tick in enumerate(plan):
         sim.now += timedelta(seconds=tick.seconds)
         if tick.desired is not None:
             sim.desired = tick.desired
-        sim.healthy_versions = {1} | ({2, 3} if tick.candidate_ready else set())
+        if tick.template is not None:
+            sim.template = tick.template
+        # The first release always serves; any other only when the plan says so.
+        sim.healthy_versions = {Release(1)} | ({1, 2, 3} if tick.candidate_ready else set())
         sim.mirroring = tick.mirroring
         sim.accepting = tick.gateway_accepts
         sim.measure = lambda q, quality=tick.quality: measurement(quality, q)  # type: ignore[misc]
@@ -220,11 +254,13 @@ def test_rollout_invariants(rollout: Rollout | None, plan: list[TickPlan],
         check_weights(decision.status)
         check_actions(decision, before)
         check_routing(decision, obs, spec, before)
+        check_templates(decision, before, sim)
         if decision.requeue_after is not None:
             assert decision.requeue_after >= 0
 
         judged = spec.rollout is not None and spec.rollout.analysis is not None
-        untouched = obs.command is None and tick.desired in (None, before.candidate_version)
+        untouched = (obs.command is None and tick.desired in (None, before.candidate_version)
+                     and tick.template in (None, before.candidate_template))
         if judged and untouched and advanced(before, decision.status):
             # Only a successful latest run advances or promotes.
             assert decision.status.analysis is not None
@@ -246,7 +282,7 @@ def test_a_restart_anywhere_continues_the_same_rollout(
     """Two runs see the same observations; one is restarted (status re-read from storage)
     at tick `cut`. Every later decision is the same."""
     spec = make_spec(rollout, provider=provider)
-    runs = [serving(spec), serving(spec)]
+    runs = [serving(spec, template="A"), serving(spec, template="A")]
     for sim in runs:
         sim.desired = 2
     for n, tick in enumerate(plan):
@@ -257,7 +293,10 @@ def test_a_restart_anywhere_continues_the_same_rollout(
             sim.now += timedelta(seconds=tick.seconds)
             if tick.desired is not None:
                 sim.desired = tick.desired
-            sim.healthy_versions = {1} | ({2, 3} if tick.candidate_ready else set())
+            if tick.template is not None:
+                sim.template = tick.template
+            sim.healthy_versions = {Release(1)} | ({1, 2, 3} if tick.candidate_ready
+                                                   else set())
             sim.accepting = tick.gateway_accepts
             sim.measure = lambda q, quality=tick.quality: measurement(quality, q)  # type: ignore[misc]
             command = f"{tick.command}@{n}" if tick.command else None

@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from modelship.core import names
 from modelship.core.durations import parse_duration
+from modelship.core.releases import Release
 from modelship.core.smoke import infer_body, ready_addresses, smoke_plan
 from modelship_api.modeldeployment import BlueGreen, Canary, CanaryStep, Rollout, SmokeLoad
 from tests.unit.rollout.sim import Sim, analysis, erroring, make_spec, serving, stored
@@ -133,3 +135,16 @@ def test_only_ready_pods_not_being_deleted_are_sent_to() -> None:
     assert ready_addresses([pod("10.0.0.2", True), pod("10.0.0.1", True),
                             pod("10.0.0.3", False), pod("10.0.0.4", True, True)]) == (
         "10.0.0.1", "10.0.0.2")
+
+
+def test_a_new_revision_of_the_stable_version_gets_the_load_not_the_stable() -> None:
+    """Stable and candidate share version 1; the load goes to the candidate's pods (their
+    model-version label is the release's, `1-r1`), never the stable's."""
+    rollout = Rollout(blue_green=BlueGreen(preview_duration="1h", post_switch_duration="5s"),
+                      analysis=analysis(), smoke_load=SmokeLoad.model_validate(SAMPLE))
+    sim = serving(make_spec(rollout, version=1, provider="gateway"), version=1, template="A")
+    sim.template = "B"
+    sim.run_until(lambda s: s.status.rollout is not None and s.status.rollout.stage == "Preview")
+    plan = smoke_plan(sim.spec, sim.status, sim.now)
+    assert plan is not None and plan.release == Release(1, 1)
+    assert names.version_selector("md", plan.release)["modelship.io/model-version"] == "1-r1"

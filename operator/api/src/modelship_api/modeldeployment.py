@@ -80,18 +80,55 @@ class DynamicBatching(ApiModel):
     )
 
 
+class InstanceGroup(ApiModel):
+    """Model instances Triton runs in each pod (config.pbtxt `instance_group`)."""
+
+    kind: Literal["CPU", "GPU"] = Field(
+        description="CPU or GPU (KIND_CPU, KIND_GPU): where the instances run."
+    )
+    count: int = Field(default=1, ge=1, le=64, description="Instances of this kind.")
+
+
+_HAS_GPU = ("has(self.resources) && has(self.resources.limits) && "
+            "'nvidia.com/gpu' in self.resources.limits")
+
+
 class Runtime(ApiModel):
-    """How Triton runs: image, backend, replicas, resources and placement."""
+    """How Triton runs: image, backend, replicas, resources and placement, and the serving
+    config (backend, batching, instance groups) rendered into each pod's config.pbtxt."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
-                "self.backend != 'tensorrt' || (has(self.resources) && "
-                "has(self.resources.limits) && 'nvidia.com/gpu' in self.resources.limits)",
+                f"self.backend != 'tensorrt' || ({_HAS_GPU})",
                 "backend tensorrt needs a GPU: set runtime.resources.limits['nvidia.com/gpu']",
                 field_path=".backend",
                 reason="FieldValueInvalid",
-            )
+            ),
+            cel(
+                f"!has(self.instanceGroups) || ({_HAS_GPU}) || "
+                "self.instanceGroups.all(g, g.kind != 'GPU')",
+                "an instance group of kind GPU needs a GPU: set "
+                "runtime.resources.limits['nvidia.com/gpu'], or use kind CPU",
+                field_path=".instanceGroups",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "!has(self.dynamicBatching) || !has(self.maxBatchSize) || "
+                "self.maxBatchSize > 0",
+                "dynamicBatching needs batching: set runtime.maxBatchSize above 0, or remove "
+                "dynamicBatching",
+                field_path=".dynamicBatching",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "!has(self.dynamicBatching) || !has(self.dynamicBatching.preferredBatchSizes) "
+                "|| !has(self.maxBatchSize) || "
+                "self.dynamicBatching.preferredBatchSizes.all(b, b <= self.maxBatchSize)",
+                "dynamicBatching.preferredBatchSizes must not exceed runtime.maxBatchSize",
+                field_path=".dynamicBatching.preferredBatchSizes",
+                reason="FieldValueInvalid",
+            ),
         )
     )
 
@@ -100,8 +137,10 @@ class Runtime(ApiModel):
     )
     backend: Backend = Field(
         default="onnxruntime",
-        description="Triton backend that runs the model: onnxruntime, tensorrt (GPU), or "
-        "python (modelship's onnxruntime runner for CPU-only development clusters).",
+        description="Triton backend that runs the model, written into the served "
+        "config.pbtxt with its file: onnxruntime (model.onnx), tensorrt (model.plan, GPU), or "
+        "python (model.py: modelship's onnxruntime runner, for CPU-only clusters; the image "
+        "needs Triton's Python backend and the runner's Python packages).",
     )
     replicas: int = Field(default=1, ge=1, le=1000, description="Triton pods per version.")
     resources: ResourceRequirements | None = Field(
@@ -113,12 +152,23 @@ class Runtime(ApiModel):
     tolerations: list[Toleration] | None = Field(
         default=None, max_length=32, description="Tolerations, e.g. for tainted GPU nodes."
     )
-    max_batch_size: int = Field(
-        default=0, ge=0, le=65536,
-        description="Largest batch Triton forms; 0 disables batching.",
+    max_batch_size: int | None = Field(
+        default=None, ge=0, le=65536,
+        description="Largest batch Triton forms (config.pbtxt max_batch_size); absent: the "
+        "published version's. Batching or not is fixed by the tensors the version was "
+        "published with (with batching their dims leave the batch axis out), so 0 serves "
+        "only a version published with 0, and above 0 only one published above 0.",
     )
     dynamic_batching: DynamicBatching | None = Field(
-        default=None, description="Enable Triton's dynamic batcher."
+        default=None,
+        description="Enable Triton's dynamic batcher; absent: none, whatever the published "
+        "config says. Needs batching.",
+    )
+    instance_groups: list[InstanceGroup] | None = Field(
+        default=None, max_length=8,
+        description="Model instances per pod; absent: one on the GPU when the pod has one "
+        "(runtime.resources.limits['nvidia.com/gpu']) and the backend is not python, else "
+        "one on the CPU.",
     )
     startup_timeout: Duration = Field(
         default="10m",
@@ -602,6 +652,14 @@ class Weights(ApiModel):
     mirror: int = Field(default=0, description="Percent mirrored to the candidate (shadow).")
 
 
+REVISION_DOC = (
+    "Pod-template revision (absent: 0). A change of spec.runtime or spec.repository is a new "
+    "revision of the same model version, rolled out like a new version; its Deployment and "
+    "Service are named <name>-v<version>-r<revision> (revision 0: <name>-v<version>)."
+)
+TEMPLATE_DOC = "Hash of the Triton pod template of this revision."
+
+
 class HistoryEntry(ApiModel):
     """One finished rollout."""
 
@@ -614,12 +672,20 @@ class HistoryEntry(ApiModel):
     reason: str = Field(default="", description="Why, e.g. the failing check and value.")
     started_at: str | None = Field(default=None, description="Start (RFC 3339).")
     finished_at: str | None = Field(default=None, description="End (RFC 3339).")
+    revision: int | None = Field(
+        default=None, description="Pod-template revision of the candidate (absent: 0)."
+    )
+    previous_revision: int | None = Field(
+        default=None, description="Pod-template revision of the stable before it (absent: 0)."
+    )
 
 
 class WarmVersion(ApiModel):
     """A former stable version kept running for a fast switch-back."""
 
     version: int = Field(description="Model version.")
+    revision: int | None = Field(default=None, description=REVISION_DOC)
+    template: str | None = Field(default=None, description=TEMPLATE_DOC)
     until: str = Field(description="When it is scaled down (RFC 3339).")
 
 
@@ -644,6 +710,7 @@ class DrainingVersion(ApiModel):
     abortScaleDownDelay has passed since."""
 
     version: int = Field(description="Model version.")
+    revision: int | None = Field(default=None, description=REVISION_DOC)
     since: str = Field(description="When the route stopped sending it traffic (RFC 3339).")
     route_confirmed_at: str | None = Field(
         default=None,
@@ -663,13 +730,25 @@ class ModelDeploymentStatus(ApiModel):
     desired_version: int | None = Field(
         default=None, description="The version the spec resolves to."
     )
+    desired_revision: int | None = Field(
+        default=None, description="The pod-template revision the spec resolves to."
+    )
+    desired_template: str | None = Field(
+        default=None, description="Hash of the pod template the spec describes now."
+    )
     stable_version: int | None = Field(default=None, description="Version serving production.")
+    stable_revision: int | None = Field(default=None, description=REVISION_DOC)
+    stable_template: str | None = Field(default=None, description=TEMPLATE_DOC)
     candidate_version: int | None = Field(default=None, description="Version being rolled out.")
+    candidate_revision: int | None = Field(default=None, description=REVISION_DOC)
+    candidate_template: str | None = Field(default=None, description=TEMPLATE_DOC)
     rolled_back_version: int | None = Field(
         default=None,
         description="The version last rolled back or aborted. It is not rolled out again "
-        "while the spec names it, until `modelship retry`.",
+        "while the spec names it (with the same pod template), until `modelship retry`.",
     )
+    rolled_back_revision: int | None = Field(default=None, description=REVISION_DOC)
+    rolled_back_template: str | None = Field(default=None, description=TEMPLATE_DOC)
     last_command: str | None = Field(
         default=None,
         description="The last manual command handled (the annotation value), so that each "

@@ -83,8 +83,8 @@ async def _send(key: Key, target: SmokeTarget) -> None:
             # Paced from the start, so a slow answer does not lower the rate below the plan
             # (nor a burst raise it above: one request at a time).
             await asyncio.sleep(max(0.0, started + sent * period - loop.time()))
-    log.info("%s/%s: smoke load to version %d ended at its deadline after %d requests",
-             namespace, name, plan.version, sent)
+    log.info("%s/%s: smoke load to %s ended at its deadline after %d requests",
+             namespace, name, plan.release, sent)
 
 
 def body_json(body: dict[str, object]) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelship.core.releases import Release
+
 
 @dataclass(frozen=True)
 class VersionObservation:
@@ -17,6 +19,11 @@ class VersionObservation:
     problems: tuple[str, ...] = field(default=())  # e.g. "ImagePullBackOff: ...", init errors
     # Being deleted (its pods may still run): never ready, and not deleted again.
     terminating: bool = False
+    revision: int = 0  # the pod-template revision (core.releases)
+
+    @property
+    def release(self) -> Release:
+        return Release(self.version, self.revision)
 
     @property
     def ready(self) -> bool:
@@ -25,7 +32,7 @@ class VersionObservation:
 
 
 def observe_deployment(version: int, obj: dict[str, Any],
-                       problems: tuple[str, ...] = ()) -> VersionObservation:
+                       problems: tuple[str, ...] = (), revision: int = 0) -> VersionObservation:
     """Reduce a Deployment to whether all its pods of the current template are available."""
     meta = obj.get("metadata", {})
     spec = obj.get("spec", {})
@@ -46,6 +53,7 @@ def observe_deployment(version: int, obj: dict[str, Any],
         available=current and updated >= replicas and available >= replicas,
         problems=progress_problems + problems,
         terminating=bool(meta.get("deletionTimestamp")),
+        revision=revision,
     )
 
 

@@ -12,44 +12,45 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from modelship.core.releases import Release, parse_label
+
 RouteState = Literal["Accepted", "Refused", "Pending"]
 REQUIRED = ("Accepted", "ResolvedRefs")
 
 
 @dataclass(frozen=True)
 class RouteObservation:
-    """The GRPCRoute as last read. `weights`: version -> weight of its backendRefs;
-    `mirrors`: version -> percent of its RequestMirror filters; `state`: Accepted when every
+    """The GRPCRoute as last read. `weights`: release -> weight of its backendRefs;
+    `mirrors`: release -> percent of its RequestMirror filters; `state`: Accepted when every
     parent accepted the current generation with all refs resolved, Refused when a parent
     rejected it (`reason`, `message` are the gateway's words), else Pending (no verdict on
-    this generation yet; generation 0: there is no route). `preview`: the version that rules
+    this generation yet; generation 0: there is no route). `preview`: the release that rules
     with matches (the preview route, `x-modelship-preview: true`) send to; None without one."""
 
     generation: int
     state: RouteState
-    weights: Mapping[int, int] = field(default_factory=dict)
-    mirrors: Mapping[int, int] = field(default_factory=dict)
+    weights: Mapping[Release, int] = field(default_factory=dict)
+    mirrors: Mapping[Release, int] = field(default_factory=dict)
     reason: str = ""
     message: str = ""
-    preview: int | None = None
+    preview: Release | None = None
 
     @property
     def accepted(self) -> bool:
         return self.state == "Accepted"
 
-    def sends_to(self, version: int) -> bool:
-        """Whether the route, as written, can send any request to `version`."""
-        return (self.weights.get(version, 0) > 0 or self.mirrors.get(version, 0) > 0
-                or self.preview == version)
+    def sends_to(self, release: Release) -> bool:
+        """Whether the route, as written, can send any request to `release`."""
+        return (self.weights.get(release, 0) > 0 or self.mirrors.get(release, 0) > 0
+                or self.preview == release)
 
 
 MISSING = RouteObservation(generation=0, state="Pending")
 
 
-def _version(backend: str, name: str) -> int | None:
+def _version(backend: str, name: str) -> Release | None:
     prefix = f"{name}-v"
-    tail = backend[len(prefix):] if backend.startswith(prefix) else ""
-    return int(tail) if tail.isdigit() else None
+    return parse_label(backend[len(prefix):]) if backend.startswith(prefix) else None
 
 
 def _same_parent(ref: Mapping[str, Any], reported: Mapping[str, Any], namespace: str) -> bool:
@@ -66,9 +67,9 @@ def observe_route(route: Mapping[str, Any] | None, name: str) -> RouteObservatio
     spec = route.get("spec") or {}
     namespace = meta.get("namespace", "")
     generation = int(meta.get("generation", 0))
-    weights: dict[int, int] = {}
-    mirrors: dict[int, int] = {}
-    preview: int | None = None
+    weights: dict[Release, int] = {}
+    mirrors: dict[Release, int] = {}
+    preview: Release | None = None
     for rule in spec.get("rules") or []:
         for ref in rule.get("backendRefs") or []:
             version = _version(str(ref.get("name", "")), name)

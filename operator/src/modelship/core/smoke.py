@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from modelship.core.durations import parse_duration
+from modelship.core.releases import Release
 from modelship.core.rollout.clock import parse_time
 from modelship.core.rollout.stages import STARTING
 from modelship_api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus, SmokeLoad
@@ -26,13 +27,18 @@ _INTEGERS = {"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "I
 
 @dataclass(frozen=True)
 class SmokePlan:
-    """Send the sample to `version` at `rate` requests a second until `until` (each request
-    given `timeout` seconds)."""
+    """Send the sample to the pods of release (`version`, `revision`) at `rate` requests a
+    second until `until` (each request given `timeout` seconds)."""
 
     version: int
     rate: int
     until: datetime
     timeout: float
+    revision: int = 0
+
+    @property
+    def release(self) -> Release:
+        return Release(self.version, self.revision)
 
 
 def smoke_plan(spec: ModelDeploymentSpec, status: ModelDeploymentStatus,
@@ -55,7 +61,8 @@ def smoke_plan(spec: ModelDeploymentSpec, status: ModelDeploymentStatus,
     if now >= until:
         return None
     return SmokePlan(version=candidate, rate=load.rate, until=until,
-                     timeout=parse_duration(load.timeout))
+                     timeout=parse_duration(load.timeout),
+                     revision=status.candidate_revision or 0)
 
 
 def _value(datatype: str, value: float) -> float | int | bool:

@@ -13,6 +13,14 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def _release(version: int | None, revision: int | None, template: str | None) -> str:
+    """`3`, or `3 revision 1 (template 5f2c...)`: the pod template next to the version."""
+    if version is None:
+        return "-"
+    text = str(version) if not revision else f"{version} revision {revision}"
+    return f"{text} (template {template})" if template else text
+
+
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     """Columns padded to their widest cell; the last column (a message) is not padded."""
     n = len(rows[0]) - 1
@@ -44,11 +52,13 @@ def _monitoring(md: ModelDeployment) -> list[str]:
 
 def render(md: ModelDeployment) -> str:
     st = md.status
+    stable = _release(st.stable_version, st.stable_revision, st.stable_template)
+    candidate = _release(st.candidate_version, st.candidate_revision, st.candidate_template)
     lines = [
         f"{md.metadata.namespace}/{md.metadata.name}  model {md.spec.model.name}",
         f"  phase:      {st.phase or '-'}" + (f"  ({st.message})" if st.message else ""),
-        f"  stable:     {st.stable_version if st.stable_version is not None else '-'}",
-        f"  candidate:  {st.candidate_version if st.candidate_version is not None else '-'}",
+        f"  stable:     {stable}",
+        f"  candidate:  {candidate}",
     ]
     if st.weights is not None:
         mirror = f", mirror {st.weights.mirror}%" if st.weights.mirror else ""
@@ -67,20 +77,20 @@ def render(md: ModelDeployment) -> str:
         rows = [("CHECK", "RESULT", "VALUE", "STABLE", "THRESHOLD", "MESSAGE")]
         rows += [(c.name, c.result, _fmt(c.value), _fmt(c.stable_value), c.threshold,
                   c.message) for c in an.checks or []]
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        for row in rows:
-            cells = [row[i].ljust(widths[i]) for i in range(5)] + [row[5]]
-            lines.append("    " + "  ".join(cells).rstrip())
+        lines += _table(rows)
     lines += _monitoring(md)
     for d in st.draining or []:
         confirmed = (f"route confirmed {d.route_confirmed_at}" if d.route_confirmed_at
                      else "waiting for the route to be confirmed")
-        lines.append(f"  draining:   v{d.version} off the route since {d.since}; {confirmed}")
+        rev = f"-r{d.revision}" if d.revision else ""
+        lines.append(f"  draining:   v{d.version}{rev} off the route since {d.since}; "
+                     f"{confirmed}")
     for cond in st.conditions or []:
         lines.append(f"  {cond.type}={cond.status} {cond.reason}: {cond.message}".rstrip(": "))
     if st.history:
         lines.append("  history:")
         for h in st.history[:5]:
-            lines.append(f"    v{h.version} {h.outcome} ({h.strategy}) {h.finished_at or ''} "
-                         f"{h.reason}".rstrip())
+            rev = f"-r{h.revision}" if h.revision else ""
+            lines.append(f"    v{h.version}{rev} {h.outcome} ({h.strategy}) "
+                         f"{h.finished_at or ''} {h.reason}".rstrip())
     return "\n".join(lines)

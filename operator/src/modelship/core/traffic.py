@@ -30,13 +30,13 @@ def grpc_route(md: ModelDeployment, traffic: SetTraffic) -> dict[str, Any]:
     name = md.metadata.name
     weight = traffic.candidate_weight if traffic.candidate_version is not None else 0
     backends: list[dict[str, Any]] = [{
-        "name": names.version_name(name, traffic.stable_version),
+        "name": names.release_name(name, traffic.stable),
         "port": constants.PORT_GRPC,
         "weight": 100 - weight,
     }]
     rule: dict[str, Any] = {"backendRefs": backends}
-    if traffic.candidate_version is not None:
-        candidate = names.version_name(name, traffic.candidate_version)
+    if traffic.candidate is not None:
+        candidate = names.release_name(name, traffic.candidate)
         backends.append({"name": candidate, "port": constants.PORT_GRPC, "weight": weight})
         if traffic.mirror_percent > 0:
             rule["filters"] = [{
@@ -47,8 +47,8 @@ def grpc_route(md: ModelDeployment, traffic: SetTraffic) -> dict[str, Any]:
                 },
             }]
     rules = [rule]  # first: readers that look at rules[0] see the weighted split
-    if traffic.candidate_version is not None:
-        rules.append(preview_rule(names.version_name(name, traffic.candidate_version)))
+    if traffic.candidate is not None:
+        rules.append(preview_rule(names.release_name(name, traffic.candidate)))
     spec: dict[str, Any] = {
         "parentRefs": [p.to_api() for p in gateway.parent_refs],
         "rules": rules,
@@ -84,10 +84,10 @@ def stable_selector(md: ModelDeployment, traffic: SetTraffic) -> dict[str, str]:
     pod of the ModelDeployment: the rollout core enters such a step only once no version
     but stable and candidate runs (`rollout.routing.weight_blocker`)."""
     name = md.metadata.name
-    candidate, weight = traffic.candidate_version, traffic.candidate_weight
+    candidate, weight = traffic.candidate, traffic.candidate_weight
     if candidate is None or weight == 0 or md.spec.traffic.provider == "gateway":
         # With a gateway the route splits traffic; the Service is the stable fallback.
-        return names.version_selector(name, traffic.stable_version)
+        return names.version_selector(name, traffic.stable)
     if weight >= 100:
         return names.version_selector(name, candidate)
     return names.all_versions_selector(name)

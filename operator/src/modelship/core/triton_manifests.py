@@ -2,22 +2,27 @@
 
 Each version runs in its own Deployment and Service, so a bad model cannot take the stable
 one down. The model repository is shared by every version, so an init container builds a
-per-pod repository view that holds only this version (a symlink) and a config.pbtxt pinned
-to it with `version_policy: specific`: Triton then loads exactly this version.
+per-pod repository view that holds only this version (a symlink) and a config.pbtxt: the
+published one's tensors and warmup, with the serving config the ModelDeployment owns
+(core.serving_config: backend, batching, instance groups, and `version_policy: specific`
+so Triton loads exactly this version).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import shlex
 from typing import Any
 
 from modelship import constants
-from modelship.core import names
+from modelship.core import names, serving_config
 from modelship.core.drift.profiles import MAX_MESSAGE_BYTES, TOO_LARGE_KEY
 from modelship.core.durations import parse_duration
+from modelship.core.releases import Release
 from modelship_api.common import ModelRepository
-from modelship_api.modeldeployment import ModelDeployment
+from modelship_api.modeldeployment import ModelDeployment, Runtime
 from modelship_api.profile import PROFILE_FILE
 
 REPO_VOLUME = "model-repository"
@@ -58,25 +63,60 @@ def repository_root(repo: ModelRepository) -> str:
     return f"{constants.MODEL_REPOSITORY_MOUNT}/{sub}" if sub else constants.MODEL_REPOSITORY_MOUNT
 
 
-def view_script(root: str, model: str, version: int) -> str:
-    """Shell that links one version into the per-pod repository view, or says what is
-    missing (the message becomes the init container's termination message)."""
+# Drops the top-level fields named by `re` from a config.pbtxt, whether a field is a scalar
+# line (`max_batch_size: 8`) or a block over one or several lines (`instance_group [ ... ]`,
+# `version_policy { ... }`): a block ends where its brackets and braces balance.
+_DROP_FIELDS = (
+    '$0 ~ re && !skip {skip=1; depth=0; seen=0; '
+    'scalar=($0 ~ /:[[:space:]]*[A-Za-z0-9_.+"-]/)} '
+    'skip {o=gsub(/[{]/, "&")+gsub(/\\[/, "&"); c=gsub(/[}]/, "&")+gsub(/\\]/, "&"); '
+    'depth+=o-c; if (o) seen=1; if ((scalar && !o) || (seen && depth<=0)) skip=0; next} '
+    '{print}'
+)
+
+
+def view_script(root: str, model: str, version: int, runtime: Runtime | None = None) -> str:
+    """Shell that links one version into the per-pod repository view with the serving
+    config of `runtime` (core.serving_config), or says what is wrong (the message becomes
+    the init container's termination message, shown in the ModelDeployment's status)."""
+    runtime = runtime if runtime is not None else Runtime()
     src = shlex.quote(f"{root}/{model}")
     dst = shlex.quote(f"{VIEW_MOUNT}/{model}")
     ver = str(version)
-    return "\n".join([
+    model_file = serving_config.MODEL_FILES[runtime.backend]
+    fields = "|".join(serving_config.owned_fields(runtime))
+    lines = [
         "set -eu",
         f"src={src}; dst={dst}; v={ver}",
         'fail() { echo "$1" | tee /dev/termination-log >&2; exit 1; }',
         '[ -d "$src/$v" ] || fail "model repository has no version $v under $src"',
         'cfg="$src/$v/config.pbtxt"; [ -f "$cfg" ] || cfg="$src/config.pbtxt"',
         '[ -f "$cfg" ] || fail "no config.pbtxt in $src/$v/ or $src/"',
+        f'[ -e "$src/$v/{model_file}" ] || fail "runtime.backend {runtime.backend} serves '
+        f'{model_file}, which version $v has not ($src/$v/): publish it with that backend, '
+        'or set runtime.backend to one it was published for"',
+        "pub=$(awk '/^[[:space:]]*max_batch_size[[:space:]]*:/ "
+        "{sub(/^[^:]*:[[:space:]]*/, \"\"); print $1 + 0; exit}' \"$cfg\")",
+        'pub="${pub:-0}"',
+    ]
+    need = serving_config.batching_required(runtime)
+    if need is True:
+        lines.append(
+            '[ "$pub" -gt 0 ] || fail "runtime.maxBatchSize/dynamicBatching need a version '
+            'published with batching (max_batch_size above 0, dims without the batch axis); '
+            'version $v has max_batch_size 0: set runtime.maxBatchSize 0 and remove '
+            'dynamicBatching, or publish with batching"')
+    elif need is False:
+        lines.append(
+            '[ "$pub" -eq 0 ] || fail "runtime.maxBatchSize 0 needs a version published '
+            'without batching (dims with the batch axis); version $v has max_batch_size '
+            '$pub: set runtime.maxBatchSize above 0 or leave it out"')
+    lines += [
         'mkdir -p "$dst"',
-        # Drop any version policy of the shared config (single- or multi-line) and pin ours.
-        "awk '/^[[:space:]]*version_policy/ {skip=1; depth=0; seen=0} "
-        "skip {o=gsub(/[{]/, \"{\"); c=gsub(/[}]/, \"}\"); depth+=o-c; if (o) seen=1; "
-        "if (seen && depth<=0) skip=0; next} {print}' \"$cfg\" > \"$dst/config.pbtxt\"",
-        'echo "version_policy: { specific: { versions: [ $v ] } }" >> "$dst/config.pbtxt"',
+        f"awk -v re={shlex.quote(f'^[[:space:]]*({fields})([[:space:]]|:|[{{]|[[]|$)')} "
+        f"{shlex.quote(_DROP_FIELDS)} \"$cfg\" > \"$dst/config.pbtxt\"",
+        "printf '%s' " + shlex.quote(serving_config.render(runtime, version))
+        + ' >> "$dst/config.pbtxt"',
         'ln -sfn "$src/$v" "$dst/$v"',
         # The version's profile.json travels to the operator in this container's
         # termination message (core.drift.profiles): whole, or a note of its size when it
@@ -85,7 +125,8 @@ def view_script(root: str, model: str, version: int) -> str:
         'if [ -f "$p" ]; then n=$(wc -c < "$p"); '
         f'if [ "$n" -le {MAX_MESSAGE_BYTES} ]; then cat "$p" > /dev/termination-log; '
         f'else echo "{{\\"{TOO_LARGE_KEY}\\": $n}}" > /dev/termination-log; fi; fi',
-    ])
+    ]
+    return "\n".join(lines)
 
 
 def _http_probe(path: str, failure_threshold: int, period: int = PROBE_PERIOD_S,
@@ -125,13 +166,16 @@ def triton_args(md: ModelDeployment) -> list[str]:
     return args + list(runtime.args or [])
 
 
-def deployment(md: ModelDeployment, version: int, replicas: int) -> dict[str, Any]:
-    """The Deployment that serves `version` of the model with `replicas` Triton pods."""
+def deployment(md: ModelDeployment, version: int, replicas: int,
+               revision: int = 0) -> dict[str, Any]:
+    """The Deployment that serves `version` of the model with `replicas` Triton pods, as
+    pod-template `revision` (core.releases)."""
     spec = md.spec
     model = spec.model.name
-    name = names.version_name(md.metadata.name, version)
+    release = Release(version, revision)
+    name = names.release_name(md.metadata.name, release)
     labels = {**names.common_labels(md.metadata.name, model),
-              **names.version_selector(md.metadata.name, version)}
+              **names.version_selector(md.metadata.name, release)}
     startup_budget = parse_duration(spec.runtime.startup_timeout)
     container: dict[str, Any] = {
         "name": "triton",
@@ -163,7 +207,8 @@ def deployment(md: ModelDeployment, version: int, replicas: int) -> dict[str, An
     init = {
         "name": "select-version",
         "image": spec.runtime.image,
-        "command": ["sh", "-c", view_script(repository_root(spec.repository), model, version)],
+        "command": ["sh", "-c", view_script(repository_root(spec.repository), model, version,
+                                            spec.runtime)],
         "volumeMounts": container["volumeMounts"],
     }
     pod_spec: dict[str, Any] = {
@@ -191,7 +236,7 @@ def deployment(md: ModelDeployment, version: int, replicas: int) -> dict[str, An
         },
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": names.version_selector(md.metadata.name, version)},
+            "selector": {"matchLabels": names.version_selector(md.metadata.name, release)},
             "progressDeadlineSeconds": max(60, math.ceil(startup_budget) + 60),
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -236,11 +281,22 @@ def _service(md: ModelDeployment, name: str, selector: dict[str, str],
     }
 
 
-def version_service(md: ModelDeployment, version: int) -> dict[str, Any]:
-    """The Service in front of one version's pods (a GRPCRoute backend)."""
-    selector = names.version_selector(md.metadata.name, version)
-    return _service(md, names.version_name(md.metadata.name, version), selector,
-                    {constants.LABEL_MODEL_VERSION: str(version)})
+def version_service(md: ModelDeployment, version: int, revision: int = 0) -> dict[str, Any]:
+    """The Service in front of one release's pods (a GRPCRoute backend)."""
+    release = Release(version, revision)
+    selector = names.version_selector(md.metadata.name, release)
+    return _service(md, names.release_name(md.metadata.name, release), selector,
+                    {constants.LABEL_MODEL_VERSION: release.label})
+
+
+def template_hash(md: ModelDeployment) -> str:
+    """The identity of the pod template the spec describes, whatever version it serves (the
+    counterpart of Kubernetes' pod-template-hash): a change of image, args, resources,
+    placement, repository or serving config, or of how modelship renders them, changes it
+    and makes a new revision (core.releases)."""
+    template = deployment(md, 0, 1)["spec"]["template"]
+    text = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def stable_service(md: ModelDeployment, selector: dict[str, str]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from modelship.core.api_errors import RECONCILE_ERROR
 from modelship.core.conditions import remove_condition, set_condition
 from modelship.core.durations import parse_duration
 from modelship.core.observations import VersionObservation, observe_deployment, pod_problems
+from modelship.core.releases import Release, parse_label
 from modelship.core.rollout import (
     Action,
     Command,
@@ -90,7 +91,7 @@ async def _report_invalid(kube: Kube, body: dict[str, Any], message: str, now: s
         await kube.event(body, "Warning", "InvalidSpec", message)
 
 
-async def _observe(kube: Kube, ns: str, name: str) -> dict[int, VersionObservation]:
+async def _observe(kube: Kube, ns: str, name: str) -> dict[Release, VersionObservation]:
     deployments = await kube.list("apps/v1", "Deployment", ns,
                                   {constants.LABEL_DEPLOYMENT: name})
     problems: dict[str, list[str]] = defaultdict(list)
@@ -102,8 +103,10 @@ async def _observe(kube: Kube, ns: str, name: str) -> dict[int, VersionObservati
     out = {}
     for dep in deployments:
         label = dep["metadata"].get("labels", {}).get(constants.LABEL_MODEL_VERSION, "")
-        if label.isdigit():
-            out[int(label)] = observe_deployment(int(label), dep, tuple(problems[label]))
+        release = parse_label(label)
+        if release is not None:
+            out[release] = observe_deployment(release.version, dep, tuple(problems[label]),
+                                              release.revision)
     return out
 
 
@@ -131,13 +134,41 @@ async def _command(kube: Kube, body: dict[str, Any]) -> Command | None:
         return None
 
 
-async def _apply(kube: Kube, md: ModelDeployment, actions: tuple[Action, ...]) -> None:
+async def _scale(kube: Kube, md: ModelDeployment, action: EnsureVersion) -> None:
+    """A release of a template the spec no longer describes (the stable during the rollout
+    of a new revision, a warm one): its Deployment keeps the template it runs, only its
+    pod count follows the decision. The template lives nowhere else, so a Deployment
+    deleted by hand is not recreated from the spec (that would be the new template without
+    a rollout); the release then shows as not ready."""
+    ns = md.metadata.namespace
+    name = names.release_name(md.metadata.name, action.release)
+    current = await kube.get("apps/v1", "Deployment", name, ns)
+    if current is None:
+        log.warning("%s/%s: Deployment %s is gone; its pod template (%s) is not the spec's, "
+                    "so it is not recreated", ns, md.metadata.name, name, action.template)
+        return
+    meta = current["metadata"]
+    await kube.apply({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "ownerReferences")
+                     if k in meta},
+        "spec": {**current["spec"], "replicas": action.replicas},
+    })
+
+
+async def _apply(kube: Kube, md: ModelDeployment, actions: tuple[Action, ...],
+                 template: str) -> None:
     """Apply the decision in order: scale-ups, then the route, then removals, then events."""
     ns, name = md.metadata.namespace, md.metadata.name
     for action in actions:
         if isinstance(action, EnsureVersion):
-            await kube.apply(triton_manifests.deployment(md, action.version, action.replicas))
-            await kube.apply(triton_manifests.version_service(md, action.version))
+            if action.template in (None, template):
+                await kube.apply(triton_manifests.deployment(md, action.version,
+                                                             action.replicas, action.revision))
+            else:
+                await _scale(kube, md, action)
+            await kube.apply(triton_manifests.version_service(md, action.version,
+                                                              action.revision))
         elif isinstance(action, SetTraffic):
             if md.spec.traffic.provider == "gateway":
                 await kube.apply(traffic.grpc_route(md, action))
@@ -146,7 +177,7 @@ async def _apply(kube: Kube, md: ModelDeployment, actions: tuple[Action, ...]) -
             metrics.CANDIDATE_WEIGHT.labels(namespace=ns, name=name).set(
                 action.candidate_weight if action.candidate_version is not None else 0)
         elif isinstance(action, RemoveVersion):
-            child = names.version_name(name, action.version)
+            child = names.release_name(name, action.release)
             await kube.delete("v1", "Service", child, ns)
             # Foreground: the Deployment stays (observed as terminating) until its pods are
             # gone, so no later step counts a version whose pods still serve as removed.
@@ -162,9 +193,8 @@ async def _smoke_target(kube: Kube, md: ModelDeployment, status: ModelDeployment
     if plan is None:
         return None
     assert md.spec.rollout is not None and md.spec.rollout.smoke_load is not None
-    pods = await kube.list("v1", "Pod", md.metadata.namespace, {
-        constants.LABEL_DEPLOYMENT: md.metadata.name,
-        constants.LABEL_MODEL_VERSION: str(plan.version)})
+    pods = await kube.list("v1", "Pod", md.metadata.namespace,
+                           names.version_selector(md.metadata.name, plan.release))
     path = smoke_plans.infer_path(md.spec.model.name, plan.version)
     urls = tuple(f"http://{ip}:{constants.PORT_HTTP}{path}"
                  for ip in smoke_plans.ready_addresses(pods))
@@ -252,7 +282,7 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     status.conditions = remove_condition(
         remove_condition(status.conditions, "InvalidSpec"), RECONCILE_ERROR) or None
     matchers = {NAMESPACE_LABEL: namespace} if NAMESPACE_LABEL else {}
-    queries = due_queries(md.spec, status, namespace, now_dt, matchers)
+    queries = due_queries(md.spec, status, namespace, now_dt, matchers, deployment=name)
     measurements = None
     if queries:
         analysis = md.spec.rollout.analysis if md.spec.rollout else None
@@ -270,6 +300,7 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
                 log.exception("%s/%s: drift checks failed", namespace, name)
                 measurements.update({c.name: Measurement(error=f"{type(err).__name__}: {err}")
                                      for c in distance})
+    template = triton_manifests.template_hash(md)
     decision = step(md.spec, status, Observations(
         desired_version=resolution.version,
         versions=await _observe(kube, namespace, name),
@@ -279,8 +310,9 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
         mirroring_supported=md.spec.traffic.provider == "gateway",
         pending_reason=resolution.reason,
         route=await _observe_route(kube, md),
+        template=template,
     ), now_dt)
-    await _apply(kube, md, decision.actions)
+    await _apply(kube, md, decision.actions, template)
     # After the rollout's actions: monitoring never delays or blocks serving.
     try:
         monitoring_events, next_evaluation = await monitor_stable(kube, md, decision.status,

@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from modelship.core import names
 from modelship.core.durations import parse_duration
+from modelship.core.releases import Release
 from modelship_api.modeldeployment import Analysis, Check
 
 TRITON_SUCCESS = "nv_inference_request_success"
@@ -44,6 +46,23 @@ DEFAULT_CHECKS = (
 )
 
 
+class Regex(str):
+    """A label matcher value matched as a regular expression (`=~`), not literally."""
+
+    __slots__ = ()
+
+
+def release_matchers(deployment: str, release: Release,
+                     other: Release | None) -> dict[str, str]:
+    """Matchers that keep the series of `release` apart from those of `other` when both are
+    revisions of one version (same model and version labels): the pod names of the
+    ModelDeployment `deployment` (the `pod` label that Kubernetes service discovery and the
+    chart's PodMonitor put on Triton's series). None are needed otherwise."""
+    if not deployment or other is None or other == release or other.version != release.version:
+        return {}
+    return {"pod": Regex(names.release_pods(deployment, release))}
+
+
 class TemplateError(ValueError):
     """A user check's PromQL template cannot be filled in."""
 
@@ -62,6 +81,11 @@ class QueryContext:
     matchers: Mapping[str, str] = field(default_factory=dict)
     # Sample-size queries are made only when the analysis asks for a minimum.
     min_requests: int = 0
+    # Extra matchers of the candidate's and the stable's built-in queries: when both are
+    # revisions of one version, Triton's `version` label cannot tell them apart and their
+    # pod names do (core.names.release_pods).
+    candidate_matchers: Mapping[str, str] = field(default_factory=dict)
+    stable_matchers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,7 +125,8 @@ def _quote(value: str) -> str:
 
 def label_selector(model: str, version: int, matchers: Mapping[str, str] | None = None) -> str:
     labels = {"model": model, "version": str(version), **(matchers or {})}
-    return "{" + ",".join(f"{k}={_quote(v)}" for k, v in labels.items()) + "}"
+    return "{" + ",".join(f"{k}{'=~' if isinstance(v, Regex) else '='}{_quote(v)}"
+                          for k, v in labels.items()) + "}"
 
 
 def _increase(metric: str, selector: str, window: str) -> str:
@@ -165,8 +190,7 @@ def p99_latency_query(model: str, version: int,
     merged, so this is the slowest pod's. A pod that served nothing in its window reports
     NaN, which max() passes over; all NaN (or no series) is Inconclusive.
     """
-    labels = {"model": model, "version": str(version), **(matchers or {}), "quantile": P99}
-    sel = "{" + ",".join(f"{k}={_quote(v)}" for k, v in labels.items()) + "}"
+    sel = label_selector(model, version, {**(matchers or {}), "quantile": P99})
     return f"max({TRITON_SUMMARY_US}{sel}) / 1000"
 
 
@@ -225,16 +249,18 @@ def _template_values(ctx: QueryContext, version: int) -> dict[str, str]:
     }
 
 
-def _query_for(check: Check, ctx: QueryContext, version: int) -> str:
+def _query_for(check: Check, ctx: QueryContext, version: int,
+               side: Mapping[str, str]) -> str:
+    matchers = {**ctx.matchers, **side}
     if check.builtin == "errorRatio":
-        return error_ratio_query(ctx.model, version, ctx.window, ctx.matchers)
+        return error_ratio_query(ctx.model, version, ctx.window, matchers)
     if check.builtin == "meanLatency":
-        return mean_latency_query(ctx.model, version, ctx.window, ctx.matchers)
+        return mean_latency_query(ctx.model, version, ctx.window, matchers)
     if check.builtin == "p99Latency":
-        return p99_latency_query(ctx.model, version, ctx.matchers)
+        return p99_latency_query(ctx.model, version, matchers)
     if check.builtin == "nonFinite":
         # No series (a runner that does not count them) is no sample: Inconclusive.
-        return _increase(NONFINITE_OUTPUTS, label_selector(ctx.model, version, ctx.matchers),
+        return _increase(NONFINITE_OUTPUTS, label_selector(ctx.model, version, matchers),
                          promql_duration(ctx.window))
     assert check.query is not None  # the CRD's CEL rule: exactly one of builtin or query
     return render_template(check.query, _template_values(ctx, version))
@@ -250,13 +276,15 @@ def check_query(check: Check, ctx: QueryContext) -> CheckQuery:
     relative = check.relative_to_stable and ctx.stable is not None
     if relative:
         assert ctx.stable is not None
-        stable = _query_for(check, ctx, ctx.stable)
+        stable = _query_for(check, ctx, ctx.stable, ctx.stable_matchers)
     if ctx.min_requests > 0:
-        candidate_requests = request_count_query(ctx.model, ctx.candidate, ctx.window,
-                                                 ctx.matchers)
+        candidate_requests = request_count_query(
+            ctx.model, ctx.candidate, ctx.window, {**ctx.matchers, **ctx.candidate_matchers})
         if relative:
             assert ctx.stable is not None
-            stable_requests = request_count_query(ctx.model, ctx.stable, ctx.window,
-                                                  ctx.matchers)
-    return CheckQuery(check=check, candidate=_query_for(check, ctx, ctx.candidate), stable=stable,
+            stable_requests = request_count_query(
+                ctx.model, ctx.stable, ctx.window, {**ctx.matchers, **ctx.stable_matchers})
+    return CheckQuery(check=check,
+                      candidate=_query_for(check, ctx, ctx.candidate, ctx.candidate_matchers),
+                      stable=stable,
                       candidate_requests=candidate_requests, stable_requests=stable_requests)

@@ -11,15 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from modelship.core.releases import Release
 from modelship_api.modeldeployment import CheckResult, HistoryEntry, ModelDeploymentStatus
 
 
 @dataclass(frozen=True)
 class EnsureVersion:
-    """The Deployment and Service of `version` exist with `replicas` Triton pods."""
+    """The Deployment and Service of `version` (pod-template `revision`) exist with
+    `replicas` Triton pods. `template`: the hash of the pod template that revision was
+    started with; a Deployment whose template the spec no longer describes is only scaled,
+    never re-rendered (a stable keeps its template until a new revision is promoted)."""
 
     version: int
     replicas: int
+    revision: int = 0
+    template: str | None = None
+
+    @property
+    def release(self) -> Release:
+        return Release(self.version, self.revision)
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,17 @@ class SetTraffic:
     candidate_version: int | None
     candidate_weight: int
     mirror_percent: int
+    stable_revision: int = 0
+    candidate_revision: int = 0
+
+    @property
+    def stable(self) -> Release:
+        return Release(self.stable_version, self.stable_revision)
+
+    @property
+    def candidate(self) -> Release | None:
+        return (None if self.candidate_version is None
+                else Release(self.candidate_version, self.candidate_revision))
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,11 @@ class RemoveVersion:
     """Delete the Deployment and Service of `version` (it serves no traffic any more)."""
 
     version: int
+    revision: int = 0
+
+    @property
+    def release(self) -> Release:
+        return Release(self.version, self.revision)
 
 
 @dataclass(frozen=True)

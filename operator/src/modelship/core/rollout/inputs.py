@@ -9,6 +9,7 @@ from typing import Literal, cast, get_args
 
 from modelship.core.analysis import Measurement
 from modelship.core.observations import VersionObservation
+from modelship.core.releases import Release
 from modelship.core.route_status import RouteObservation
 
 CommandAction = Literal["abort", "promote", "promote-full", "pause", "resume", "retry"]
@@ -47,13 +48,23 @@ class Observations:
     are ignored.
 
     `route`: the GRPCRoute as last read (provider gateway), before this tick's actions.
-    None for a provider whose route takes effect when written (replicas: the Service)."""
+    None for a provider whose route takes effect when written (replicas: the Service).
+
+    `versions`: the observed Deployments, indexed by their release (version, revision)
+    whatever the keys given. `template`: the hash of the pod template the spec describes
+    (core.triton_manifests.template_hash); None when templates are not tracked, i.e. every
+    version is served with the stable's template."""
 
     desired_version: int | None
-    versions: Mapping[int, VersionObservation] = field(default_factory=dict)
+    versions: Mapping[Release, VersionObservation] = field(default_factory=dict)
     generation: int = 0
     measurements: Mapping[str, Measurement] | None = None
     command: Command | None = None
     mirroring_supported: bool = True
     pending_reason: str = ""  # why desired_version is None (e.g. no blessed TrainingRun yet)
     route: RouteObservation | None = None
+    template: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "versions",
+                           {o.release: o for o in self.versions.values()})

@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from modelship.core.analysis import Measurement, analysis_checks, check_errors, record_run, verdict
-from modelship.core.rollout import routing
+from modelship.core.releases import Release
+from modelship.core.rollout import revisions, routing
 from modelship.core.rollout import transitions as tr
 from modelship.core.rollout.clock import elapsed, format_time, parse_time
 from modelship.core.rollout.decisions import (
@@ -49,15 +50,19 @@ def step(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observat
     if command is not None:
         st.last_command = command.raw
     st.observed_generation = obs.generation
+    revisions.adopt(st, obs.template)
+    desired = _desired(t)
     st.desired_version = obs.desired_version
+    st.desired_revision = (desired.revision or None if desired is not None
+                           and obs.desired_version is not None else None)
+    st.desired_template = obs.template
     _expire_warm(t)
 
-    desired = _desired(status, obs)
     if desired is None:
         pass
     elif st.stable_version is None:
         _first_version(t, desired, status.desired_version)
-    elif desired == st.stable_version:
+    elif desired == t.stable:
         _at_stable(t)
     else:
         _toward(t, desired)
@@ -71,14 +76,17 @@ def step(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observat
                     finished=t.finished, analysis_run=t.run)
 
 
-def _desired(status: ModelDeploymentStatus, obs: Observations) -> int | None:
-    """The version the spec asks for. When it resolves to none (e.g. no blessed TrainingRun
-    yet), whatever is under way carries on rather than being undone."""
+def _desired(t: Tick) -> Release | None:
+    """The release the spec asks for: its version, with the revision of its pod template.
+    When the version resolves to none (e.g. no blessed TrainingRun yet), whatever is under
+    way carries on rather than being undone."""
+    obs = t.obs
     if obs.desired_version is not None:
-        return obs.desired_version
-    for version in (status.candidate_version, status.rolled_back_version, status.stable_version):
-        if version is not None:
-            return version
+        return Release(obs.desired_version,
+                       revisions.revision_for(t.status, obs.template, obs.versions))
+    for release in (t.candidate, t.rolled_back, t.stable):
+        if release is not None:
+            return release
     return None
 
 
@@ -89,15 +97,15 @@ def _expire_warm(t: Tick) -> None:
     st.warm_versions = [w for w in st.warm_versions if parse_time(w.until) > t.now] or None
 
 
-def _first_version(t: Tick, desired: int, previous_desired: int | None) -> None:
+def _first_version(t: Tick, desired: Release, previous_desired: int | None) -> None:
     """Nothing serves yet: there is no stable version to protect, so no rollout."""
     st = t.status
     if t.ready(desired):
-        st.stable_version = desired
+        t.set_stable(desired, t.obs.template)
         st.rollout = None
         st.weights = Weights()
-        t.emit("Normal", "Serving", f"serving version {desired}")
-    elif st.rollout is None or previous_desired != desired:
+        t.emit("Normal", "Serving", f"serving {desired}")
+    elif st.rollout is None or previous_desired != desired.version:
         # Remembered only to time the progress deadline of this first version.
         st.rollout = RolloutStatus(strategy=strategy_of(t.spec.rollout), stage=STARTING,
                                    started_at=t.at, stage_started_at=t.at)
@@ -107,8 +115,8 @@ def _at_stable(t: Tick) -> None:
     """The spec names the stable version: any rollout stops and nothing is left Degraded."""
     st = t.status
     if st.candidate_version is not None:
-        tr.supersede(t, f"spec reverted to stable version {st.stable_version}")
-    st.rolled_back_version = None
+        tr.supersede(t, f"spec reverted to stable {t.stable}")
+    t.set_rolled_back(None, None)
     st.rollout = None
 
 
@@ -130,15 +138,15 @@ def _blocked(t: Tick) -> bool:
     return False
 
 
-def _toward(t: Tick, desired: int) -> None:
+def _toward(t: Tick, desired: Release) -> None:
     st = t.status
-    if st.candidate_version is not None and st.candidate_version != desired:
-        tr.supersede(t, f"spec moved on to version {desired}")
+    if st.candidate_version is not None and t.candidate != desired:
+        tr.supersede(t, f"spec moved on to {desired}")
     if st.candidate_version is None:
-        if st.rolled_back_version == desired:
+        if t.rolled_back == desired:
             if not t.take("retry"):
                 return  # stays RolledBack until the spec moves on or a retry
-            t.emit("Normal", "Retry", f"retrying version {desired}")
+            t.emit("Normal", "Retry", f"retrying {desired}")
         if _blocked(t) or tr.fast_track(t, desired):
             return
         tr.start(t, desired)
@@ -150,7 +158,7 @@ def _toward(t: Tick, desired: int) -> None:
 def _progress(t: Tick) -> None:
     st = t.status
     rollout = st.rollout
-    candidate = st.candidate_version
+    candidate = t.candidate
     assert rollout is not None and candidate is not None
     stages = stages_of(t.spec.rollout)
     deadline = tr.progress_deadline(t)
@@ -163,23 +171,23 @@ def _progress(t: Tick) -> None:
         rollout.paused = True
         rollout.held_for_data = False
         rollout.pause_reason = "paused by `modelship pause`"
-        t.emit("Normal", "Paused", f"rollout of version {candidate} paused")
+        t.emit("Normal", "Paused", f"rollout of {candidate} paused")
     if t.take("resume"):
         rollout.paused = False
         rollout.held_for_data = False
         rollout.pause_reason = ""
         if st.analysis is not None:
             st.analysis.consecutive_inconclusive = 0  # a hold starts counting afresh
-        t.emit("Normal", "Resumed", f"rollout of version {candidate} resumed")
+        t.emit("Normal", "Resumed", f"rollout of {candidate} resumed")
 
     if rollout.stage == STARTING:
         if not ready:
             assert rollout.started_at is not None
             if elapsed(rollout.started_at, t.now) > deadline:
-                tr.roll_back(t, "RolledBack", f"ProgressDeadlineExceeded: version {candidate} "
+                tr.roll_back(t, "RolledBack", f"ProgressDeadlineExceeded: {candidate} "
                              f"not ready within {deadline:g}s")
                 return
-            _refuse_promotion(t, f"version {candidate} is not ready")
+            _refuse_promotion(t, f"{candidate} is not ready")
             return
         blocker = _move_blocker(t, stages, 0)
         if blocker:
@@ -203,7 +211,7 @@ def _progress(t: Tick) -> None:
     else:
         rollout.unready_since = rollout.unready_since or t.at
         if elapsed(rollout.unready_since, t.now) > deadline:
-            tr.roll_back(t, "RolledBack", f"version {candidate} not ready for longer than the "
+            tr.roll_back(t, "RolledBack", f"{candidate} not ready for longer than the "
                          "progress deadline")
             return
     if stage.mirror > 0 and not t.obs.mirroring_supported:
@@ -213,7 +221,7 @@ def _progress(t: Tick) -> None:
         return
 
     if t.take("promote-full"):
-        why = (f"version {candidate} is not ready" if not ready
+        why = (f"{candidate} is not ready" if not ready
                else routing.route_blocker(t))
         if why:
             t.emit("Warning", "PromoteRefused", why)
@@ -278,7 +286,7 @@ def _promotion_blocker(t: Tick, ready: bool) -> str:
     failing or inconclusive analysis (that is what `promote --full` is for)."""
     st = t.status
     if not ready:
-        return f"version {st.candidate_version} is not ready"
+        return f"{t.candidate} is not ready"
     last = st.analysis.last_result if st.analysis is not None else None
     if active_analysis(t.spec, st) is not None and last in ("Failed", "Inconclusive"):
         return f"the last analysis run was {last}; use `modelship promote --full` to overrule"
@@ -307,32 +315,35 @@ def _may_advance(t: Tick, stage: Stage, ready: bool) -> bool:
             and analysis.last_result == "Successful")
 
 
-def _actions(t: Tick, desired: int | None) -> tuple[Action, ...]:
+def _actions(t: Tick, desired: Release | None) -> tuple[Action, ...]:
     """Scale up what must run, route, then remove what no longer serves, then events."""
     st = t.status
-    keep: list[int] = []
-    for version in (st.stable_version, st.candidate_version,
-                    *(w.version for w in st.warm_versions or [])):
-        if version is not None and version not in keep:
-            keep.append(version)
+    keep: list[Release] = []
+    for release in (t.stable, t.candidate, *routing.warm(st)):
+        if release is not None and release not in keep:
+            keep.append(release)
     if st.stable_version is None and desired is not None:
         keep.append(desired)
     replicas = t.spec.runtime.replicas
     weights = st.weights
     actions: list[Action] = []
-    for version in keep:
+    for release in keep:
         count = replicas
-        if (version == st.candidate_version and weights is not None
+        if (release == t.candidate and weights is not None
                 and t.spec.traffic.provider == "replicas"):
             # The replicas provider's weight is the candidate's share of the pods.
             count = routing.candidate_replicas(replicas, weights.candidate)
-        actions.append(EnsureVersion(version, count))
-    if st.stable_version is not None:
+        template = (revisions.template_of(st, release) if st.stable_version is not None
+                    else t.obs.template)
+        actions.append(EnsureVersion(release.version, count, release.revision, template))
+    stable, candidate = t.stable, t.candidate
+    if stable is not None:
         assert weights is not None
-        actions.append(SetTraffic(st.stable_version, st.candidate_version, weights.candidate,
-                                  weights.mirror))
-    actions += [RemoveVersion(v) for v in sorted(t.obs.versions)
-                if v not in keep and routing.removable(t, v)]
+        actions.append(SetTraffic(stable.version, st.candidate_version, weights.candidate,
+                                  weights.mirror, stable.revision,
+                                  candidate.revision if candidate is not None else 0))
+    actions += [RemoveVersion(r.version, r.revision) for r in sorted(t.obs.versions)
+                if r not in keep and routing.removable(t, r)]
     actions += t.events
     return tuple(actions)
 

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 from modelship.core.conditions import remove_condition, set_condition
 from modelship.core.durations import parse_duration
+from modelship.core.releases import Release
 from modelship.core.rollout.clock import after, elapsed
 from modelship.core.rollout.stages import Stage
-from modelship.core.rollout.tick import Tick
+from modelship.core.rollout.tick import Tick, release_of
 from modelship_api.common import Condition
 from modelship_api.modeldeployment import (
     DrainingVersion,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     Rollout,
+    WarmVersion,
 )
 
 ROUTE_CONDITION = "RouteAccepted"
@@ -50,11 +52,17 @@ def plan_shares_service(spec: ModelDeploymentSpec, stages: list[Stage]) -> bool:
     return any(shares_service(spec, s.weight) for s in stages)
 
 
-def third_versions(t: Tick) -> list[int]:
-    """Versions still observed (running or terminating) besides stable and candidate."""
-    st = t.status
-    return sorted(v for v in t.obs.versions if v not in (st.stable_version,
-                                                         st.candidate_version))
+def warm_release(w: WarmVersion | DrainingVersion) -> Release:
+    return Release(w.version, w.revision or 0)
+
+
+def warm(status: ModelDeploymentStatus) -> list[Release]:
+    return [warm_release(w) for w in status.warm_versions or []]
+
+
+def third_versions(t: Tick) -> list[Release]:
+    """Releases still observed (running or terminating) besides stable and candidate."""
+    return sorted(r for r in t.obs.versions if r not in (t.stable, t.candidate))
 
 
 def weight_blocker(t: Tick, weight: int) -> str:
@@ -64,17 +72,17 @@ def weight_blocker(t: Tick, weight: int) -> str:
     others = third_versions(t)
     if not others:
         return ""
-    listed = ", ".join(str(v) for v in others)
-    return (f"waiting for version {listed} to be removed first: the replicas provider's "
+    listed = ", ".join(str(r) for r in others)
+    return (f"waiting for {listed} to be removed first: the replicas provider's "
             "Service cannot leave it out of a weighted step")
 
 
-def _off_route(t: Tick, version: int) -> bool:
-    """The route, as the gateway last confirmed it, sends `version` nothing."""
+def _off_route(t: Tick, release: Release) -> bool:
+    """The route, as the gateway last confirmed it, sends `release` nothing."""
     route = t.obs.route
     if route is None or route.generation == 0:  # the Service as written / no route at all
         return True
-    return route.accepted and not route.sends_to(version)
+    return route.accepted and not route.sends_to(release)
 
 
 def route_blocker(t: Tick) -> str:
@@ -88,15 +96,16 @@ def route_blocker(t: Tick) -> str:
     if route.state == "Pending":
         return _pending(route.generation)
     weights = st.weights
-    assert weights is not None
-    expected = {st.stable_version: 100 - weights.candidate}
+    stable, candidate = t.stable, t.candidate
+    assert weights is not None and stable is not None
+    expected = {stable: 100 - weights.candidate}
     mirrors = {}
-    if st.candidate_version is not None:
-        expected[st.candidate_version] = weights.candidate
+    if candidate is not None:
+        expected[candidate] = weights.candidate
         if weights.mirror:
-            mirrors[st.candidate_version] = weights.mirror
+            mirrors[candidate] = weights.mirror
     if (dict(route.weights) != expected or dict(route.mirrors) != mirrors
-            or route.preview != st.candidate_version):
+            or route.preview != candidate):
         return "waiting for the gateway to take the route of this stage"
     return ""
 
@@ -144,28 +153,29 @@ def update_drains(t: Tick, before: ModelDeploymentStatus) -> None:
     """Versions that served in `before` and no longer have a place drain; a drained version
     stays listed until its Deployment is gone."""
     st = t.status
-    placed = {st.stable_version, st.candidate_version,
-              *(w.version for w in st.warm_versions or [])}
-    entries = [d for d in st.draining or [] if d.version not in placed
-               and d.version in t.obs.versions]
-    for version in (before.stable_version, before.candidate_version):
-        if (version is not None and version not in placed and version in t.obs.versions
-                and all(d.version != version for d in entries)):
-            entries.append(DrainingVersion(version=version, since=t.at))
+    placed = {t.stable, t.candidate, *warm(st)}
+    entries = [d for d in st.draining or [] if warm_release(d) not in placed
+               and warm_release(d) in t.obs.versions]
+    for release in (release_of(before.stable_version, before.stable_revision),
+                    release_of(before.candidate_version, before.candidate_revision)):
+        if (release is not None and release not in placed and release in t.obs.versions
+                and all(warm_release(d) != release for d in entries)):
+            entries.append(DrainingVersion(version=release.version,
+                                           revision=release.revision or None, since=t.at))
     for entry in entries:
-        if entry.route_confirmed_at is None and _off_route(t, entry.version):
+        if entry.route_confirmed_at is None and _off_route(t, warm_release(entry)):
             entry.route_confirmed_at = t.at
     st.draining = entries or None
 
 
-def removable(t: Tick, version: int) -> bool:
-    """A version without a place may be deleted now."""
-    observed = t.obs.versions.get(version)
+def removable(t: Tick, release: Release) -> bool:
+    """A release without a place may be deleted now."""
+    observed = t.obs.versions.get(release)
     if observed is not None and observed.terminating:
         return False  # already being deleted
-    entry = next((d for d in t.status.draining or [] if d.version == version), None)
+    entry = next((d for d in t.status.draining or [] if warm_release(d) == release), None)
     if entry is None:
-        return _off_route(t, version)
+        return _off_route(t, release)
     return (entry.route_confirmed_at is not None
             and elapsed(entry.route_confirmed_at, t.now) >= drain_delay(t.spec))
 

@@ -7,10 +7,11 @@ from datetime import datetime
 
 from modelship.core.analysis import CheckQuery, QueryContext, analysis_checks, check_errors
 from modelship.core.analysis import check_query as build_check_query
-from modelship.core.analysis.queries import judged_seconds
+from modelship.core.analysis.queries import judged_seconds, release_matchers
 from modelship.core.durations import parse_duration
 from modelship.core.rollout.clock import after, parse_time
 from modelship.core.rollout.stages import STARTING
+from modelship.core.rollout.tick import release_of
 from modelship_api.modeldeployment import Analysis, ModelDeploymentSpec, ModelDeploymentStatus
 
 
@@ -59,15 +60,25 @@ def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus,
 
 def due_queries(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, namespace: str,
                 now: datetime | str,
-                matchers: Mapping[str, str] | None = None) -> list[CheckQuery]:
+                matchers: Mapping[str, str] | None = None,
+                deployment: str = "") -> list[CheckQuery]:
     """The queries to run before calling `step` at `now`: one per check, or none when no
-    run is due. Pass their answers as `Observations.measurements`, keyed by check name."""
+    run is due. Pass their answers as `Observations.measurements`, keyed by check name.
+
+    When candidate and stable are two revisions of one version, the built-in queries tell
+    them apart by the pod names of the ModelDeployment `deployment` (the `pod` label that
+    Kubernetes service discovery and the chart's PodMonitor put on Triton's series)."""
     if not analysis_due(spec, status, now):
         return []
     analysis = active_analysis(spec, status)
-    assert analysis is not None and status.candidate_version is not None
+    candidate = release_of(status.candidate_version, status.candidate_revision)
+    stable = release_of(status.stable_version, status.stable_revision)
+    assert analysis is not None and candidate is not None
+    sides = (release_matchers(deployment, candidate, stable),
+             release_matchers(deployment, stable, candidate) if stable is not None else {})
     ctx = QueryContext(model=spec.model.name, namespace=namespace,
-                       candidate=status.candidate_version, stable=status.stable_version,
+                       candidate=candidate.version, stable=status.stable_version,
                        window=analysis.window, matchers=dict(matchers or {}),
-                       min_requests=analysis.min_requests)
+                       min_requests=analysis.min_requests, candidate_matchers=sides[0],
+                       stable_matchers=sides[1])
     return [build_check_query(check, ctx) for check in analysis_checks(analysis)]

@@ -4,6 +4,7 @@ the tick arrived at (one place, so they can never disagree)."""
 from __future__ import annotations
 
 from modelship.core.conditions import set_condition
+from modelship.core.releases import Release
 from modelship.core.rollout.clock import elapsed
 from modelship.core.rollout.stages import STARTING, locate, stages_of
 from modelship.core.rollout.tick import Tick
@@ -12,20 +13,20 @@ from modelship_api.common import Condition
 from modelship_api.modeldeployment import Phase
 
 
-def _waiting(t: Tick, version: int) -> str:
-    obs = t.obs.versions.get(version)
+def _waiting(t: Tick, release: Release) -> str:
+    obs = t.obs.versions.get(release)
     if obs is None:
-        return f"creating the Triton Deployment of version {version}"
+        return f"creating the Triton Deployment of {release}"
     detail = "; ".join(dict.fromkeys(obs.problems))
-    base = f"version {version}: {obs.ready_replicas}/{obs.replicas} Triton pods ready"
+    base = f"{release}: {obs.ready_replicas}/{obs.replicas} Triton pods ready"
     return f"{base} ({detail})" if detail else base
 
 
 def _progress_message(t: Tick) -> str:
     st = t.status
     rollout = st.rollout
-    assert rollout is not None and st.candidate_version is not None
-    candidate = st.candidate_version
+    candidate = t.candidate
+    assert rollout is not None and candidate is not None
     if rollout.stage == STARTING:
         text = f"starting: {_waiting(t, candidate)}"
     else:
@@ -44,7 +45,7 @@ def _progress_message(t: Tick) -> str:
     return text
 
 
-def summarize(t: Tick, desired: int | None) -> None:
+def summarize(t: Tick, desired: Release | None) -> None:
     st = t.status
     gen = t.obs.generation
     ready = progressing = degraded = (False, "", "")
@@ -71,19 +72,21 @@ def summarize(t: Tick, desired: int | None) -> None:
         reason = "Paused" if st.rollout.paused else "RollingOut"
         ready = (False, reason, message)
         progressing = (True, reason, message)
-    elif st.rolled_back_version is not None and st.rolled_back_version == desired:
-        last = next((h for h in st.history or [] if h.version == desired), None)
+    elif desired is not None and t.rolled_back == desired:
+        last = next((h for h in st.history or []
+                     if (h.version, h.revision or 0) == desired), None)
         outcome = last.outcome if last is not None else "RolledBack"
         phase = "RolledBack"
-        message = (f"version {desired} {'aborted' if outcome == 'Aborted' else 'rolled back'}"
+        change = ("spec.runtime" if t.stable is not None and desired.version == t.stable.version
+                  else "spec.model.version")
+        message = (f"{desired} {'aborted' if outcome == 'Aborted' else 'rolled back'}"
                    f"{': ' + last.reason if last is not None and last.reason else ''}; "
-                   f"serving version {st.stable_version}; change spec.model.version or run "
-                   "`modelship retry`")
+                   f"serving {t.stable}; change {change} or run `modelship retry`")
         ready = (False, outcome, message)
         degraded = (True, outcome, message)
     else:
         phase = "Ready"
-        message = f"serving {t.spec.model.name} version {st.stable_version}"
+        message = f"serving {t.spec.model.name} {t.stable}"
         ready = (True, "Serving", message)
     st.phase = phase
     st.message = message

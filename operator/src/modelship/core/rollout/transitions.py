@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from modelship.core.durations import parse_duration
+from modelship.core.releases import Release
 from modelship.core.rollout import routing
 from modelship.core.rollout.clock import format_time
 from modelship.core.rollout.stages import STARTING, Stage, stages_of, strategy_of
@@ -28,13 +29,14 @@ def progress_deadline(t: Tick) -> float:
     return parse_duration(rollout.progress_deadline)
 
 
-def start(t: Tick, version: int) -> None:
+def start(t: Tick, release: Release) -> None:
     st = t.status
     strategy = strategy_of(t.spec.rollout)
-    st.candidate_version = version
-    st.rolled_back_version = None
+    t.set_candidate(release, t.obs.template)
+    t.set_rolled_back(None, None)
     # A warm version that was not ready cannot be fast-tracked: it is rolled out afresh.
-    st.warm_versions = [w for w in st.warm_versions or [] if w.version != version] or None
+    st.warm_versions = [w for w in st.warm_versions or []
+                        if routing.warm_release(w) != release] or None
     if routing.plan_shares_service(t.spec, stages_of(t.spec.rollout)):
         # The Service of a weighted step would select a warm version's pods too: it goes
         # now, so it is gone by the time the candidate is ready for its first weight.
@@ -45,7 +47,7 @@ def start(t: Tick, version: int) -> None:
     st.analysis = AnalysisStatus() if has_analysis else None
     st.weights = Weights()
     t.emit("Normal", "RolloutStarted",
-           f"rolling out version {version} over stable version {st.stable_version} ({strategy})")
+           f"rolling out {release} over stable {t.stable} ({strategy})")
 
 
 def enter(t: Tick, stages: list[Stage], position: int) -> None:
@@ -60,17 +62,17 @@ def enter(t: Tick, stages: list[Stage], position: int) -> None:
     st.weights = Weights(stable=100 - stage.weight, candidate=stage.weight, mirror=stage.mirror)
     if st.analysis is not None:
         st.analysis.successful_runs = 0
-    t.emit("Normal", "StageStarted", describe_stage(stage, st.candidate_version, len(stages)))
+    t.emit("Normal", "StageStarted", describe_stage(stage, t.candidate, len(stages)))
 
 
-def describe_stage(stage: Stage, version: int | None, count: int) -> str:
+def describe_stage(stage: Stage, release: Release | None, count: int) -> str:
     if stage.name == "Shadow":
-        return f"shadow: mirroring {stage.mirror}% of requests to version {version}"
+        return f"shadow: mirroring {stage.mirror}% of requests to {release}"
     if stage.name == "Preview":
-        return f"preview: version {version} runs beside stable with no live traffic"
+        return f"preview: {release} runs beside stable with no live traffic"
     if stage.name == "PostSwitch":
-        return f"switched: 100% to version {version}, the previous version stays warm"
-    return (f"canary step {stage.step + 1}/{count}: {stage.weight}% to version {version}"
+        return f"switched: 100% to {release}, the previous version stays warm"
+    return (f"canary step {stage.step + 1}/{count}: {stage.weight}% to {release}"
             if stage.name == "Canary" else stage.name)
 
 
@@ -83,55 +85,56 @@ def advance(t: Tick, stages: list[Stage], position: int | None) -> None:
         promote(t, "all stages passed")
 
 
-def retire(t: Tick, version: int | None) -> None:
+def retire(t: Tick, release: Release | None, template: str | None) -> None:
     """A former stable version stays warm for scaleDownDelay, then is removed."""
     rollout = t.spec.rollout
     delay = parse_duration(rollout.scale_down_delay) if rollout is not None else 0.0
-    if version is None or delay <= 0:
+    if release is None or delay <= 0:
         return
     until = format_time(t.now + timedelta(seconds=delay))
-    kept = [w for w in t.status.warm_versions or [] if w.version != version]
-    t.status.warm_versions = [*kept, WarmVersion(version=version, until=until)]
+    kept = [w for w in t.status.warm_versions or [] if routing.warm_release(w) != release]
+    t.status.warm_versions = [*kept, WarmVersion(version=release.version,
+                                                 revision=release.revision or None,
+                                                 template=template, until=until)]
 
 
-def _finish(t: Tick, outcome: Outcome, reason: str) -> int:
+def _finish(t: Tick, outcome: Outcome, reason: str) -> tuple[Release, str | None]:
     """Close the current rollout in history and send all traffic to stable."""
     st = t.status
-    assert st.candidate_version is not None
-    candidate = st.candidate_version
+    candidate = t.candidate
+    assert candidate is not None
+    template = st.candidate_template
     strategy = st.rollout.strategy if st.rollout is not None else strategy_of(t.spec.rollout)
     started = st.rollout.started_at if st.rollout is not None else None
     t.record(candidate, outcome, reason, strategy, started)
-    st.candidate_version = None
+    t.set_candidate(None, None)
     st.rollout = None
     st.weights = Weights()
-    return candidate
+    return candidate, template
 
 
 def promote(t: Tick, reason: str) -> None:
     st = t.status
-    previous = st.stable_version
-    candidate = _finish(t, "Promoted", reason)
-    st.stable_version = candidate
-    retire(t, previous)
-    t.emit("Normal", "Promoted", f"version {candidate} promoted over version {previous}: "
-                                 f"{reason}")
+    previous, previous_template = t.stable, st.stable_template
+    candidate, template = _finish(t, "Promoted", reason)
+    t.set_stable(candidate, template)
+    retire(t, previous, previous_template)
+    t.emit("Normal", "Promoted", f"{candidate} promoted over {previous}: {reason}")
 
 
 def roll_back(t: Tick, outcome: Outcome, reason: str) -> None:
     """All traffic back to stable; the candidate is remembered so that it is not rolled out
     again while the spec still names it."""
-    candidate = _finish(t, outcome, reason)
-    t.status.rolled_back_version = candidate
+    candidate, template = _finish(t, outcome, reason)
+    t.set_rolled_back(candidate, template)
     verb = "aborted" if outcome == "Aborted" else "rolled back"
     t.emit("Warning", "Aborted" if outcome == "Aborted" else "RolledBack",
-           f"version {candidate} {verb}, traffic back on version {t.status.stable_version}: "
-           f"{reason}")
+           f"{candidate} {verb}, traffic back on {t.stable}: {reason}")
 
 
 def supersede(t: Tick, reason: str) -> None:
-    candidate = _finish(t, "Superseded", reason)
-    t.emit("Normal", "Superseded", f"rollout of version {candidate} stopped: {reason}")
+    candidate, _ = _finish(t, "Superseded", reason)
+    t.emit("Normal", "Superseded", f"rollout of {candidate} stopped: {reason}")
 
 
 def hold(t: Tick, reason: str, for_data: bool = False) -> None:
@@ -145,8 +148,7 @@ def hold(t: Tick, reason: str, for_data: bool = False) -> None:
     rollout.paused = True
     rollout.pause_reason = reason
     rollout.held_for_data = for_data
-    t.emit("Warning", "RolloutHeld", f"rollout of version {t.status.candidate_version} "
-                                     f"held: {reason}")
+    t.emit("Warning", "RolloutHeld", f"rollout of {t.candidate} held: {reason}")
 
 
 def lift_hold(t: Tick) -> None:
@@ -159,22 +161,24 @@ def lift_hold(t: Tick) -> None:
     rollout.paused = False
     rollout.held_for_data = False
     rollout.pause_reason = ""
-    t.emit("Normal", "Resumed", f"rollout of version {t.status.candidate_version} resumed: "
+    t.emit("Normal", "Resumed", f"rollout of {t.candidate} resumed: "
                                 "analysis is conclusive again")
 
 
-def fast_track(t: Tick, version: int) -> bool:
+def fast_track(t: Tick, release: Release) -> bool:
     """Switch straight back to a recently stable version that is still warm and ready."""
     st = t.status
-    if not any(w.version == version for w in st.warm_versions or []) or not t.ready(version):
+    warm = next((w for w in st.warm_versions or [] if routing.warm_release(w) == release),
+                None)
+    if warm is None or not t.ready(release):
         return False
-    previous = st.stable_version
-    st.warm_versions = [w for w in st.warm_versions or [] if w.version != version] or None
-    reason = f"version {version} was still warm"
-    t.record(version, "Promoted", f"fast track: {reason}", "fastTrack", t.at)
-    st.stable_version = version
-    st.rolled_back_version = None
+    previous, previous_template = t.stable, st.stable_template
+    st.warm_versions = [w for w in st.warm_versions or [] if w is not warm] or None
+    reason = f"{release} was still warm"
+    t.record(release, "Promoted", f"fast track: {reason}", "fastTrack", t.at)
+    t.set_stable(release, warm.template)
+    t.set_rolled_back(None, None)
     st.weights = Weights()
-    retire(t, previous)
-    t.emit("Normal", "FastTrack", f"switched back to version {version} at once: {reason}")
+    retire(t, previous, previous_template)
+    t.emit("Normal", "FastTrack", f"switched back to {release} at once: {reason}")
     return True
