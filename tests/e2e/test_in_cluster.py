@@ -67,7 +67,7 @@ def operator(stack: LocalStack) -> ChartOperator:
 def loop(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Loop:
     repository = node_folder(tmp_path_factory.mktemp("repo") / "model-repository")
     return Loop(Kubectl(stack.cluster, stack.namespace), stack.gateway, stack.prometheus,
-                stack.operator, repository)
+                stack.operator, stack.monitoring, repository)
 
 
 def _process_of(pod: str) -> int:

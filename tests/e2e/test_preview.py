@@ -25,7 +25,7 @@ from modelship import constants
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.stack import LocalStack
 from modelship_dev.traffic import write_model
-from modelship_dev.workload import PLACEMENT
+from modelship_dev.workload import PLACEMENT, TRITON_IMAGE
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +47,8 @@ class Preview:
             "spec": {
                 "model": {"name": self.model, "version": version},
                 "repository": {"hostPath": {"path": str(self.repository)}},
-                "runtime": {"backend": "python", "startupTimeout": "3m", **PLACEMENT},
+                "runtime": {"image": TRITON_IMAGE, "backend": "python", "startupTimeout": "3m",
+                            **PLACEMENT},
                 "traffic": {"provider": "gateway",
                             "gateway": {"parentRefs": [self.stack.gateway.parent_ref]}},
                 "rollout": {

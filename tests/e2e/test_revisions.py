@@ -28,7 +28,7 @@ from tests.conftest import Kubectl, wait_for, wait_for_status
 
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.stack import LocalStack
-from modelship_dev.workload import IMAGE_SIZE, PLACEMENT, InferenceLoad
+from modelship_dev.workload import IMAGE_SIZE, PLACEMENT, TRITON_IMAGE, InferenceLoad
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +67,7 @@ class Env:
     repository: Path
 
     def apply(self, args: list[str] | None, **serving: Any) -> None:
-        runtime: dict[str, Any] = {"backend": "python", "replicas": 1,
+        runtime: dict[str, Any] = {"image": TRITON_IMAGE, "backend": "python", "replicas": 1,
                                    "startupTimeout": "3m", **PLACEMENT, **serving}
         if args is not None:
             runtime["args"] = args
