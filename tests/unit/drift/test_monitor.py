@@ -173,3 +173,15 @@ def test_a_steady_judgement_keeps_the_stored_status_until_its_refresh() -> None:
     assert refreshed.status.statistics[0].samples == 700
     moved = run(spec, first, answers(p, dark=True), at=later)
     assert moved.status != first.status  # a streak began: written at once
+
+
+def test_the_same_verdict_at_a_later_generation_leaves_the_conditions_as_written() -> None:
+    # A new leader (its schedule starts empty) or a rollout's spec change re-evaluates the
+    # stable version: an unchanged verdict must not rewrite status (observedGeneration too).
+    spec = Monitoring()
+    first = run(spec, None, None, no_prometheus="no Prometheus to query")
+    again = monitor.run(spec, first.status, first.conditions, read(), TARGET, None,
+                        NOW + timedelta(seconds=15), 2, "no Prometheus to query")
+    assert again.conditions == first.conditions
+    assert {c.observed_generation for c in again.conditions or []} == {1}
+    assert not again.events

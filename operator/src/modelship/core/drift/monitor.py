@@ -274,6 +274,12 @@ def apply(existing: list[Condition] | None, new: Sequence[Condition], version: i
         elif cond.status == "False" and was == "True":
             events.append(Event("Normal", _CLEARED[cond.type],
                                 f"version {version}: {cond.message}"))
+        if old is not None and (old.status, old.reason, old.message) == (
+                cond.status, cond.reason, cond.message):
+            # The same verdict stands: keep it as written (its observedGeneration too), so
+            # a re-evaluation after an unrelated spec change, or by a new leader whose
+            # schedule starts empty, writes nothing.
+            continue
         out = set_condition(out, cond, now)
     return out, events
 
