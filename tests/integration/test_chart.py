@@ -269,6 +269,15 @@ def test_monitoring_objects_follow_the_cluster_unless_forced(helm_home: dict[str
 def test_install_on_a_cluster_without_prometheus_operator_skips_and_says_so(
         helm_home: dict[str, str], cluster: LocalCluster, kubectl: Kubectl,
         watched_namespaces: list[str]) -> None:
+    # The suite's cluster is shared: the local monitoring stack of earlier tests installed
+    # the Prometheus Operator's CRDs. Take them away, as on a cluster that never had them
+    # (each monitoring stack installs them again when it starts).
+    crds = [n for n in cluster.kubectl("get", "crd", "-o", "name").stdout.split()
+            if n.endswith(".monitoring.coreos.com")]
+    if crds:
+        cluster.kubectl("delete", "--wait=true", *crds)
+    wait_for("monitoring.coreos.com/v1 gone from discovery", lambda: "monitoring.coreos.com/v1"
+             not in cluster.kubectl("api-versions").stdout.split(), timeout=30)
     out = helm(helm_home, "install", "modelship", str(CHART), "--namespace", kubectl.namespace,
                "--dry-run=server", "-f", str(CHART / "ci" / "namespaced-values.yaml"),
                kubeconfig=cluster.kubeconfig)
