@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from modelship.core.triton_manifests import VIEW_MOUNT, view_script
+from modelship_api.modeldeployment import Runtime
 from modelship_dev import images, imagestore, tools
 from modelship_dev.cluster import LocalCluster, ensure_images
 from modelship_dev.nodeagent import hostnet
@@ -521,7 +522,8 @@ def test_triton_pod_serves_from_its_image(kubectl: Kubectl, agent: Path,
         "readinessProbe": probe("/v2/models/echo/versions/1/ready"),
         "volumeMounts": mounts, "terminationMessagePolicy": "FallbackToLogsOnError"}],
         initContainers=[{"name": "select-version", "image": TRITON, "volumeMounts": mounts,
-                         "command": ["sh", "-c", view_script("/models", "echo", 1)]}],
+                         "command": ["sh", "-c", view_script(
+                             "/models", "echo", 1, Runtime(backend="python"))]}],
         volumes=[{"name": "repo", "hostPath": {"path": str(tmp_path), "type": "Directory"}},
                  {"name": "view", "emptyDir": {}}]))
     pod = wait_for("Triton Ready", lambda: (p := kubectl.get("pod", "triton"))
