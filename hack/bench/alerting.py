@@ -23,12 +23,9 @@ import shutil
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import httpx
-import yaml
-from rollback import NAMESPACE, GatewayClient, deployment, full_deployment, phase, wait
+from rollback import NAMESPACE, gateway_canary, phase, simulated_canary, wait
 
 from modelship_dev import gateway_api, tools
 from modelship_dev.cluster import LocalCluster, free_port
@@ -37,7 +34,6 @@ from modelship_dev.monitoring import AlertmanagerProcess, LocalMonitoring
 from modelship_dev.operator_process import OperatorProcess
 from modelship_dev.prometheus import PrometheusProcess
 from modelship_dev.stack import LocalStack
-from modelship_dev.traffic import TrafficGenerator, write_model
 from modelship_dev.triton import TritonServer
 
 
@@ -48,28 +44,13 @@ def paged(am: AlertmanagerProcess, model: str) -> bool:
 
 def one_simulated_run(cluster: LocalCluster, triton: TritonServer, repo: Path, prom: str,
                       am: AlertmanagerProcess) -> tuple[float, float]:
-    model = f"b{uuid.uuid4().hex[:8]}"
-    write_model(repo, model, {1: "good", 2: "failing"})
-    httpx.post(f"http://127.0.0.1:{triton.http_port}/v2/repository/models/{model}/load",
-               timeout=120).raise_for_status()
-    try:
-        cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(
-            deployment(model, 1, prom)))
-        wait("v1 Ready", lambda: phase(cluster).get("stableVersion") == 1, 60, 0.3)
-        with TrafficGenerator(cluster, NAMESPACE, "md", model, triton.grpc_url,
-                              rate=50) as gen:
-            cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(
-                deployment(model, 2, prom)))
-            wait("RolledBack", lambda: phase(cluster).get("phase") == "RolledBack", 90, 0.05)
-            rolled_back = time.monotonic()
-            failed_at = gen.stats.first_failure_at.get(2)
-            assert failed_at is not None, "RolledBack without a failed request"
-        wait("ModelRolledBack in Alertmanager", lambda: paged(am, model), 60, 0.05)
+    with simulated_canary(cluster, triton, repo, prom, "failing") as gen:
+        wait("RolledBack", lambda: phase(cluster).get("phase") == "RolledBack", 90, 0.05)
+        rolled_back = time.monotonic()
+        failed_at = gen.stats.first_failure_at.get(2)
+        assert failed_at is not None, "RolledBack without a failed request"
+        wait("ModelRolledBack in Alertmanager", lambda: paged(am, gen.model), 60, 0.05)
         return rolled_back - failed_at, time.monotonic() - rolled_back
-    finally:
-        cluster.kubectl("-n", NAMESPACE, "delete", "md", "md", "--wait=true", check=False)
-        httpx.post(f"http://127.0.0.1:{triton.http_port}/v2/repository/models/"
-                   f"{model}/unload", timeout=60)
 
 
 def simulated(cluster: LocalCluster, work: Path, repo: Path, runs: int
@@ -109,28 +90,13 @@ def one_run(stack: LocalStack, repo: Path) -> tuple[float, float]:
     """(first failed request -> status RolledBack, status RolledBack -> alert in
     Alertmanager), in seconds."""
     cluster, am = stack.cluster, stack.monitoring.alertmanager
-    model = f"b{uuid.uuid4().hex[:8]}"
-    write_model(repo, model, {1: "good", 2: "failing"})
-
-    def apply(version: int) -> None:
-        cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(full_deployment(
-            model, version, stack.prometheus.url, repo, stack.gateway.parent_ref)))
-
-    try:
-        apply(1)
-        wait("v1 Ready", lambda: phase(cluster).get("stableVersion") == 1, 180, 0.3)
-        with GatewayClient(stack.gateway.url, model) as client:
-            wait("answers through the gateway", lambda: client.ok >= 50, 60)
-            client.failed, client.first_failure_at = 0, None
-            apply(2)
-            wait("RolledBack", lambda: phase(cluster).get("phase") == "RolledBack", 180, 0.05)
-            rolled_back = time.monotonic()
-            failed_at = client.first_failure_at
-            assert failed_at is not None, "RolledBack without a failed request"
-        wait("ModelRolledBack in Alertmanager", lambda: paged(am, model), 60, 0.05)
+    with gateway_canary(stack, repo, "failing") as client:
+        wait("RolledBack", lambda: phase(cluster).get("phase") == "RolledBack", 180, 0.05)
+        rolled_back = time.monotonic()
+        failed_at = client.first_failure_at
+        assert failed_at is not None, "RolledBack without a failed request"
+        wait("ModelRolledBack in Alertmanager", lambda: paged(am, client.model), 60, 0.05)
         return rolled_back - failed_at, time.monotonic() - rolled_back
-    finally:
-        cluster.kubectl("-n", NAMESPACE, "delete", "md", "md", "--wait=true", check=False)
 
 
 def main() -> None:

@@ -25,8 +25,6 @@ import argparse
 import contextlib
 import json
 import random
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -39,11 +37,10 @@ import httpx
 import yaml
 
 from modelship import constants
-from modelship_dev import gateway_api, polling, tools
+from modelship_dev import polling, tools
 from modelship_dev.cluster import SIMULATED_TOLERATION, LocalCluster
-from modelship_dev.demo import install_crds
 from modelship_dev.operator_process import OperatorProcess
-from modelship_dev.prometheus import PrometheusProcess
+from modelship_dev.simulated_plane import simulated_plane
 from modelship_dev.traffic import Behaviour, TrafficGenerator, write_model
 from modelship_dev.triton import TritonServer
 
@@ -257,61 +254,38 @@ def main() -> None:
     rng = random.Random(args.seed)
     delays: tuple[float, float] = (args.kill_every[0], args.kill_every[1])
     tools.build_all(log=lambda _line: None)
-    work = Path(tempfile.mkdtemp(prefix="modelship-chaos-"))
-    repo = work / "repo"
-    repo.mkdir()
-    cluster = LocalCluster(work / "cluster", log=lambda _line: None)
-    cluster.up()
-    # Resync 1 s as in the tests; a restarted operator acts at once (no leader election).
-    operator = OperatorProcess(cluster.kubeconfig, work / "logs", NAMESPACE,
-                               env={"MODELSHIP_ANALYSIS_NAMESPACE_LABEL": ""})
     rollouts = [Rollout(f"r{i:02d}", *KINDS[i % len(KINDS)]) for i in range(args.rollouts)]
     kills = 0
     started = time.monotonic()
-    try:
-        install_crds(cluster)
-        gateway_api.install(cluster)
-        cluster.kubectl("create", "namespace", NAMESPACE)
-        operator.start()
-        with TritonServer(repo, work, extra_args=["--model-control-mode=explicit"]) as triton:
-            prometheus = PrometheusProcess(work / "prometheus", scrape_interval="1s",
-                                           static_targets=[f"127.0.0.1:{triton.metrics_port}"])
-            prometheus.start()
-            try:
-                for i in range(0, len(rollouts), args.parallel):
-                    batch = rollouts[i:i + args.parallel]
-                    made = wave(cluster, triton, repo, prometheus.url, batch, rng, operator,
-                                delays, args.wave_timeout)
-                    kills += made
-                    for r in batch:
-                        wrong = verdict(r)
-                        print(f"{r.name} {r.strategy:9} {r.candidate:7} expected "
-                              f"{r.expected[0]:10} v{r.expected[1]}: got "
-                              f"{r.final.get('phase')} v{r.final.get('stableVersion')} "
-                              f"{'OK' if not wrong else 'WRONG: ' + wrong}", flush=True)
-                    print(f"  wave {i // args.parallel + 1}: {made} operator kills", flush=True)
-                found = orphans(cluster, rollouts)
-                # Deleting everything, still under the killer: owner references and the
-                # finalizer must leave nothing behind.
-                killer = Killer(operator, rng, delays)
-                killer.start()
-                try:
-                    cluster.kubectl("-n", NAMESPACE, "delete", "modeldeployments", "--all",
-                                    "--wait=false")
-                    with contextlib.suppress(TimeoutError):
-                        polling.wait("everything deleted", lambda: not leftovers(cluster),
-                                     120, 1)
-                finally:
-                    killer.stop.set()
-                    killer.join()
-                    kills += killer.kills
-                left = leftovers(cluster)
-            finally:
-                prometheus.stop()
-    finally:
-        operator.stop()
-        cluster.down()
-        shutil.rmtree(work, ignore_errors=True)
+    with simulated_plane(NAMESPACE) as plane:
+        cluster, operator = plane.cluster, plane.operator
+        for i in range(0, len(rollouts), args.parallel):
+            batch = rollouts[i:i + args.parallel]
+            made = wave(cluster, plane.triton, plane.repo, plane.prometheus.url, batch, rng,
+                        operator, delays, args.wave_timeout)
+            kills += made
+            for r in batch:
+                wrong = verdict(r)
+                print(f"{r.name} {r.strategy:9} {r.candidate:7} expected "
+                      f"{r.expected[0]:10} v{r.expected[1]}: got "
+                      f"{r.final.get('phase')} v{r.final.get('stableVersion')} "
+                      f"{'OK' if not wrong else 'WRONG: ' + wrong}", flush=True)
+            print(f"  wave {i // args.parallel + 1}: {made} operator kills", flush=True)
+        found = orphans(cluster, rollouts)
+        # Deleting everything, still under the killer: owner references and the finalizer
+        # must leave nothing behind.
+        killer = Killer(operator, rng, delays)
+        killer.start()
+        try:
+            cluster.kubectl("-n", NAMESPACE, "delete", "modeldeployments", "--all",
+                            "--wait=false")
+            with contextlib.suppress(TimeoutError):
+                polling.wait("everything deleted", lambda: not leftovers(cluster), 120, 1)
+        finally:
+            killer.stop.set()
+            killer.join()
+            kills += killer.kills
+        left = leftovers(cluster)
     right = sum(not verdict(r) for r in rollouts)
     print(f"\n{right}/{len(rollouts)} rollouts ended as expected; {kills} operator SIGKILLs "
           f"(seed {args.seed}, one every {args.kill_every[0]:g}-{args.kill_every[1]:g} s); "

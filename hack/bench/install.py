@@ -58,6 +58,21 @@ def lease_held(cluster: LocalCluster, namespace: str, name: str, holder: str) ->
         (json.loads(out.stdout).get("spec") or {}).get("holderIdentity") or "").startswith(holder)
 
 
+def lead_and_reconcile(cluster: LocalCluster, namespace: str, lease: str, holder: str,
+                       workload: str, started: float) -> dict[str, float]:
+    """Seconds from `started` until `holder` leads and until a ModelDeployment applied then
+    gets its first status write."""
+    polling.wait("the Lease", lambda: lease_held(cluster, namespace, lease, holder),
+                 timeout=60, interval=0.05)
+    times = {"leader": time.monotonic() - started}
+    cluster.kubectl("-n", workload, "apply", "-f", "-", input_text=sample_on_kwok())
+    polling.wait("the first status write", lambda: status_written(cluster, workload),
+                 timeout=60, interval=0.05)
+    times["first reconcile"] = time.monotonic() - started
+    cluster.kubectl("-n", workload, "delete", "md", "--all", "--timeout=60s")
+    return times
+
+
 def one_round(cluster: LocalCluster, helm: Helm, work: Path, n: int) -> dict[str, float]:
     release = namespace = f"modelship-{n}"
     workload = f"bench-{n}"
@@ -70,14 +85,8 @@ def one_round(cluster: LocalCluster, helm: Helm, work: Path, n: int) -> dict[str
     try:
         op.start(timeout=60)
         times["operator live"] = time.monotonic() - started
-        polling.wait("the Lease", lambda: lease_held(
-            cluster, namespace, dep["metadata"]["name"], "bench"), timeout=60, interval=0.05)
-        times["leader"] = time.monotonic() - started
-        cluster.kubectl("-n", workload, "apply", "-f", "-", input_text=sample_on_kwok())
-        polling.wait("the first status write", lambda: status_written(cluster, workload),
-                     timeout=60, interval=0.05)
-        times["first reconcile"] = time.monotonic() - started
-        cluster.kubectl("-n", workload, "delete", "md", "--all", "--timeout=60s")
+        times |= lead_and_reconcile(cluster, namespace, dep["metadata"]["name"], "bench",
+                                    workload, started)
     finally:
         op.stop()
         cluster.kubectl("delete", "namespace", workload, "--wait=false", check=False)
@@ -96,15 +105,8 @@ def pod_round(cluster: LocalCluster, work: Path, n: int) -> dict[str, float]:
         times = {"helm install": op.install_s, "operator pod Ready": op.ready_s}
         (pod,) = op.pods()
         dep = operator_deployment(cluster, release, namespace)
-        polling.wait("the Lease", lambda: lease_held(
-            cluster, namespace, dep["metadata"]["name"], pod["metadata"]["name"]),
-            timeout=60, interval=0.05)
-        times["leader"] = time.monotonic() - started
-        cluster.kubectl("-n", workload, "apply", "-f", "-", input_text=sample_on_kwok())
-        polling.wait("the first status write", lambda: status_written(cluster, workload),
-                     timeout=60, interval=0.05)
-        times["first reconcile"] = time.monotonic() - started
-        cluster.kubectl("-n", workload, "delete", "md", "--all", "--timeout=60s")
+        times |= lead_and_reconcile(cluster, namespace, dep["metadata"]["name"],
+                                    pod["metadata"]["name"], workload, started)
     finally:
         cluster.kubectl("delete", "namespace", workload, "--wait=false", check=False)
         op.stop()

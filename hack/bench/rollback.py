@@ -18,12 +18,13 @@ says; needs root. hack/bench/alerting.py times the page that follows a rollback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,11 @@ import numpy as np
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 import yaml
 
-from modelship_dev import gateway_api, polling, tools
+from modelship_dev import polling, tools
 from modelship_dev.background import Background
 from modelship_dev.cluster import SIMULATED_TOLERATION, LocalCluster
 from modelship_dev.demo import install_crds
-from modelship_dev.operator_process import OperatorProcess
-from modelship_dev.prometheus import PrometheusProcess
+from modelship_dev.simulated_plane import SimulatedPlane, simulated_plane
 from modelship_dev.stack import LocalStack
 from modelship_dev.traffic import Behaviour, TrafficGenerator, read_route, write_model
 from modelship_dev.triton import TritonServer
@@ -107,9 +107,11 @@ def outcome(cluster: LocalCluster, candidate: Behaviour,
     return took, str(phase(cluster).get("phase"))
 
 
-def one_run(cluster: LocalCluster, triton: TritonServer, repo: Path, prom: str,
-            candidate: Behaviour) -> tuple[float | None, str]:
-    """(seconds from first failed request to weight 0, final phase)."""
+@contextlib.contextmanager
+def simulated_canary(cluster: LocalCluster, triton: TritonServer, repo: Path, prom: str,
+                     candidate: Behaviour) -> Iterator[TrafficGenerator]:
+    """A fresh model: good v1 Ready, then `candidate` v2 applied behind the canary while the
+    traffic generator runs; the model and the ModelDeployment are removed on exit."""
     model = f"b{uuid.uuid4().hex[:8]}"
     write_model(repo, model, {1: "good", 2: candidate})
     httpx.post(f"http://127.0.0.1:{triton.http_port}/v2/repository/models/{model}/load",
@@ -118,16 +120,23 @@ def one_run(cluster: LocalCluster, triton: TritonServer, repo: Path, prom: str,
         cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(
             deployment(model, 1, prom)))
         wait("v1 Ready", lambda: phase(cluster).get("stableVersion") == 1, 60, 0.3)
-        gen = TrafficGenerator(cluster, NAMESPACE, "md", model, triton.grpc_url, rate=50)
-        with gen:
+        with TrafficGenerator(cluster, NAMESPACE, "md", model, triton.grpc_url,
+                              rate=50) as gen:
             cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(
                 deployment(model, 2, prom)))
-            return outcome(cluster, candidate, lambda: gen.stats.first_failure_at.get(2), 60,
-                           90)
+            yield gen
     finally:
         cluster.kubectl("-n", NAMESPACE, "delete", "md", "md", "--wait=true", check=False)
         httpx.post(f"http://127.0.0.1:{triton.http_port}/v2/repository/models/"
                    f"{model}/unload", timeout=60)
+
+
+def one_run(plane: SimulatedPlane, candidate: Behaviour) -> tuple[float | None, str]:
+    """(seconds from first failed request to weight 0, final phase)."""
+    with simulated_canary(plane.cluster, plane.triton, plane.repo, plane.prometheus.url,
+                          candidate) as gen:
+        return outcome(plane.cluster, candidate, lambda: gen.stats.first_failure_at.get(2),
+                       60, 90)
 
 
 class GatewayClient(Background):
@@ -170,9 +179,10 @@ def full_deployment(model: str, version: int, prom: str, repo: Path,
     return md
 
 
-def one_full_run(stack: LocalStack, repo: Path, candidate: Behaviour
-                 ) -> tuple[float | None, str]:
-    """As one_run, with Triton pods and the real gateway: a fresh model whose v1 is good."""
+@contextlib.contextmanager
+def gateway_canary(stack: LocalStack, repo: Path, candidate: Behaviour
+                   ) -> Iterator[GatewayClient]:
+    """As simulated_canary, with Triton pods and clients going through the real gateway."""
     cluster = stack.cluster
     model = f"b{uuid.uuid4().hex[:8]}"
     write_model(repo, model, {1: "good", 2: candidate})
@@ -189,16 +199,25 @@ def one_full_run(stack: LocalStack, repo: Path, candidate: Behaviour
             # from here, where only v1 answers.
             client.failed, client.first_failure_at = 0, None
             apply(2)
-            return outcome(cluster, candidate, lambda: client.first_failure_at, 180, 180)
+            yield client
     finally:
         cluster.kubectl("-n", NAMESPACE, "delete", "md", "md", "--wait=true", check=False)
 
 
+def one_full_run(stack: LocalStack, repo: Path, candidate: Behaviour
+                 ) -> tuple[float | None, str]:
+    """As one_run, with Triton pods and the real gateway: a fresh model whose v1 is good."""
+    with gateway_canary(stack, repo, candidate) as client:
+        return outcome(stack.cluster, candidate, lambda: client.first_failure_at, 180, 180)
+
+
 def report(times: list[float], false: int, healthy: int, plane: str) -> None:
-    q = statistics.quantiles(times, n=20, method="inclusive")
+    # quantiles needs two points; one run's p95 is that run.
+    p95 = statistics.quantiles(times, n=20, method="inclusive")[18] if len(times) > 1 \
+        else times[0]
     print(f"\n{plane} data plane: first failing request -> candidate weight 0 "
           f"({len(times)} runs, 1 s scrape, 1 s interval, failureLimit 2): "
-          f"p50 {statistics.median(times):.2f}s, p95 {q[18]:.2f}s, max {max(times):.2f}s")
+          f"p50 {statistics.median(times):.2f}s, p95 {p95:.2f}s, max {max(times):.2f}s")
     print(f"false rollbacks: {false} of {healthy} healthy canaries")
 
 
@@ -238,40 +257,18 @@ def main() -> None:
     if args.data_plane == "full":
         main_full(args.runs, args.healthy)
         return
-    work = Path(tempfile.mkdtemp(prefix="modelship-bench-"))
-    repo = work / "repo"
-    repo.mkdir()
-    cluster = LocalCluster(work / "cluster", log=lambda _line: None)
-    cluster.up()
-    operator = OperatorProcess(cluster.kubeconfig, work / "logs", NAMESPACE,
-                               env={"MODELSHIP_ANALYSIS_NAMESPACE_LABEL": ""})
-    try:
-        install_crds(cluster)
-        gateway_api.install(cluster)
-        cluster.kubectl("create", "namespace", NAMESPACE)
-        operator.start()
-        with TritonServer(repo, work, extra_args=["--model-control-mode=explicit"]) as triton:
-            prometheus = PrometheusProcess(work / "prometheus", scrape_interval="1s",
-                                           static_targets=[f"127.0.0.1:{triton.metrics_port}"])
-            prometheus.start()
-            try:
-                times = []
-                for i in range(args.runs):
-                    took, final = one_run(cluster, triton, repo, prometheus.url, "failing")
-                    assert took is not None and final == "RolledBack", final
-                    times.append(took)
-                    print(f"failing candidate {i + 1}: weight 0 after {took:.2f}s")
-                false = 0
-                for i in range(args.healthy):
-                    _, final = one_run(cluster, triton, repo, prometheus.url, "good")
-                    false += final == "RolledBack"
-                    print(f"healthy candidate {i + 1}: {final}")
-            finally:
-                prometheus.stop()
-    finally:
-        operator.stop()
-        cluster.down()
-        shutil.rmtree(work, ignore_errors=True)
+    with simulated_plane(NAMESPACE) as plane:
+        times = []
+        for i in range(args.runs):
+            took, final = one_run(plane, "failing")
+            assert took is not None and final == "RolledBack", final
+            times.append(took)
+            print(f"failing candidate {i + 1}: weight 0 after {took:.2f}s")
+        false = 0
+        for i in range(args.healthy):
+            _, final = one_run(plane, "good")
+            false += final == "RolledBack"
+            print(f"healthy candidate {i + 1}: {final}")
     report(times, false, args.healthy, "simulated")
 
 
