@@ -4,6 +4,8 @@ namespace, and run the real operator as a separate process (so it can be killed)
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -50,6 +52,15 @@ class Kubectl:
         args = ["get", kind, "-o", "json"] + (["-l", selector] if selector else [])
         items: list[dict[str, Any]] = json.loads(self(*args).stdout)["items"]
         return items
+
+
+def require_node_agent_host() -> None:
+    """Fail (never skip) where the node agent and the gateway cannot run."""
+    if os.geteuid() != 0:
+        pytest.fail("the node agent and the gateway need root (network and mount namespaces)")
+    for tool in ("ip", "nsenter", "unshare"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"`{tool}` is required (iproute2, util-linux)")
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60,

@@ -9,16 +9,14 @@ Nothing here runs the operator on the host: every request it makes comes from it
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import Kubectl, wait_for, wait_for_status
+from tests.conftest import Kubectl, require_node_agent_host, wait_for, wait_for_status
 from tests.e2e.test_whole_loop import CANARY, MD, MODEL, Loop
 
 from modelship_dev import gateway_api, images, tools
@@ -36,11 +34,7 @@ OPERATOR_UID = 65532  # the chart's runAsUser (and the image's USER)
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """A bare control plane (the chart brings the CRDs; the Gateway API's are the
     gateway's), the node agent, the gateway, Prometheus, and the chart installed."""
-    if os.geteuid() != 0:
-        pytest.fail("the node agent and the gateway need root (network and mount namespaces)")
-    for tool in ("ip", "nsenter", "unshare"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"`{tool}` is required (iproute2, util-linux)")
+    require_node_agent_host()
     tools.build_all()
     work = tmp_path_factory.mktemp("in-cluster")
     cluster = LocalCluster(work / "cluster", log=lambda _line: None)

@@ -8,8 +8,6 @@ back with no client at all.
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
-from tests.conftest import Kubectl, wait_for, wait_for_status
+from tests.conftest import Kubectl, require_node_agent_host, wait_for, wait_for_status
 
 from modelship import constants
 from modelship_dev.cluster import LocalCluster
@@ -99,11 +97,7 @@ class Preview:
 @pytest.fixture(scope="module")
 def preview(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[Preview]:
-    if os.geteuid() != 0:
-        pytest.fail("the node agent and the gateway need root (network and mount namespaces)")
-    for tool in ("ip", "nsenter", "unshare"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"`{tool}` is required (iproute2, util-linux)")
+    require_node_agent_host()
     work = tmp_path_factory.mktemp("preview")
     repository = work / "model-repository"
     model = f"p{uuid.uuid4().hex[:8]}"

@@ -12,8 +12,6 @@ as the served model's config once it is promoted.
 
 from __future__ import annotations
 
-import os
-import shutil
 import textwrap
 import time
 import uuid
@@ -24,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import Kubectl, wait_for, wait_for_status
+from tests.conftest import Kubectl, require_node_agent_host, wait_for, wait_for_status
 
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.stack import LocalStack
@@ -128,11 +126,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    if os.geteuid() != 0:
-        pytest.fail("the node agent and the gateway need root (network and mount namespaces)")
-    for tool in ("ip", "nsenter", "unshare"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"`{tool}` is required (iproute2, util-linux)")
+    require_node_agent_host()
     work = tmp_path_factory.mktemp("revisions")
     repository = work / "model-repository"
     (repository / MODEL / "1").mkdir(parents=True)

@@ -12,8 +12,6 @@ shadow, v5 by blue-green); each checks that starting point first.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import Kubectl, wait_for, wait_for_status
+from tests.conftest import Kubectl, require_node_agent_host, wait_for, wait_for_status
 
 from modelship import constants
 from modelship_dev.cluster import LocalCluster
@@ -127,11 +125,7 @@ class Loop:
 
 @pytest.fixture(scope="module")
 def loop(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
-    if os.geteuid() != 0:
-        pytest.fail("the node agent and the gateway need root (network and mount namespaces)")
-    for tool in ("ip", "nsenter", "unshare"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"`{tool}` is required (iproute2, util-linux)")
+    require_node_agent_host()
     work = tmp_path_factory.mktemp("loop")
     repository = node_folder(work / "model-repository")
     with LocalStack(cluster, work, f"loop-{uuid.uuid4().hex[:6]}",

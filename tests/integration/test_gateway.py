@@ -5,8 +5,6 @@ stable version's answers; both are measured with Triton's own per-version counte
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ from modelship_api.modeldeployment import ModelDeployment
 from modelship_dev.cluster import LocalCluster
 from modelship_dev.gateway import LocalGateway
 from modelship_dev.workload import NODE, NODE_TAINT, echo_repository, triton_pod
-from tests.conftest import Kubectl, wait_for
+from tests.conftest import Kubectl, require_node_agent_host, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +33,7 @@ MODEL = "m"
 
 @pytest.fixture(scope="module")
 def agent(cluster: LocalCluster) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.fail("the node agent and the gateway need root (network and mount namespaces)")
-    for tool in ("ip", "nsenter", "unshare"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"`{tool}` is required (iproute2, util-linux)")
+    require_node_agent_host()
     folder = cluster.start_node_agent(NODE, taints=[f"{NODE_TAINT}=true:NoSchedule"])
     try:
         yield folder
