@@ -141,3 +141,19 @@ def test_analysis_tells_two_revisions_of_one_version_apart_by_pod() -> None:
     status = sim.status.model_copy(update={"candidate_version": 2, "candidate_revision": None})
     assert all("pod=~" not in q.candidate
                for q in due_queries(sim.spec, status, "prod", sim.now, deployment="md"))
+
+
+def test_a_user_check_tells_two_revisions_apart_with_the_pods_placeholder() -> None:
+    """Triton's version label is the same for both revisions: {{pods}} is what a user
+    template can select them by (the judged release's pods, stable's for the stable side)."""
+    check = Check(name="mine", query='sum(rate(x{version="{{candidate}}",pod=~"{{pods}}"}'
+                  '[{{window}}]))', max=1.5, relative_to_stable=True)
+    sim = changed_template(Rollout(canary=Canary(steps=[CanaryStep(weight=20, pause="5s")]),
+                                   analysis=analysis(checks=[check])))
+    sim.run_until(lambda s: s.status.rollout is not None
+                  and s.status.rollout.stage == "Canary", limit=10)
+    (q,) = due_queries(sim.spec, sim.status, "prod", sim.now, deployment="md")
+    assert 'pod=~"md-v1-r1-[a-z0-9]+-[a-z0-9]+"' in q.candidate
+    assert q.stable is not None and 'pod=~"md-v1-[a-z0-9]+-[a-z0-9]+"' in q.stable
+    (anywhere,) = due_queries(sim.spec, sim.status, "prod", sim.now)
+    assert 'pod=~".+"' in anywhere.candidate

@@ -341,7 +341,8 @@ class Check(ApiModel):
     query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
         default=None,
         description="PromQL returning one number. Placeholders: {{model}}, {{candidate}}, "
-        "{{stable}}, {{namespace}}, {{window}}.",
+        "{{stable}}, {{namespace}}, {{window}}, {{pods}} (regex of the judged release's pod "
+        "names: tells two revisions of one version apart).",
     )
     max: float | None = Field(default=None, description="Fail when the value is above.")
     min: float | None = Field(default=None, description="Fail when the value is below.")

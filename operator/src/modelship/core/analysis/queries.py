@@ -37,7 +37,8 @@ RUNNER_ERRORS = "modelship_runner_errors_total"
 DISTANCE_BUILTINS = frozenset({"inputDrift", "predictionDrift"})
 NONFINITE_OUTPUTS = "modelship_nonfinite_outputs_total"
 
-PLACEHOLDERS = ("model", "candidate", "stable", "namespace", "window")
+PLACEHOLDERS = ("model", "candidate", "stable", "namespace", "window", "pods")
+ANY_POD = ".+"  # {{pods}} where the ModelDeployment's name is not known
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 DEFAULT_CHECKS = (
@@ -86,6 +87,10 @@ class QueryContext:
     # pod names do (core.names.release_pods).
     candidate_matchers: Mapping[str, str] = field(default_factory=dict)
     stable_matchers: Mapping[str, str] = field(default_factory=dict)
+    # {{pods}} of user templates: a regular expression of the judged release's pod names,
+    # the only label that tells two revisions of one version apart.
+    candidate_pods: str = ANY_POD
+    stable_pods: str = ANY_POD
 
 
 @dataclass(frozen=True)
@@ -239,18 +244,19 @@ def check_errors(analysis: Analysis) -> list[str]:
     return out
 
 
-def _template_values(ctx: QueryContext, version: int) -> dict[str, str]:
+def _template_values(ctx: QueryContext, version: int, pods: str) -> dict[str, str]:
     return {
         "model": ctx.model,
         "candidate": str(version),
         "stable": "" if ctx.stable is None else str(ctx.stable),
         "namespace": ctx.namespace,
         "window": promql_duration(ctx.window),
+        "pods": pods,
     }
 
 
 def _query_for(check: Check, ctx: QueryContext, version: int,
-               side: Mapping[str, str]) -> str:
+               side: Mapping[str, str], pods: str) -> str:
     matchers = {**ctx.matchers, **side}
     if check.builtin == "errorRatio":
         return error_ratio_query(ctx.model, version, ctx.window, matchers)
@@ -263,7 +269,7 @@ def _query_for(check: Check, ctx: QueryContext, version: int,
         return _increase(NONFINITE_OUTPUTS, label_selector(ctx.model, version, matchers),
                          promql_duration(ctx.window))
     assert check.query is not None  # the CRD's CEL rule: exactly one of builtin or query
-    return render_template(check.query, _template_values(ctx, version))
+    return render_template(check.query, _template_values(ctx, version, pods))
 
 
 def check_query(check: Check, ctx: QueryContext) -> CheckQuery:
@@ -276,7 +282,7 @@ def check_query(check: Check, ctx: QueryContext) -> CheckQuery:
     relative = check.relative_to_stable and ctx.stable is not None
     if relative:
         assert ctx.stable is not None
-        stable = _query_for(check, ctx, ctx.stable, ctx.stable_matchers)
+        stable = _query_for(check, ctx, ctx.stable, ctx.stable_matchers, ctx.stable_pods)
     if ctx.min_requests > 0:
         candidate_requests = request_count_query(
             ctx.model, ctx.candidate, ctx.window, {**ctx.matchers, **ctx.candidate_matchers})
@@ -285,6 +291,7 @@ def check_query(check: Check, ctx: QueryContext) -> CheckQuery:
             stable_requests = request_count_query(
                 ctx.model, ctx.stable, ctx.window, {**ctx.matchers, **ctx.stable_matchers})
     return CheckQuery(check=check,
-                      candidate=_query_for(check, ctx, ctx.candidate, ctx.candidate_matchers),
+                      candidate=_query_for(check, ctx, ctx.candidate, ctx.candidate_matchers,
+                                           ctx.candidate_pods),
                       stable=stable,
                       candidate_requests=candidate_requests, stable_requests=stable_requests)

@@ -15,7 +15,12 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from modelship.core.analysis.queries import analysis_checks, promql_duration, render_template
+from modelship.core.analysis.queries import (
+    ANY_POD,
+    analysis_checks,
+    promql_duration,
+    render_template,
+)
 from modelship.core.validation import SpecError
 from modelship_api.modeldeployment import Analysis, QueryCheck
 
@@ -47,7 +52,8 @@ def user_queries(analysis: Analysis, model: str, namespace: str) -> list[UserQue
     """The user checks' queries with placeholders filled in. Call only once the templates
     are known to render (queries.check_errors is empty)."""
     values = {"model": model, "namespace": namespace, "candidate": SAMPLE_VERSION,
-              "stable": SAMPLE_VERSION, "window": promql_duration(analysis.window)}
+              "stable": SAMPLE_VERSION, "window": promql_duration(analysis.window),
+              "pods": ANY_POD}
     return [UserQuery(f"spec.rollout.analysis.checks[{i}].query", c.name,
                       render_template(c.query, values))
             for i, c in enumerate(analysis_checks(analysis)) if c.query is not None]

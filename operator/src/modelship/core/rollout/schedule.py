@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from modelship.core import names
 from modelship.core.analysis import CheckQuery, QueryContext, analysis_checks, check_errors
 from modelship.core.analysis import check_query as build_check_query
-from modelship.core.analysis.queries import judged_seconds, release_matchers
+from modelship.core.analysis.queries import ANY_POD, judged_seconds, release_matchers
 from modelship.core.durations import parse_duration
+from modelship.core.releases import Release
 from modelship.core.rollout.clock import after, parse_time
 from modelship.core.rollout.stages import STARTING
 from modelship.core.rollout.tick import release_of
@@ -58,6 +60,13 @@ def analysis_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus,
     return due is not None and parse_time(now) >= due
 
 
+def pods(deployment: str, release: Release | None) -> str:
+    """{{pods}} of user templates for `release` (any pod when it is not known)."""
+    if not deployment or release is None:
+        return ANY_POD
+    return names.release_pods(deployment, release)
+
+
 def due_queries(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, namespace: str,
                 now: datetime | str,
                 matchers: Mapping[str, str] | None = None,
@@ -80,5 +89,6 @@ def due_queries(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, namesp
                        candidate=candidate.version, stable=status.stable_version,
                        window=analysis.window, matchers=dict(matchers or {}),
                        min_requests=analysis.min_requests, candidate_matchers=sides[0],
-                       stable_matchers=sides[1])
+                       stable_matchers=sides[1], candidate_pods=pods(deployment, candidate),
+                       stable_pods=pods(deployment, stable))
     return [build_check_query(check, ctx) for check in analysis_checks(analysis)]
