@@ -12,6 +12,10 @@ from modelship.core import names
 from modelship.core.durations import parse_duration
 from modelship_api.modeldeployment import ModelDeployment
 
+# A pod-template change serves the same version as `<name>-v<version>-r<revision>`; the
+# name is refused up front rather than at the first such change, mid-way through a life.
+REVISION_ROOM = "-r99"
+
 
 @dataclass(frozen=True)
 class SpecError:
@@ -31,11 +35,13 @@ def model_deployment_errors(md: ModelDeployment, version: int | None) -> list[Sp
             f"{name!r} cannot name a Service: use lowercase letters, digits and '-', "
             "starting with a letter, at most 50 characters",
         ))
-    elif version is not None and not names.is_dns_1035(names.version_name(name, version)):
+    elif version is not None and not names.is_dns_1035(
+            names.version_name(name, version) + REVISION_ROOM):
         errors.append(SpecError(
             "spec.model.version",
-            f"the derived name {names.version_name(name, version)!r} exceeds "
-            f"{names.MAX_NAME} characters: shorten metadata.name or use a smaller version",
+            f"the derived name {names.version_name(name, version)!r}, with room for the "
+            f"'{REVISION_ROOM}' a pod-template change adds, exceeds {names.MAX_NAME} "
+            "characters: shorten metadata.name or use a smaller version",
         ))
     durations = {"spec.runtime.startupTimeout": md.spec.runtime.startup_timeout}
     rollout = md.spec.rollout
