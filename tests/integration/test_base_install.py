@@ -28,7 +28,8 @@ from tests.conftest import REPO, Kubectl, wait_for
 
 pytestmark = pytest.mark.integration
 
-OPERATOR_COMMANDS = {"operator", "status", "promote", "abort", "pause", "resume", "retry"}
+OPERATOR_COMMANDS = {"operator", "status", "promote", "abort", "pause", "resume", "retry",
+                     "review"}
 SAMPLE = REPO / "crds" / "samples" / "modeldeployment-local.yaml"
 _SITE = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
 _IGNORE = shutil.ignore_patterns("*.egg-info", "__pycache__", "build", "dist")
