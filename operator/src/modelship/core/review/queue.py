@@ -62,8 +62,8 @@ def flags(record: SampleRecord, others: Iterable[LabelRecord],
     out: list[Flag] = []
     if len(votes) > 1:
         out.append("disputed")
-    elif votes and votes != {record.prediction}:
-        out.append("corrected")
+    elif any(isinstance(v, int) and v != record.prediction for v in votes):
+        out.append("corrected")  # an "unclear" alone says the reviewer could not tell
     if record.confidence < low_confidence or record.reason == "lowConfidence":
         out.append("lowConfidence")
     if record.reason == "driftedSlice" or (record.reason == "random"
