@@ -1,7 +1,8 @@
 """What the operator's image gets: `pip install ./operator/api .` in a clean virtualenv, and
 nothing else. Its `modelship` has the operator's commands only, runs the operator against the
-test cluster, shows a resource's status and serves the review page (no numpy needed); the trainer's and the development environment's
-packages (numpy, torch, tritonclient, modelship_dev) are not there. The trainer's declared
+test cluster, shows a resource's status and serves the review page (no numpy needed); the
+trainer's and the development environment's packages (numpy, torch, tritonclient,
+modelship_dev) are not there. The trainer's declared
 requirements, followed transitively, do not reach Kopf or lightkube either."""
 
 from __future__ import annotations
