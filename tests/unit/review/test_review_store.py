@@ -80,3 +80,26 @@ def test_metrics_are_the_gauges_of_the_label_files(tmp_path: Path) -> None:
         assert values[("modelship_reviewed_samples", labels)] == 2
     assert values[("modelship_reviewed_labels_total", (("model", "defects"),))] == 2
     assert not [k for k in values if ("source", "automated") in k[1]]
+
+
+def test_label_files_are_read_on_from_where_the_last_read_stopped(tmp_path: Path) -> None:
+    area, ids = _area(tmp_path)
+    store = Area(area, "default", 200)
+    store.append("alice", ids[0], 0)
+    assert len(store.snapshot().labels) == 1
+    path = area / s.LABELS_FOLDER / "default" / "alice.jsonl"
+    line = s.LabelRecord(sample=ids[1], label=1, reviewer="alice", at="2026-12-02T20:00:00Z",
+                         label_set="default").model_dump_json(by_alias=True)
+    with path.open("a") as f:  # a line still being written: not read, not counted bad
+        f.write(line[:20])
+    snap = store.snapshot()
+    assert (len(snap.labels), snap.bad_label_lines) == (1, 0)
+    with path.open("a") as f:
+        f.write(line[20:] + "\n{broken\n")
+    snap = store.snapshot()
+    assert [r.sample for r in snap.labels] == [ids[0], ids[1]]
+    assert snap.bad_label_lines == 1
+    assert (list(snap.labels), snap.bad_label_lines) == s.read_labels(area, "default")
+    path.write_text(line + "\n")  # rewritten shorter: read again from the start
+    snap = store.snapshot()
+    assert ([r.sample for r in snap.labels], snap.bad_label_lines) == ([ids[1]], 0)

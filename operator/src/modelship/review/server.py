@@ -49,6 +49,9 @@ class Review:
     def __init__(self, area: Area, settings: Settings) -> None:
         self.area = area
         self.settings = settings
+        # The last snapshot's view: a page load while nothing changed costs no more than
+        # the stat calls that tell the snapshot is still current.
+        self._view: _View | None = None
 
     def classes(self, snap: Snapshot) -> list[str]:
         if self.settings.classes:
@@ -62,33 +65,38 @@ class Review:
                       + [r.label for r in snap.labels if isinstance(r.label, int)], default=0)
         return [str(i) for i in range(highest + 1)]
 
-    def items(self, snap: Snapshot) -> list[Item]:
-        return items(snap.records, snap.latest, snap.resolved, self.settings.reviewer,
-                     self.settings.low_confidence)
-
-    def state(self, limit: int) -> dict[str, Any]:
+    def view(self) -> _View:
         snap = self.area.snapshot()
-        every = self.items(snap)
+        cached = self._view
+        if cached is not None and cached.snapshot is snap:
+            return cached
+        every = items(snap.records, snap.latest, snap.resolved, self.settings.reviewer,
+                      self.settings.low_confidence)
         mine = sorted((i for i in every if i.mine is not None),
                       key=lambda i: i.mine.at if i.mine else "", reverse=True)
+        self._view = _View(snap, {i.record.id: i for i in every}, queue(every),
+                           progress(every), mine[:RECENT_LIMIT])
+        return self._view
+
+    def state(self, limit: int) -> dict[str, Any]:
+        view = self.view()
+        snap = view.snapshot
         return {
             "model": self.settings.model,
             "labelSet": self.area.label_set,
             "reviewer": self.settings.reviewer,
             "resolution": snap.settings.resolution,
             "classes": self.classes(snap),
-            "progress": _progress(progress(every)),
-            "queue": [_item(i) for i in queue(every)[:limit]],
-            "recent": [_item(i) for i in mine[:RECENT_LIMIT]],
+            "progress": _progress(view.progress),
+            "queue": [_item(i) for i in view.queue[:limit]],
+            "recent": [_item(i) for i in view.recent],
             "skipped": {"corruptParts": snap.corrupt_parts,
                         "badLabelLines": snap.bad_label_lines},
         }
 
     def item(self, sample_id: str) -> dict[str, Any]:
         self.area.record(sample_id)  # raises UnknownSampleError
-        snap = self.area.snapshot()
-        found = next(i for i in self.items(snap) if i.record.id == sample_id)
-        return _item(found)
+        return _item(self.view().items[sample_id])
 
     def label(self, body: dict[str, Any]) -> dict[str, Any]:
         sample, label = body.get("sample"), body.get("label")
@@ -99,13 +107,22 @@ class Review:
                                      and 0 <= label < len(classes)):
             raise ValueError(f"label: a class index 0..{len(classes) - 1} or \"unclear\"")
         self.area.append(self.settings.reviewer, sample, label)
-        snap = self.area.snapshot()
-        return {"item": self.item(sample), "progress": _progress(progress(self.items(snap)))}
+        view = self.view()
+        return {"item": _item(view.items[sample]), "progress": _progress(view.progress)}
 
     def metrics(self) -> bytes:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Figures(self.settings.model, self.area.snapshot()))
         return generate_latest(registry)
+
+
+@dataclass(frozen=True)
+class _View:
+    snapshot: Snapshot
+    items: dict[str, Item]
+    queue: list[Item]
+    progress: Progress
+    recent: list[Item]  # this reviewer's newest labels first
 
 
 class _Figures(Collector):

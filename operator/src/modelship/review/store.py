@@ -1,6 +1,7 @@
-"""A production area as the review page reads it: parts read once (they never change),
-labels and settings read again only when their files change (size and mtime), so a page
-request or a scrape costs a few stat calls while nothing moves."""
+"""A production area as the review page reads it: parts read once (they never change), label
+files read on from where the last read stopped (they only grow), settings read again when
+they change, so a page request or a scrape costs a few stat calls while nothing moves and a
+new label costs the parsing of its own line."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+
+from pydantic import ValidationError
 
 from modelship.core.review import figures, npy, png
 from modelship_api import samples
@@ -75,6 +78,7 @@ class Area:
         self._parts: dict[Path, _Part | None] = {}  # None: corrupt, skipped for good
         self._where: dict[str, tuple[_Part, int]] = {}
         self._key: tuple[tuple[Path, ...], Signature, Signature] | None = None
+        self._label_files: dict[str, _LabelFile] = {}
         self._snapshot: Snapshot | None = None
 
     def snapshot(self) -> Snapshot:
@@ -89,7 +93,7 @@ class Area:
                     if part is not None:
                         for row, record in enumerate(part.records):
                             self._where[record.id] = (part, row)
-            labels, bad = samples.read_labels(self.root, self.label_set)
+            labels, bad = self._read_labels(key[1])
             records = tuple(r for f in folders if (p := self._parts[f]) for r in p.records)
             corrupt = sum(1 for f in folders if self._parts[f] is None)
             self._snapshot = Snapshot(records, tuple(labels), bad, corrupt,
@@ -97,6 +101,21 @@ class Area:
                                       self.window)
             self._key = key
             return self._snapshot
+
+    def _read_labels(self, files: Signature) -> tuple[list[LabelRecord], int]:
+        """What samples.read_labels returns (each file in name order, its lines in order,
+        lines that do not parse counted), reading only what was appended since last time."""
+        labels: list[LabelRecord] = []
+        bad = 0
+        for name, size, _ in files:
+            known = self._label_files.get(name)
+            if known is None or size < known.offset:  # new, or not append-only after all
+                known = self._label_files[name] = _LabelFile()
+            if size > known.offset:
+                known.read_on(self._labels_folder / name)
+            labels.extend(known.records)
+            bad += known.bad
+        return labels, bad
 
     def _signature(self, pattern: str) -> Signature:
         if not self._labels_folder.is_dir():
@@ -139,6 +158,27 @@ class Area:
                             label_set=self.label_set, source="human")
         samples.append_label(self.root, entry)
         return entry
+
+
+@dataclass
+class _LabelFile:
+    offset: int = 0  # bytes consumed: complete lines only
+    records: list[LabelRecord] = field(default_factory=list)
+    bad: int = 0
+
+    def read_on(self, path: Path) -> None:
+        with path.open("rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a line still being appended waits for its newline
+        for line in data[:end].splitlines():
+            if not line.strip():
+                continue
+            try:
+                self.records.append(LabelRecord.model_validate_json(line))
+            except ValidationError:
+                self.bad += 1
+        self.offset += end
 
 
 def _read_part(folder: Path) -> _Part | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 
 from modelship_api.samples import UNCLEAR, LabelRecord, Resolved, SampleRecord
@@ -49,8 +50,13 @@ class Progress:
 
 def when(record: SampleRecord) -> float:
     """Served time as a POSIX timestamp; a time that does not parse sorts as oldest."""
+    return _timestamp(record.time)
+
+
+@lru_cache(maxsize=1 << 16)  # every order and figure sorts by it; parsing is the main cost
+def _timestamp(text: str) -> float:
     try:
-        return datetime.fromisoformat(record.time).timestamp()
+        return datetime.fromisoformat(text).timestamp()
     except ValueError:
         return 0.0
 
@@ -62,7 +68,7 @@ def flags(record: SampleRecord, others: Iterable[LabelRecord],
     out: list[Flag] = []
     if len(votes) > 1:
         out.append("disputed")
-    elif any(isinstance(v, int) and v != record.prediction for v in votes):
+    elif votes and any(isinstance(v, int) and v != record.prediction for v in votes):
         out.append("corrected")  # an "unclear" alone says the reviewer could not tell
     if record.confidence < low_confidence or record.reason == "lowConfidence":
         out.append("lowConfidence")
@@ -78,7 +84,10 @@ def items(records: Iterable[SampleRecord],
           low_confidence: float) -> list[Item]:
     out = []
     for record in records:
-        by_reviewer = latest.get(record.id, {})
+        by_reviewer = latest.get(record.id)
+        if not by_reviewer:  # most samples: nobody has labelled them yet
+            out.append(Item(record, flags(record, (), low_confidence), (), None, None))
+            continue
         others = [r for who, r in by_reviewer.items() if who != reviewer]
         out.append(Item(record, flags(record, others, low_confidence),
                         tuple(by_reviewer.values()), resolved.get(record.id),
