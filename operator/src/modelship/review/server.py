@@ -53,7 +53,7 @@ class Review:
         # the stat calls that tell the snapshot is still current.
         self._view: _View | None = None
 
-    def classes(self, snap: Snapshot) -> list[str]:
+    def _classes(self, snap: Snapshot) -> list[str]:
         if self.settings.classes:
             return list(self.settings.classes)
         if self.settings.repository is not None:
@@ -74,8 +74,8 @@ class Review:
                       self.settings.low_confidence)
         mine = sorted((i for i in every if i.mine is not None),
                       key=lambda i: i.mine.at if i.mine else "", reverse=True)
-        self._view = _View(snap, {i.record.id: i for i in every}, queue(every),
-                           progress(every), mine[:RECENT_LIMIT])
+        self._view = _View(snap, self._classes(snap), {i.record.id: i for i in every},
+                           queue(every), progress(every), mine[:RECENT_LIMIT])
         return self._view
 
     def state(self, limit: int) -> dict[str, Any]:
@@ -86,7 +86,7 @@ class Review:
             "labelSet": self.area.label_set,
             "reviewer": self.settings.reviewer,
             "resolution": snap.settings.resolution,
-            "classes": self.classes(snap),
+            "classes": view.classes,
             "progress": _progress(view.progress),
             "queue": [_item(i) for i in view.queue[:limit]],
             "recent": [_item(i) for i in view.recent],
@@ -102,7 +102,7 @@ class Review:
         sample, label = body.get("sample"), body.get("label")
         if not isinstance(sample, str):
             raise ValueError("sample: the sample's id (a string) is required")
-        classes = self.classes(self.area.snapshot())
+        classes = self.view().classes
         if label != UNCLEAR and not (isinstance(label, int) and not isinstance(label, bool)
                                      and 0 <= label < len(classes)):
             raise ValueError(f"label: a class index 0..{len(classes) - 1} or \"unclear\"")
@@ -119,6 +119,7 @@ class Review:
 @dataclass(frozen=True)
 class _View:
     snapshot: Snapshot
+    classes: list[str]
     items: dict[str, Item]
     queue: list[Item]
     progress: Progress
