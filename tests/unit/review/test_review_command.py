@@ -51,6 +51,12 @@ def test_bad_flags_are_refused_by_name(tmp_path: Path) -> None:
     assert code == 2 and "label set 'default' resolves by consensus" in out
     assert "drop --resolution or start a new --label-set" in out
 
+    settings = s.production_area(tmp_path, "defects") / "labels" / "default" / "settings.json"
+    settings.write_text('{"resolution": "majority"}')
+    code, out = _review(*base, "--reviewer", "alice")
+    assert code == 1 and f"Error: {settings}: expected {{\"resolution\": \"consensus\" or " \
+        "\"unclear\"}: Input should be 'consensus' or 'unclear'" in out, out
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, list[str], Path]]:

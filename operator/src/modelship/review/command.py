@@ -35,12 +35,16 @@ def start(*, volume_path: Path, model: str, reviewer: str, label_set: str,
             f"no production area {area}: the serving runner writes "
             f"<volume>/{samples.PRODUCTION_FOLDER}/<model>/ once sampling is on; check "
             "--volume-path and --model", param_hint="--volume-path")
-    if resolution is not None:
-        _settle(area, label_set, cast(Literal["consensus", "unclear"], resolution))
     names = [c.strip() for c in classes.split(",") if c.strip()] or None
     host, port = listen_address(listen)
     review = Review(Area(area, label_set, accuracy_window),
                     Settings(model, reviewer, low_confidence, names, model_repository))
+    try:
+        if resolution is not None:
+            _settle(area, label_set, cast(Literal["consensus", "unclear"], resolution))
+        review.view()  # reads the area once: a bad settings.json is said now, not per page
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
     try:
         serve(review, host, port)
     except OSError as err:

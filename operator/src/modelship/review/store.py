@@ -97,10 +97,17 @@ class Area:
             records = tuple(r for f in folders if (p := self._parts[f]) for r in p.records)
             corrupt = sum(1 for f in folders if self._parts[f] is None)
             self._snapshot = Snapshot(records, tuple(labels), bad, corrupt,
-                                      samples.read_settings(self.root, self.label_set),
-                                      self.window)
+                                      self._settings(), self.window)
             self._key = key
             return self._snapshot
+
+    def _settings(self) -> LabelSetSettings:
+        try:
+            return samples.read_settings(self.root, self.label_set)
+        except ValidationError as err:
+            path = self._labels_folder / samples.SETTINGS_FILE
+            raise ValueError(f"{path}: expected {{\"resolution\": \"consensus\" or "
+                             f"\"unclear\"}}: {err.errors()[0]['msg']}") from None
 
     def _read_labels(self, files: Signature) -> tuple[list[LabelRecord], int]:
         """What samples.read_labels returns (each file in name order, its lines in order,
