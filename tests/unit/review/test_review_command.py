@@ -90,6 +90,11 @@ def test_bad_requests_get_clear_errors_and_write_nothing(
     form = b"sample=x&label=1"
     assert _post(url, form, "application/x-www-form-urlencoded") == (
         415, {"error": "send application/json"})
+    # No CORS preflight is ever granted, so another site cannot post JSON from a browser.
+    preflight = urllib.request.Request(url + "/api/labels", method="OPTIONS")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(preflight, timeout=10)
+    assert refused.value.code == 501
     assert _post(url, b'{"sample": "2026-12-02/19/nope/0", "label": 0}') == (
         404, {"error": "no sample '2026-12-02/19/nope/0' in this production area"})
     # Classes unknown (no --classes, no repository): the indices seen, 0..1.
