@@ -23,6 +23,11 @@ def _label(i: int, label: int | str, reviewer: str,
         "at": "2026-12-02T20:00:00Z", "labelSet": "default", "source": source})
 
 
+def _accuracy(records: list[s.SampleRecord], labels: list[s.LabelRecord],
+              settings: s.LabelSetSettings, window: int) -> list[figures.Accuracy]:
+    return figures.reviewed_accuracy(figures.newest_first(records), labels, settings, window)
+
+
 def _view(records: list[s.SampleRecord], labels: list[s.LabelRecord], reviewer: str,
           resolution: str = "consensus") -> list[str]:
     settings = s.LabelSetSettings.model_validate({"resolution": resolution})
@@ -75,7 +80,7 @@ def test_accuracy_is_per_version_and_source_over_the_newest_window() -> None:
         _label(10, 1, "truth", source="automated"),
     ]
     got = {(a.version, a.source): (a.accuracy, a.samples)
-           for a in figures.reviewed_accuracy(records, labels, s.LabelSetSettings(), 3)}
+           for a in _accuracy(records, labels, s.LabelSetSettings(), 3)}
     assert got == {
         (1, "human"): (0.5, 2),        # 3 (unclear), 2 (wrong), 1 (right)
         (1, "automated"): (1.0, 1),
@@ -90,12 +95,12 @@ def test_accuracy_is_per_version_and_source_over_the_newest_window() -> None:
 def test_disagreeing_reviewers_resolve_by_the_label_sets_rule_in_the_figures() -> None:
     records = [_rec(0, prediction=1)]
     labels = [_label(0, 1, "alice"), _label(0, 2, "bob")]
-    consensus = figures.reviewed_accuracy(records, labels, s.LabelSetSettings(), 10)
+    consensus = _accuracy(records, labels, s.LabelSetSettings(), 10)
     assert [(a.source, a.samples) for a in consensus] == []  # no majority: not counted
     unclear = s.LabelSetSettings(resolution="unclear")
-    assert figures.reviewed_accuracy(records, labels, unclear, 10) == []
+    assert _accuracy(records, labels, unclear, 10) == []
     assert figures.labels_total(records, s.resolve(labels, unclear)) == 0
     labels.append(_label(0, 1, "carol"))
-    [a] = [a for a in figures.reviewed_accuracy(records, labels, s.LabelSetSettings(), 10)
+    [a] = [a for a in _accuracy(records, labels, s.LabelSetSettings(), 10)
            if a.source == "all"]
     assert (a.accuracy, a.samples) == (1.0, 1)

@@ -52,6 +52,7 @@ class Review:
         # The last snapshot's view: a page load while nothing changed costs no more than
         # the stat calls that tell the snapshot is still current.
         self._view: _View | None = None
+        self._unlabelled: dict[str, Item] = {}
 
     def _classes(self, snap: Snapshot) -> list[str]:
         if self.settings.classes:
@@ -71,7 +72,7 @@ class Review:
         if cached is not None and cached.snapshot is snap:
             return cached
         every = items(snap.records, snap.latest, snap.resolved, self.settings.reviewer,
-                      self.settings.low_confidence)
+                      self.settings.low_confidence, self._unlabelled)
         mine = sorted((i for i in every if i.mine is not None),
                       key=lambda i: i.mine.at if i.mine else "", reverse=True)
         self._view = _View(snap, self._classes(snap), {i.record.id: i for i in every},

@@ -44,6 +44,7 @@ class Snapshot:
     corrupt_parts: int
     settings: LabelSetSettings
     window: int
+    newest: tuple[SampleRecord, ...]  # records, newest served first
     _ids: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -61,7 +62,7 @@ class Snapshot:
     @cached_property
     def accuracy(self) -> list[figures.Accuracy]:
         known = [r for r in self.labels if r.sample in self._ids]
-        return figures.reviewed_accuracy(self.records, known, self.settings, self.window)
+        return figures.reviewed_accuracy(self.newest, known, self.settings, self.window)
 
     @cached_property
     def labels_total(self) -> int:
@@ -80,6 +81,7 @@ class Area:
         self._key: tuple[tuple[Path, ...], Signature, Signature] | None = None
         self._label_files: dict[str, _LabelFile] = {}
         self._snapshot: Snapshot | None = None
+        self._newest: tuple[SampleRecord, ...] = ()
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -96,8 +98,10 @@ class Area:
             labels, bad = self._read_labels(key[1])
             records = tuple(r for f in folders if (p := self._parts[f]) for r in p.records)
             corrupt = sum(1 for f in folders if self._parts[f] is None)
+            if self._key is None or self._key[0] != folders:
+                self._newest = tuple(figures.newest_first(records))
             self._snapshot = Snapshot(records, tuple(labels), bad, corrupt,
-                                      self._settings(), self.window)
+                                      self._settings(), self.window, self._newest)
             self._key = key
             return self._snapshot
 

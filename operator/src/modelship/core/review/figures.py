@@ -35,16 +35,20 @@ class Accuracy:
     samples: int
 
 
-def reviewed_accuracy(records: Sequence[SampleRecord], labels: Sequence[LabelRecord],
+def newest_first(records: Iterable[SampleRecord]) -> list[SampleRecord]:
+    return sorted(records, key=lambda r: (when(r), r.id), reverse=True)
+
+
+def reviewed_accuracy(newest: Sequence[SampleRecord], labels: Sequence[LabelRecord],
                       settings: LabelSetSettings, window: int) -> list[Accuracy]:
-    """One figure per version and source that has at least one sample resolved to a class."""
-    newest_first = sorted(records, key=lambda r: (when(r), r.id), reverse=True)
+    """One figure per version and source that has at least one sample resolved to a class;
+    `newest`: the samples in newest_first's order (a caller keeps it while parts stay)."""
     out: list[Accuracy] = []
     for source in (*SOURCES, ALL):
         chosen = labels if source == ALL else [r for r in labels if r.source == source]
         resolved = resolve(chosen, settings)
         per_version: dict[int, list[tuple[SampleRecord, Resolved]]] = {}
-        for record in newest_first:
+        for record in newest:
             r = resolved.get(record.id)
             if r is None or r.label is None:
                 continue

@@ -80,13 +80,21 @@ def flags(record: SampleRecord, others: Iterable[LabelRecord],
 
 def items(records: Iterable[SampleRecord],
           latest: Mapping[str, Mapping[str, LabelRecord]],
-          resolved: Mapping[str, Resolved], reviewer: str,
-          low_confidence: float) -> list[Item]:
+          resolved: Mapping[str, Resolved], reviewer: str, low_confidence: float,
+          unlabelled: dict[str, Item] | None = None) -> list[Item]:
+    """Each record as the page shows it. `unlabelled`: the caller's memo of the items of
+    samples nobody has labelled (they depend on the record alone), for one reviewer and
+    threshold: most samples, rebuilt on every new label otherwise."""
     out = []
+    memo: dict[str, Item] = {} if unlabelled is None else unlabelled
     for record in records:
         by_reviewer = latest.get(record.id)
-        if not by_reviewer:  # most samples: nobody has labelled them yet
-            out.append(Item(record, flags(record, (), low_confidence), (), None, None))
+        if not by_reviewer:
+            item = memo.get(record.id)
+            if item is None:
+                item = memo[record.id] = Item(record, flags(record, (), low_confidence), (),
+                                              None, None)
+            out.append(item)
             continue
         others = [r for who, r in by_reviewer.items() if who != reviewer]
         out.append(Item(record, flags(record, others, low_confidence),
