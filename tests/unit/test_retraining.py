@@ -3,6 +3,7 @@ version cleared the drift."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from modelship.core import retraining
 from modelship.core.retraining import Inputs, Reviewed, decide, run_name
 from modelship.core.retraining_manifest import training_run
 from modelship.core.rollout.clock import format_time
+from modelship.handlers import runtime
 from modelship_api.common import Condition
 from modelship_api.modeldeployment import ModelDeployment
 from modelship_api.monitoring import MonitoringStatus, StatisticStatus
@@ -68,12 +70,14 @@ def inputs(now: datetime, *, the_spec: Retraining | None = None,
            conditions: list[Condition] | None = None,
            mon: MonitoringStatus | None = None, previous: RetrainingStatus | None = None,
            runs: list[dict[str, Any]] | None = None, reviewed: Reviewed | None = None,
-           stable: int | None = 1, candidate: int | None = None) -> Inputs:
+           stable: int | None = 1, candidate: int | None = None,
+           ended: frozenset[int] = frozenset()) -> Inputs:
     return Inputs(spec=the_spec or spec(), deployment="defects",
                   created_at=format_time(T0 - timedelta(days=10)),
                   conditions=conditions if conditions is not None else [drift(T0)],
                   monitoring=mon or monitoring(), stable_version=stable,
-                  candidate_version=candidate, previous=previous, runs=runs or [],
+                  candidate_version=candidate, rollouts_ended=ended, previous=previous,
+                  runs=runs or [],
                   reviewed=reviewed or Reviewed(labels_total=10), now=now)
 
 
@@ -106,15 +110,22 @@ def test_one_run_at_a_time_then_the_cooldown() -> None:
                             runs=[run(1, "Running", t1)]))
     assert running.start is None
     assert "defects-retrain-1 is Running (one run at a time)" in running.status.not_started
-    # Succeeded (and, say, its version rolled back): the cooldown still holds.
+    # Succeeded, its version not picked up yet: that rollout comes first.
+    waiting = decide(inputs(t1 + timedelta(minutes=30), previous=running.status,
+                            runs=[run(1, "Succeeded", t1, version=2)], the_spec=spec(
+                                cooldown="1m")))
+    assert waiting.start is None
+    assert waiting.status.not_started == \
+        "version 2 of retraining run defects-retrain-1 is not rolled out yet"
+    # Succeeded and its version rolled back: the cooldown still holds.
     done = decide(inputs(t1 + timedelta(minutes=30), previous=running.status,
-                         runs=[run(1, "Succeeded", t1, version=2)]))
+                         runs=[run(1, "Succeeded", t1, version=2)], ended=frozenset({2})))
     assert done.start is None
     assert done.status.not_started.startswith("cooldown 1h until")
     assert done.status.next_allowed_at == format_time(t1 + timedelta(hours=1))
     assert done.requeue_after == pytest.approx(30 * 60)
     after = decide(inputs(t1 + timedelta(hours=1), previous=done.status,
-                          runs=[run(1, "Succeeded", t1, version=2)]))
+                          runs=[run(1, "Succeeded", t1, version=2)], ended=frozenset({2})))
     assert after.start is not None and after.start.name == "defects-retrain-2"
 
 
@@ -235,6 +246,19 @@ def test_drift_that_persists_past_verify_within_says_a_person_is_needed() -> Non
     assert (failed.effective.status, failed.effective.reason) == ("False", "DriftPersists")
     assert "a person is needed" in failed.effective.message
     assert [e.reason for e in failed.events][:1] == ["DriftPersists"]
+    # The drift holds, past the cooldown: the same data would train the same model, so
+    # only new reviewed labels allow another run.
+    t = t1 + timedelta(hours=2)
+    again = decide(inputs(t, previous=failed.status, runs=runs, stable=2, conditions=still,
+                          mon=monitoring(version=2, at=t), reviewed=Reviewed(labels_total=59)))
+    assert again.start is None
+    assert "did not clear the drift and the reviewed data has not changed: 49 new labels" \
+        in again.status.not_started
+    new = decide(inputs(t, previous=failed.status, runs=runs, stable=2, conditions=still,
+                        mon=monitoring(version=2, at=t), reviewed=Reviewed(labels_total=60)))
+    assert new.start is not None and new.start.sequence == 2
+    # The verdict on version 2 stands while the next run trains.
+    assert new.effective is not None and new.effective.reason == "DriftPersists"
 
 
 def test_the_run_carries_the_selector_labels_and_provenance() -> None:
@@ -289,3 +313,16 @@ def test_bounds_hold_whatever_happens(steps: list[tuple[int, str]], cooldown: in
         assert (b - a) >= timedelta(minutes=cooldown)
     for i, s in enumerate(starts):
         assert sum(1 for x in starts[i:] if x - s < timedelta(hours=24)) <= cap
+
+
+def test_a_retraining_run_that_changes_wakes_its_model_deployment() -> None:
+    """A run's new phase is acted on at once, not at the next resync."""
+    key = ("ModelDeployment", "ml", "defects")
+    woken = runtime._wakeups.setdefault(key, asyncio.Event())
+    try:
+        runtime._on_change("TrainingRun", "MODIFIED", {"metadata": {
+            "namespace": "ml", "name": "defects-retrain-1",
+            "labels": {LABEL_RETRAINED_FOR: "defects"}}})
+        assert woken.is_set()
+    finally:
+        runtime._wakeups.pop(key, None)

@@ -60,6 +60,7 @@ class Inputs:
     monitoring: MonitoringStatus | None
     stable_version: int | None
     candidate_version: int | None
+    rollouts_ended: frozenset[int]  # versions whose rollout ended (status.history)
     previous: RetrainingStatus | None
     runs: Sequence[dict[str, Any]]  # the TrainingRuns labelled retrained-for this resource
     reviewed: Reviewed
@@ -216,9 +217,10 @@ def _cleared(inputs: Inputs, run: RetrainingRun) -> bool:
 
 def _effectiveness(inputs: Inputs, status: RetrainingStatus, plan: Plan,
                    later: list[datetime]) -> str:
-    """RetrainingEffective for the last run's promoted version; the reason no new run may
-    start while it is being verified ("" when none)."""
-    run = status.last_run
+    """RetrainingEffective for the newest retrained version that was promoted (it stands
+    while a later run trains); the reason no new run may start while it is being verified
+    ("" when none)."""
+    run = next((r for r in status.history or [] if r.promoted_at is not None), None)
     if run is None or run.promoted_at is None or run.version is None:
         return ""
     before = get_condition(list(inputs.conditions or []), EFFECTIVE_CONDITION)
@@ -252,16 +254,19 @@ def _effectiveness(inputs: Inputs, status: RetrainingStatus, plan: Plan,
     return blocked
 
 
-def _blocked(inputs: Inputs, status: RetrainingStatus, later: list[datetime]) -> str:
+def _blocked(inputs: Inputs, status: RetrainingStatus, later: list[datetime],
+             ineffective: bool) -> str:
     """Why no run may start now ("" when one may); sets next_allowed_at."""
     spec, now, last = inputs.spec, inputs.now, status.last_run
     reasons = []
     if last is not None and last.phase in UNFINISHED:
         reasons.append(f"retraining run {last.name} is {last.phase} (one run at a time)")
-    if last is not None and last.version is not None \
-            and last.version == inputs.candidate_version:
-        reasons.append(f"version {last.version} of retraining run {last.name} is being "
-                       "rolled out")
+    if last is not None and last.version is not None and last.promoted_at is None \
+            and last.version not in inputs.rollouts_ended:
+        # Its version is the one to judge next: the rollout decides, then verification.
+        doing = "being rolled out" if last.version == inputs.candidate_version \
+            else "not rolled out yet"
+        reasons.append(f"version {last.version} of retraining run {last.name} is {doing}")
     allowed = []
     if last is not None and last.started_at:
         end = parse_time(last.started_at) + timedelta(seconds=parse_duration(spec.cooldown))
@@ -274,14 +279,18 @@ def _blocked(inputs: Inputs, status: RetrainingStatus, later: list[datetime]) ->
         allowed.append(end)
         reasons.append(f"daily cap: {len(starts)} runs started in the last 24h "
                        f"(maxPerDay {spec.max_per_day}) until {format_time(end)}")
-    if last is not None and last.phase == "Rejected" and spec.min_new_labels > 0:
+    # A run whose gate rejected it, or whose promoted version left the drift as it was,
+    # would be repeated on the same data: only new reviewed labels justify another.
+    failed = "was Rejected" if last is not None and last.phase == "Rejected" else \
+        "did not clear the drift" if ineffective else ""
+    if last is not None and failed and spec.min_new_labels > 0:
         total, before = inputs.reviewed.labels_total, last.labels_total
         if total is None or before is None:
             why = inputs.reviewed.error or "no modelship_reviewed_labels_total series"
-            reasons.append(f"last run {last.name} was Rejected and whether the reviewed data "
+            reasons.append(f"last run {last.name} {failed} and whether the reviewed data "
                            f"changed is unknown ({why})")
         elif total - before < spec.min_new_labels:
-            reasons.append(f"last run {last.name} was Rejected and the reviewed data has not "
+            reasons.append(f"last run {last.name} {failed} and the reviewed data has not "
                            f"changed: {total - before} new labels since, minNewLabels "
                            f"{spec.min_new_labels}")
     status.next_allowed_at = format_time(max(allowed)) if allowed else None
@@ -298,7 +307,10 @@ def decide(inputs: Inputs) -> Plan:
     plan = Plan(status=status)
     holding, later = _triggers(inputs, status)
     verifying = _effectiveness(inputs, status, plan, later)
-    blocked = "; ".join(filter(None, [verifying, _blocked(inputs, status, later)]))
+    ineffective = plan.effective is not None and plan.effective.status == "False" \
+        and status.last_run is not None and status.last_run.promoted_at is not None
+    blocked = "; ".join(filter(None, [verifying,
+                                      _blocked(inputs, status, later, ineffective)]))
     status.triggered = "; ".join(f"{t.name}: {t.scores}" for t in holding)
     status.not_started = blocked if holding else ""
     if holding and not blocked:

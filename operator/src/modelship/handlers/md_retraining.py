@@ -78,6 +78,7 @@ async def retrain(kube: Kube, md: ModelDeployment, status: ModelDeploymentStatus
         spec=spec, deployment=name, created_at=md.metadata.creation_timestamp or format_time(now),
         conditions=status.conditions, monitoring=status.monitoring,
         stable_version=status.stable_version, candidate_version=status.candidate_version,
+        rollouts_ended=frozenset(h.version for h in status.history or []),
         previous=status.retraining, runs=runs,
         reviewed=await reviewed(md, status.stable_version), now=now))
     if plan.start is not None:
