@@ -6,9 +6,11 @@ runs and the test finishes with the trainer's result, as test_trainingrun does."
 from __future__ import annotations
 
 import json
+import random
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from modelship.core.drift.profiles import INIT_CONTAINER
+from modelship_api.profile import Profile
 from modelship_api.retraining import (
     ANNOTATION_LABELS,
     ANNOTATION_SCORES,
@@ -33,11 +37,14 @@ from modelship_dev.prometheus import PrometheusProcess
 from tests.conftest import Kubectl, wait_for, wait_for_status
 from tests.integration.test_modeldeployment import condition, ready, sample
 from tests.integration.test_monitoring import (
+    DEFINITIONS,
     MODEL,
     NAME,
     Exporter,
+    Version,
     carry_profile,
     conditions,
+    draw,
     exporter,
     profile,
     status,
@@ -103,7 +110,29 @@ def template() -> dict[str, Any]:
     return spec
 
 
-def retraining_md(prometheus_url: str, cooldown: str = "1h") -> dict[str, Any]:
+def dark_profile() -> Profile:
+    """The profile of a version trained on the darker images."""
+    rng = random.Random(3)
+    samples = [draw(rng, dark=True) for _ in range(4000)]
+    now = datetime.now(UTC)
+    return Profile.build(DEFINITIONS, {d.name: [s[d.name] for s in samples]
+                                       for d in DEFINITIONS}, len(samples), now, now)
+
+
+def carry_version_profile(kubectl: Kubectl, version: int, text: str) -> None:
+    """carry_profile for the pod of one version."""
+    (pod,) = kubectl.list("pod", f"modelship.io/modeldeployment={NAME},"
+                          f"modelship.io/model-version={version}")
+    inits = pod["status"]["initContainerStatuses"]
+    for init in inits:
+        if init["name"] == INIT_CONTAINER:
+            init["state"]["terminated"]["message"] = text
+    kubectl("patch", "pod", pod["metadata"]["name"], "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"initContainerStatuses": inits}}))
+
+
+def retraining_md(prometheus_url: str, cooldown: str = "1h",
+                  verify_within: str = "30m") -> dict[str, Any]:
     md = sample()
     md["spec"]["model"] = {"name": MODEL, "fromTrainingRuns": {"matchLabels": LABELS}}
     md["spec"]["monitoring"] = {"prometheus": {"address": prometheus_url}, "window": "10s",
@@ -112,6 +141,7 @@ def retraining_md(prometheus_url: str, cooldown: str = "1h") -> dict[str, Any]:
     md["spec"]["retraining"] = {"template": template(),
                                 "triggers": {"dataDrift": {"for": "2s"}},
                                 "cooldown": cooldown, "maxPerDay": 5,
+                                "verifyWithin": verify_within,
                                 "minNewLabels": MIN_NEW_LABELS}
     return md
 
@@ -193,7 +223,7 @@ def test_sustained_drift_starts_one_bounded_retraining_run(
     assert len(retraining_runs(kubectl)) == 1
 
     # Without the cooldown: still none while the reviewed data is unchanged.
-    md = retraining_md(prometheus.url, cooldown="0s")
+    md = retraining_md(prometheus.url, cooldown="0s", verify_within="5s")
     kubectl.apply(md)
     not_started(kubectl, "Rejected and the reviewed data has not changed")
     assert len(retraining_runs(kubectl)) == 1
@@ -211,6 +241,31 @@ def test_sustained_drift_starts_one_bounded_retraining_run(
     assert second["metadata"]["annotations"][ANNOTATION_LABELS] == str(100 + MIN_NEW_LABELS)
     assert len(retraining_runs(kubectl)) == 2
     assert condition(kubectl.get("md", NAME), "DataDrift")["status"] == "True"
+
+    # It is Blessed and replaces version 1. Until its own evaluation (here: its profile has
+    # not arrived) clears the drift, it is unverified; after verifyWithin, a person is needed.
+    with exporter[0].lock:
+        exporter[0].versions[2] = Version(dark=True)
+    finish_pod(kubectl, running_pod(kubectl, f"{NAME}-retrain-2"), EXIT_SUCCEEDED,
+               result("Succeeded", 2))
+    wait_for("version 2 stable", lambda: ready(kubectl, NAME, 2), timeout=90)
+    st = wait_for("RetrainingEffective False", lambda: conditions(
+        kubectl, RetrainingEffective="False"), timeout=60)
+    effective = condition({"status": st}, "RetrainingEffective")
+    assert effective["reason"] == "DriftPersists"
+    assert "version 2 (retraining run defects-dev-retrain-2" in effective["message"]
+    assert "a person is needed" in effective["message"]
+    assert st["retraining"]["lastRun"]["promotedAt"]
+    # The drift of version 1 is no trigger for version 2: no third run.
+    assert len(retraining_runs(kubectl)) == 2
+
+    # Its profile (of the darker images it was trained on) arrives: the drift clears.
+    carry_version_profile(kubectl, 2, dark_profile().dumps())
+    st = wait_for("RetrainingEffective True", lambda: conditions(
+        kubectl, RetrainingEffective="True", DataDrift="False"), timeout=60)
+    assert condition({"status": st}, "RetrainingEffective")["reason"] == "DriftCleared"
+    assert st["monitoring"]["version"] == 2
+    assert len(retraining_runs(kubectl)) == 2
 
 
 def test_an_invalid_retraining_template_is_refused_at_admission(
