@@ -62,14 +62,26 @@ class Review:
     """`modelship review`'s gauges for the model (LOOP's contract): labels so far."""
 
     labels_total: int = 100
+    # version -> (accuracy, samples) over the last labels of that version, source="all"
+    accuracy: dict[int, tuple[float, int]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def collect(self) -> Iterator[Metric]:
         total = GaugeMetricFamily("modelship_reviewed_labels_total", "resolved labels",
                                   labels=["model"])
+        names = ["model", "version", "source"]
+        accuracy = GaugeMetricFamily("modelship_reviewed_accuracy", "reviewed accuracy",
+                                     labels=names)
+        samples = GaugeMetricFamily("modelship_reviewed_samples", "labels it is over",
+                                    labels=names)
         with self.lock:
             total.add_metric([MODEL], self.labels_total)
-        yield total
+            for version, (value, count) in self.accuracy.items():
+                for source, share in (("all", 1.0), ("human", 0.5)):
+                    # The human-only series is better: only source="all" may count.
+                    accuracy.add_metric([MODEL, str(version), source], value + 1 - share)
+                    samples.add_metric([MODEL, str(version), source], round(count * share))
+        yield from (total, accuracy, samples)
 
 
 @pytest.fixture
@@ -159,17 +171,21 @@ def not_started(kubectl: Kubectl, words: str, timeout: float = 60) -> dict[str, 
                            lambda r: words in r.get("notStarted", ""), timeout=timeout)
 
 
-def test_sustained_drift_starts_one_bounded_retraining_run(
-        kubectl: Kubectl, operator: OperatorProcess, exporter: tuple[Exporter, int],
-        review: tuple[Review, int], prometheus: PrometheusProcess) -> None:
-    # Version 1 comes from a Blessed TrainingRun that fromTrainingRuns follows.
+def serve_version_1(kubectl: Kubectl, md: dict[str, Any]) -> None:
+    """Version 1 comes from a Blessed TrainingRun that fromTrainingRuns follows."""
     first = training_run(name="defects-v1")
     first["metadata"]["labels"] = LABELS
     kubectl.apply(first)
     finish_pod(kubectl, running_pod(kubectl, "defects-v1"), EXIT_SUCCEEDED,
                result("Succeeded", 1))
-    kubectl.apply(retraining_md(prometheus.url))
+    kubectl.apply(md)
     wait_for("Ready", lambda: ready(kubectl, NAME, 1), timeout=90)
+
+
+def test_sustained_drift_starts_one_bounded_retraining_run(
+        kubectl: Kubectl, operator: OperatorProcess, exporter: tuple[Exporter, int],
+        review: tuple[Review, int], prometheus: PrometheusProcess) -> None:
+    serve_version_1(kubectl, retraining_md(prometheus.url))
     carry_profile(kubectl, profile().dumps())
     wait_for("judged against the profile", lambda: conditions(kubectl, DataDrift="False"),
              timeout=60)
@@ -266,6 +282,28 @@ def test_sustained_drift_starts_one_bounded_retraining_run(
     assert condition({"status": st}, "RetrainingEffective")["reason"] == "DriftCleared"
     assert st["monitoring"]["version"] == 2
     assert len(retraining_runs(kubectl)) == 2
+
+
+def test_low_reviewed_accuracy_of_the_stable_version_starts_a_run(
+        kubectl: Kubectl, operator: OperatorProcess, exporter: tuple[Exporter, int],
+        review: tuple[Review, int], prometheus: PrometheusProcess) -> None:
+    md = retraining_md(prometheus.url)
+    md["spec"]["retraining"]["triggers"] = {"reviewedAccuracy": {"below": 0.9,
+                                                                 "minSamples": 100}}
+    with review[0].lock:
+        review[0].accuracy = {1: (0.8, 99), 2: (0.5, 500)}  # too few; not the stable one
+    serve_version_1(kubectl, md)
+    st = wait_for_status("accuracy read", lambda: kubectl.get("md", NAME) or {},
+                         lambda m: bool(m.get("status", {}).get("retraining")), timeout=30)
+    assert st["status"]["retraining"]["triggered"] == ""
+    with review[0].lock:
+        review[0].accuracy[1] = (0.8, 100)
+    (run,) = wait_for("retraining run", lambda: retraining_runs(kubectl), timeout=60)
+    notes = run["metadata"]["annotations"]
+    assert notes[ANNOTATION_TRIGGER] == "ReviewedAccuracy"
+    assert notes[ANNOTATION_SCORES] == "reviewed accuracy 0.800 < 0.9 over 100 labels"
+    assert notes[ANNOTATION_WINDOW] == "last 100 reviewed labels of version 1"
+    assert notes[ANNOTATION_LABELS] == "100"
 
 
 def test_an_invalid_retraining_template_is_refused_at_admission(
