@@ -7,12 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import torch
 from production_fixture import START, label, write_part, write_reviewed
 
 from modelship_api import samples as s
 from modelship_api.trainingrun import GeneratedDataset, ProductionData
+from modelship_trainer.data import ArrayDataset
 from modelship_trainer.production import ProductionSamples, load
 from modelship_trainer.surface_defects import CLASSES, generate
+from modelship_trainer.training import fit_classifier, predict_logits
 
 SHAPE = (1, 16, 16)
 SPEC = ProductionData.model_validate({"volume": {"hostPath": "/unused"}})
@@ -136,3 +139,15 @@ def test_lineage_digests_change_when_the_data_changes(tmp_path: Path) -> None:
     assert grown.parts_digest != relabelled.parts_digest
     assert grown.labels_digest != relabelled.labels_digest
     assert grown.parts == 2
+
+
+def test_training_honours_sample_weights() -> None:
+    # The same input labelled 0 thrice and 1 once: weights decide which label the model learns.
+    x = np.zeros((4, 1, 2, 2), dtype=np.float32)
+    y = np.array([0, 0, 0, 1], dtype=np.int64)
+    for weights, expected in ((None, 0), (np.array([1, 1, 1, 30], dtype=np.float32), 1)):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        fit_classifier(model, ArrayDataset(x, y, ("a", "b"), weights), epochs=50, lr=0.1,
+                       batch_size=4, weight_decay=0.0, seed=0)
+        assert int(predict_logits(model, x[:1]).argmax()) == expected

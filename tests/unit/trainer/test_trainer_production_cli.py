@@ -15,7 +15,7 @@ from trainer_harness import run_trainer
 from modelship_api import samples as s
 from modelship_api.profile import PROFILE_FILE, Profile
 from modelship_api.training_result import EXIT_REJECTED, EXIT_SUCCEEDED, TrainingResult
-from modelship_api.trainingrun import GeneratedDataset
+from modelship_api.trainingrun import GeneratedDataset, TrainingRunStatus
 from modelship_trainer.surface_defects import CLASSES, generate
 
 DARK = {"name": "dark", "inputStatistic": {"statistic": "input_brightness", "max": 0.3},
@@ -80,6 +80,8 @@ def test_trains_on_reviewed_samples_and_gates_on_the_dark_slice(tmp_path: Path) 
     assert used.train + used.held_out == 300 and 50 < used.held_out < 130
     assert used.weighted and used.parts_digest.startswith("sha256:")
     assert "1 corrupt parts, 1 bad label lines" in result.message
+    status = TrainingRunStatus.model_validate(result.status_fields())
+    assert status.lineage is not None and status.lineage.production == used
     checks = {c.name: c for c in (result.gate.checks if result.gate else None) or []}
     assert checks["slice dark: accuracy>=0.5"].passed
     assert checks["slice reviewed: accuracy>=0.5"].passed
