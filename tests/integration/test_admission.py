@@ -4,6 +4,7 @@ input with a message that names the field."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +233,19 @@ def test_invalid_resource_is_refused_naming_the_field(
     assert out.returncode != 0, f"{name} was accepted"
     assert field in out.stderr, out.stderr
     assert message in out.stderr, out.stderr
+
+
+def test_production_data_and_every_slice_selector_are_admitted(kubectl: Kubectl) -> None:
+    doc = _tr(dataset={"generated": {}, "production": {"volume": {"hostPath": "/samples"},
+                                                       "heldOutFraction": 0.25}},
+              gate={"baseline": {"maxRegression": 0.01}, "slices": [
+                  {"name": "dark", "inputStatistic": {"statistic": "input_brightness",
+                                                      "max": 0.3}, "maxRegression": 0.0},
+                  {"name": "reviewed", "reviewedProduction": True, "min": 0.8},
+                  {"name": "pits", "class": "pit", "min": 0.7, "minSamples": 30},
+                  {"name": "first", "class": 0, "metric": "loss", "higherIsBetter": False,
+                   "min": 0.5}]})
+    out = kubectl.apply(doc, "--dry-run=server", "-o", "json")
+    stored = json.loads(out.stdout)["spec"]
+    assert stored["dataset"]["production"]["labelSet"] == "default"
+    assert [s["minSamples"] for s in stored["gate"]["slices"]] == [20, 20, 30, 20]
