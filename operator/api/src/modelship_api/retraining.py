@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field
 
 from modelship_api.common import ApiModel, Duration, cel, validations
 from modelship_api.names import GROUP
-from modelship_api.trainingrun import TrainingRunSpec
+from modelship_api.trainingrun import SPEC_RULES, TrainingRunSpec
 
 LABEL_RETRAINED_FOR = f"{GROUP}/retrained-for"
 ANNOTATION_SEQUENCE = f"{GROUP}/retraining-sequence"
@@ -34,7 +34,7 @@ class TrainingRunTemplate(TrainingRunSpec):
     may be edited: each retraining run copies the template as it is then."""
 
     # The TrainingRun's immutability rule (self == oldSelf) is its own; a template changes.
-    model_config = ConfigDict(json_schema_extra=None)
+    model_config = ConfigDict(json_schema_extra=validations(*SPEC_RULES))
 
 
 class DataDriftTrigger(ApiModel):

@@ -310,6 +310,16 @@ class JobSettings(ApiModel):
     )
 
 
+# Rules on the whole spec that a retraining template (modelship_api.retraining) shares; the
+# TrainingRun adds its immutability, which a template does not have.
+SPEC_RULES = (
+    cel("!has(self.gate) || !has(self.gate.slices) || has(self.dataset.production) || "
+        "!self.gate.slices.exists(s, has(s.reviewedProduction))",
+        "a reviewedProduction slice needs dataset.production",
+        field_path=".gate.slices", reason="FieldValueInvalid"),
+)
+
+
 class TrainingRunSpec(ApiModel):
     """Desired training run. A run is a record: its spec cannot change once created."""
 
@@ -318,10 +328,7 @@ class TrainingRunSpec(ApiModel):
             cel("self == oldSelf",
                 "spec is immutable: a TrainingRun records one run; create a new TrainingRun",
                 reason="FieldValueForbidden"),
-            cel("!has(self.gate) || !has(self.gate.slices) || has(self.dataset.production) || "
-                "!self.gate.slices.exists(s, has(s.reviewedProduction))",
-                "a reviewedProduction slice needs dataset.production",
-                field_path=".gate.slices", reason="FieldValueInvalid"),
+            *SPEC_RULES,
         )
     )
 
