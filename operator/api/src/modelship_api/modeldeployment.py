@@ -554,7 +554,14 @@ class ModelDeploymentSpec(ApiModel):
                 "shadow needs traffic.provider gateway: the replicas provider cannot mirror",
                 field_path=".rollout.shadow",
                 reason="FieldValueInvalid",
-            )
+            ),
+            cel(
+                "!self.monitoring.sampling.enabled || self.runtime.backend == 'python'",
+                "sampling is done by modelship's runner: set runtime.backend python, or "
+                "monitoring.sampling.enabled false",
+                field_path=".monitoring.sampling.enabled",
+                reason="FieldValueInvalid",
+            ),
         )
     )
 
