@@ -779,7 +779,9 @@ class ModelDeploymentStatus(ApiModel):
         default=None,
         description="Ready, Progressing, Degraded, InvalidSpec, RouteAccepted (provider "
         "gateway: whether the gateway accepted the GRPCRoute, with its reason), the "
-        "monitoring conditions DataDrift, PredictionDrift, Stale and NumericFault, and "
+        "monitoring conditions DataDrift, PredictionDrift, Stale and NumericFault, Sampling "
+        "(with spec.monitoring.sampling: True while the pods write samples, False with why "
+        "once one stopped, e.g. VolumeFull), and "
         "ReconcileError while the Kubernetes API refuses the operator a request (its "
         "message is the API's, e.g. which RBAC verb is missing).",
     )
