@@ -76,7 +76,7 @@ def _serve(sampler: r.Sampler, n: int, seed: int = 0) -> tuple[np.ndarray, np.nd
 def test_written_parts_follow_the_contract_and_read_back(tmp_path: Path) -> None:
     area = tmp_path / "production" / "defects"
     sampler = r.Sampler(_policy(area, rate=0.1, over=5.0), 3, "pod-a.defects_0",
-                        [_brightness([300, 300, 300, 100])], np.random.default_rng(1))
+                        [_brightness([300, 300, 300, 100])], seed=1)
     x, _ = _serve(sampler, 2000)
     written = sampler.flush()
     assert written and sampler.stopped is None
@@ -111,7 +111,7 @@ def test_written_parts_follow_the_contract_and_read_back(tmp_path: Path) -> None
 def test_the_hourly_cap_bounds_what_is_kept_and_stops_drawing_until_the_next_hour(
         tmp_path: Path) -> None:
     sampler = r.Sampler(_policy(tmp_path, rate=1.0, cap=25), 1, "w", [],
-                        np.random.default_rng(2))
+                        seed=2)
     _serve(sampler, 60)
     sampler.flush()
     parts, _ = samples.read_parts(tmp_path)
@@ -125,7 +125,7 @@ def test_a_volume_that_refuses_writes_stops_sampling_until_a_write_succeeds(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     area = tmp_path / "area"
     area.write_text("a file where the production area should be")  # every write fails
-    sampler = r.Sampler(_policy(area, rate=1.0), 1, "w", [], np.random.default_rng(3))
+    sampler = r.Sampler(_policy(area, rate=1.0), 1, "w", [], seed=3)
     _serve(sampler, 5)
     assert sampler.flush() == [] and sampler.stopped == "WriteFailed"
     _serve(sampler, 5)
@@ -146,3 +146,20 @@ def test_writer_names_fit_the_contract() -> None:
         "defects-v1-7f9c-abcde.defects_0_0"
     long = r.writer_name("x" * 80, "inst/0")
     assert samples.NAME.match(long) and long.endswith("inst-0")
+
+
+def test_each_row_of_a_batched_request_is_a_sample_with_the_requests_id(
+        tmp_path: Path) -> None:
+    sampler = r.Sampler(_policy(tmp_path, rate=0.5, over=1.0), 1, "w", [], seed=4)
+    x = np.arange(40 * 4, dtype=np.float32).reshape(40, 1, 2, 2) / 160
+    logits = np.tile(np.array([[0.0, 5.0, 0.0]], dtype=np.float32), (40, 1))
+    sampler.offer(x, logits, "batch-1")
+    sampler.flush()
+    (part,), _ = samples.read_parts(tmp_path)
+    images = np.load(part.path / samples.IMAGES_FILE)
+    assert 8 <= len(part.records) <= 32 and images.shape == (len(part.records), 1, 2, 2)
+    rows = [round(float(img.flat[0]) * 160 / 4) for img in images]
+    assert rows == sorted(set(rows))  # distinct rows, in served order
+    np.testing.assert_array_equal(images, x[rows])
+    assert {rec.request_id for rec in part.records} == {"batch-1"}
+    assert all(rec.prediction == 1 for rec in part.records)
