@@ -571,6 +571,13 @@ class ModelDeploymentSpec(ApiModel):
                 field_path=".retraining.template.model",
                 reason="FieldValueInvalid",
             ),
+            cel(
+                "!self.monitoring.sampling.enabled || self.runtime.backend == 'python'",
+                "sampling is done by modelship's runner: set runtime.backend python, or "
+                "monitoring.sampling.enabled false",
+                field_path=".monitoring.sampling.enabled",
+                reason="FieldValueInvalid",
+            ),
         )
     )
 
@@ -793,9 +800,10 @@ class ModelDeploymentStatus(ApiModel):
         default=None,
         description="Ready, Progressing, Degraded, InvalidSpec, RouteAccepted (provider "
         "gateway: whether the gateway accepted the GRPCRoute, with its reason), the "
-        "monitoring conditions DataDrift, PredictionDrift, Stale and NumericFault, "
-        "RetrainingEffective (whether DataDrift cleared after a retrained version was "
-        "promoted), and "
+        "monitoring conditions DataDrift, PredictionDrift, Stale and NumericFault, Sampling "
+        "(with spec.monitoring.sampling: True while the pods write samples, False with why "
+        "once one stopped, e.g. VolumeFull), RetrainingEffective (whether DataDrift cleared "
+        "after a retrained version was promoted), and "
         "ReconcileError while the Kubernetes API refuses the operator a request (its "
         "message is the API's, e.g. which RBAC verb is missing).",
     )
