@@ -310,7 +310,7 @@ def canary_wave(cluster: LocalCluster, operator: OperatorProcess, proc: Proc, wo
                 beyond.append(epoch(entry["finishedAt"]) - at - pauses)
                 seen = sorted(stages.stages[key].items(), key=lambda kv: kv[1])
                 ends = [t for _, t in seen[1:]] + [epoch(entry["finishedAt"])]
-                for (stage, began), end in zip(seen, ends, strict=True):
+                for (stage, began), end in zip(seen, ends[:len(seen)], strict=True):
                     steps.setdefault(stage, []).append(end - began)
         print(f"\ncanary wave: {count} canaries at once, {len(WAVE_WEIGHTS)} steps of "
               f"{pause_s:g} s each, analysis every 1 s against Prometheus "
