@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Pod
 
 from modelship import constants
 from modelship.adapters.cache import Kind, Store
+from modelship.adapters.kube import WATCHED
 
 OWNER = constants.LABEL_DEPLOYMENT
 
@@ -60,3 +62,24 @@ def test_relist_reports_changes_and_drops_what_is_gone_in_its_scope_only() -> No
     assert [(event, obj["metadata"]["name"]) for event, obj in changes] == [
         ("ADDED", "a-v3"), ("DELETED", "a-v2")]
     assert s.get("other", "x") is not None
+
+
+def test_a_kind_leaves_the_fields_it_drops_out_of_the_store() -> None:
+    s = Store(Kind(Deployment, index=(OWNER,), drop=("spec",)))
+    assert s.put(dep("a-v1", 1))
+    got = s.get("ns", "a-v1")
+    assert got is not None and "spec" not in got
+    assert got["metadata"]["labels"] == {OWNER: "a"}
+    assert [d["metadata"]["name"] for d in s.select("ns", {OWNER: "a"})] == ["a-v1"]
+
+
+def test_the_operators_pod_cache_keeps_labels_and_status_only() -> None:
+    pods = next(k for k in WATCHED if k.res is Pod)
+    s = Store(pods)
+    s.put({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "p", "namespace": "ns", "resourceVersion": "1",
+                        "labels": {OWNER: "a"}},
+           "spec": {"containers": [{"name": "triton"}]},
+           "status": {"podIP": "10.0.0.1"}})
+    got = s.get("ns", "p")
+    assert got is not None and "spec" not in got and got["status"] == {"podIP": "10.0.0.1"}

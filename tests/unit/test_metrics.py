@@ -98,3 +98,23 @@ def test_monitoring_series_follow_status_and_leave_with_the_resource() -> None:
     metrics.set_monitoring("ns3", "b", None, [])  # monitoring turned off: no series
     for metric in (metrics.DRIFT_SCORE, metrics.MODEL_AGE, metrics.MONITORING_CONDITION):
         assert not [s for s in _labelsets(metric) if s[:2] == ("ns3", "b")]
+
+
+def test_each_resources_series_are_indexed_by_namespace_and_name() -> None:
+    # A pass finds its own resource's series through the index, never by scanning every
+    # resource's (what made an idle operator of 1,000 resources busy).
+    for metric in (*metrics._PER_MODEL_DEPLOYMENT, *metrics._PER_TRAINING_RUN):
+        assert isinstance(metric, metrics._PerResource)
+        assert tuple(metric._labelnames[:2]) == ("namespace", "name")
+    metrics.set_phase(metrics.PHASE, "ns4", "a", "m", "Ready", ("Ready", "Failed"))
+    metrics.ANALYSIS_VALUE.labels("ns4", "a", "errors").set(0.1)
+    metrics.ANALYSIS_VALUE.labels(namespace="ns4", name="b", check="errors").set(0.2)
+    assert set(metrics.PHASE.series_of("ns4", "a")) == {
+        ("ns4", "a", "m", "Ready"), ("ns4", "a", "m", "Failed")}
+    assert metrics.ANALYSIS_VALUE.series_of("ns4", "a") == [("ns4", "a", "errors")]
+    metrics.forget_model_deployment("ns4", "a")
+    assert metrics.PHASE.series_of("ns4", "a") == []
+    assert metrics.ANALYSIS_VALUE.series_of("ns4", "a") == []
+    assert metrics.ANALYSIS_VALUE.series_of("ns4", "b") == [("ns4", "b", "errors")]
+    metrics.forget_model_deployment("ns4", "b")
+    assert not [s for s in metrics.ANALYSIS_VALUE._metrics if s[0] == "ns4"]

@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
+from modelship.adapters import prometheus as prometheus_adapter
 from modelship.adapters.prometheus import (
     PrometheusClient,
     QueryResult,
@@ -263,3 +265,31 @@ def test_vector_queries_that_fail_are_error_texts(refused_url: str) -> None:
     from modelship.core.drift.queries import VectorQuery
     answers = asyncio.run(query_vectors(refused_url, [VectorQuery("a", "up", "le")], 2.0))
     assert answers["a"].values == {} and "unreachable" in answers["a"].error
+
+
+def test_passes_share_one_http_client_per_event_loop(fake: FakePrometheus,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Making a client loads the CA bundle (tens of ms of CPU): 100 canaries analysed every
+    # second made 100 a second and starved the operator's loop. Counted, not replaced.
+    made: list[httpx.AsyncClient] = []
+    real = httpx.AsyncClient
+
+    def counting(*args: Any, **kwargs: Any) -> httpx.AsyncClient:
+        made.append(real(*args, **kwargs))
+        return made[-1]
+    monkeypatch.setattr(prometheus_adapter.httpx, "AsyncClient", counting)
+    check = Check(name="c", query="one", max=1)
+
+    async def passes() -> list[Measurement]:
+        out = []
+        for _ in range(3):
+            out.append((await measure_checks(fake.url, [CheckQuery(check, candidate="one")],
+                                             2.0))["c"])
+            await parse_queries(fake.url, ["one"], 2.0)
+        await prometheus_adapter.close_shared_client()
+        return out
+
+    assert [m.value for m in asyncio.run(passes())] == [0.125] * 3
+    assert len(made) == 1 and made[0].is_closed
+    asyncio.run(passes())  # another loop (a restarted operator): a client of its own
+    assert len(made) == 2

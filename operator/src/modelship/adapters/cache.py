@@ -51,6 +51,9 @@ class Kind:
     index: tuple[str, ...] = ()
     # An API that may be absent from the cluster: its store stays unsynced, never fatal.
     optional: bool = False
+    # Top-level fields nobody reads, left out of the store (as managedFields always are):
+    # what a store holds is most of the operator's memory.
+    drop: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -124,7 +127,7 @@ class Store:
             if new_rv is not None and old_rv is not None and new_rv < old_rv:
                 return False
             self._unindex(key, old)
-        slim = dict(obj)
+        slim = {k: v for k, v in obj.items() if k not in self.kind.drop}
         # managedFields are the largest part of most objects and nothing here reads them.
         slim["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
         self._objects[key] = slim

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from typing import Any, Self
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -23,6 +24,50 @@ from modelship_api.monitoring import MonitoringStatus
 
 # The image sets it from its org.opencontainers.image.revision build argument.
 REVISION_ENV = "MODELSHIP_REVISION"
+
+Owner = tuple[str, str]  # namespace, name
+
+
+class _PerResource(MetricWrapperBase):
+    """A metric whose first two labels are `namespace` and `name`, with its series indexed
+    by them: every pass replaces one resource's series, and a scan of every resource's
+    series there made each pass O(resources) (an idle operator of 1,000 resources kept
+    most of a core busy with it)."""
+
+    def _owned(self) -> dict[Owner, set[tuple[str, ...]]]:
+        index: dict[Owner, set[tuple[str, ...]]] = self.__dict__.setdefault("_by_owner", {})
+        return index
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Self:
+        child = super().labels(*labelvalues, **labelkwargs)
+        values: tuple[str, ...] = child._labelvalues
+        self._owned().setdefault((values[0], values[1]), set()).add(values)
+        return child
+
+    def remove(self, *labelvalues: Any) -> None:
+        super().remove(*labelvalues)
+        values = tuple(str(v) for v in labelvalues)
+        owned = self._owned().get((values[0], values[1]))
+        if owned is not None:
+            owned.discard(values)
+            if not owned:
+                del self._owned()[(values[0], values[1])]
+
+    def clear(self) -> None:
+        super().clear()
+        self._owned().clear()
+
+    def series_of(self, namespace: str, name: str) -> list[tuple[str, ...]]:
+        """The label values of every series of one resource."""
+        return list(self._owned().get((namespace, name), ()))
+
+
+class ResourceGauge(_PerResource, Gauge):
+    """A Gauge labelled namespace and name first (see _PerResource)."""
+
+
+class ResourceCounter(_PerResource, Counter):
+    """A Counter labelled namespace and name first (see _PerResource)."""
 
 INFO = Gauge(
     "modelship_info",
@@ -47,40 +92,40 @@ RECONCILE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-PHASE = Gauge(
+PHASE = ResourceGauge(
     "modelship_modeldeployment_phase",
     "1 for the current phase of each ModelDeployment, 0 for the others; `model` is the "
     "Triton model it serves (joins Triton's nv_inference_* series).",
     ["namespace", "name", "model", "phase"],
 )
-CANDIDATE_WEIGHT = Gauge(
+CANDIDATE_WEIGHT = ResourceGauge(
     "modelship_candidate_weight_percent",
     "Percent of traffic the operator routes to the candidate version (0 without one); the "
     "stable version gets the rest.",
     ["namespace", "name"],
 )
-ROLLOUTS = Counter(
+ROLLOUTS = ResourceCounter(
     "modelship_rollouts_total",
     "Finished rollouts by strategy and outcome (Promoted, RolledBack, Aborted, Superseded).",
     ["namespace", "name", "strategy", "outcome"],
 )
-ROLLBACKS = Counter(
+ROLLBACKS = ResourceCounter(
     "modelship_rollbacks_total",
     "Automatic rollbacks; `check` names the failing analysis check(s), or the cause "
     "(ProgressDeadlineExceeded, NotReady, MirrorUnsupported). Alert on increase().",
     ["namespace", "name", "model", "check"],
 )
-ANALYSIS_RESULTS = Counter(
+ANALYSIS_RESULTS = ResourceCounter(
     "modelship_analysis_results_total",
     "Analysis check results by check and result (Successful, Failed, Inconclusive).",
     ["namespace", "name", "check", "result"],
 )
-ANALYSIS_VALUE = Gauge(
+ANALYSIS_VALUE = ResourceGauge(
     "modelship_analysis_value",
     "The latest measured value of each analysis check.",
     ["namespace", "name", "check"],
 )
-SMOKE_REQUESTS = Counter(
+SMOKE_REQUESTS = ResourceCounter(
     "modelship_smoke_requests_total",
     "Sample requests the operator sent to a candidate at weight 0 (spec.rollout.smokeLoad), "
     "by result (ok, failed: an error answer, a timeout, no ready pod to send to).",
@@ -105,29 +150,29 @@ CACHE_EVENTS = Counter(
     "Changes the watch caches received, by kind and event type.",
     ["kind", "type"],
 )
-TRAINING_RUN_PHASE = Gauge(
+TRAINING_RUN_PHASE = ResourceGauge(
     "modelship_trainingrun_phase",
     "1 for the current phase of each TrainingRun, 0 for the others.",
     ["namespace", "name", "model", "phase"],
 )
-DRIFT_SCORE = Gauge(
+DRIFT_SCORE = ResourceGauge(
     "modelship_drift_score",
     "Population stability index of each statistic of the stable version against its "
     "profile.json, over spec.monitoring.window; absent while Inconclusive (too few samples).",
     ["namespace", "name", "statistic"],
 )
-MODEL_AGE = Gauge(
+MODEL_AGE = ResourceGauge(
     "modelship_model_age_seconds",
     "Age of the stable version's newest training data (profile.json dataTime).",
     ["namespace", "name"],
 )
-MONITORING_CONDITION = Gauge(
+MONITORING_CONDITION = ResourceGauge(
     "modelship_monitoring_condition",
     "1 while a monitoring condition (DataDrift, PredictionDrift, Stale, NumericFault) is "
     "True, 0 while it is False or Unknown; the chart's model alerts fire on it.",
     ["namespace", "name", "condition"],
 )
-MONITORING_EVALUATIONS = Counter(
+MONITORING_EVALUATIONS = ResourceCounter(
     "modelship_monitoring_evaluations_total",
     "Monitoring evaluations of each ModelDeployment's stable version (one every "
     "spec.monitoring.interval).",
@@ -149,18 +194,19 @@ def set_info() -> None:
     INFO.labels(version=version, revision=os.environ.get(REVISION_ENV) or "unknown").set(1)
 
 
-def _remove_where(metric: MetricWrapperBase, keep: dict[str, str],
+def _remove_where(metric: _PerResource, keep: dict[str, str],
                   drop: dict[str, str]) -> None:
-    """Remove the label sets that match all of `drop` and differ from `keep` somewhere."""
+    """Remove the series of the resource `drop` names (namespace, name) that differ from
+    `keep` somewhere."""
     names = list(metric._labelnames)  # prometheus_client keeps no public accessor
-    for values in list(metric._metrics):
+    for values in metric.series_of(drop["namespace"], drop["name"]):
         labels = dict(zip(names, values, strict=True))
         if all(labels.get(k) == v for k, v in drop.items()) and (
                 not keep or any(labels.get(k) != v for k, v in keep.items())):
             metric.remove(*values)
 
 
-def set_phase(metric: Gauge, namespace: str, name: str, model: str, phase: str,
+def set_phase(metric: ResourceGauge, namespace: str, name: str, model: str, phase: str,
               phases: tuple[str, ...]) -> None:
     """One series per phase (1 for `phase`); a changed model drops the old model's series."""
     where = {"namespace": namespace, "name": name}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,6 +25,28 @@ from modelship.core.drift.queries import VectorAnswer, VectorQuery
 
 # Label sets named in the "more than one series" error, enough to see which label differs.
 _SHOWN_SERIES = 3
+# One HTTP client per event loop, shared by every pass: making one costs tens of ms of CPU
+# (its TLS context loads the CA bundle), which 100 canaries analysed every second paid 100
+# times a second, starving the operator's loop until Prometheus "did not answer" in time;
+# shared, it also keeps its connections to Prometheus open between runs.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = \
+    weakref.WeakKeyDictionary()
+
+
+def shared_client() -> httpx.AsyncClient:
+    """The running event loop's client for Prometheus (made on first use)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = _clients[loop] = httpx.AsyncClient()
+    return client
+
+
+async def close_shared_client() -> None:
+    """Close the running loop's client (the operator's shutdown)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
 
 
 @dataclass(frozen=True)
@@ -238,14 +261,14 @@ class PrometheusClient:
 async def measure_checks(address: str, queries: Sequence[CheckQuery],
                          timeout_s: float) -> dict[str, Measurement]:
     """Run every check's queries concurrently against the Prometheus at `address`."""
-    async with PrometheusClient(address) as prometheus:
+    async with PrometheusClient(address, shared_client()) as prometheus:
         return await prometheus.measure_all(queries, timeout_s)
 
 
 async def query_vectors(address: str, queries: Sequence[VectorQuery],
                         timeout_s: float) -> dict[str, VectorAnswer]:
     """Every query concurrently: {query key: answer}."""
-    async with PrometheusClient(address) as prometheus:
+    async with PrometheusClient(address, shared_client()) as prometheus:
         answers = await asyncio.gather(*(prometheus.vector(q, timeout_s) for q in queries))
     return {q.key: a for q, a in zip(queries, answers, strict=True)}
 
@@ -253,5 +276,5 @@ async def query_vectors(address: str, queries: Sequence[VectorQuery],
 async def parse_queries(address: str, queries: Sequence[str],
                         timeout_s: float) -> list[ParseAnswer]:
     """Prometheus' parser's verdict on each query, asked concurrently, in order."""
-    async with PrometheusClient(address) as prometheus:
+    async with PrometheusClient(address, shared_client()) as prometheus:
         return list(await asyncio.gather(*(prometheus.parse(q, timeout_s) for q in queries)))

@@ -14,7 +14,7 @@ import kopf
 from lightkube import ApiError, AsyncClient
 
 from modelship import constants
-from modelship.adapters import metrics
+from modelship.adapters import metrics, prometheus
 from modelship.adapters.cache import Caches
 from modelship.adapters.kube import WATCHED, Kube, StatusConflictError, counted
 from modelship.handlers import refusals
@@ -149,6 +149,7 @@ async def start_caches(logger: logging.Logger | logging.LoggerAdapter[Any], **_:
 @kopf.on.cleanup()
 async def close_client(**_: Any) -> None:
     global _kube
+    await prometheus.close_shared_client()
     if _kube is not None:
         if _kube.caches is not None:
             await _kube.caches.stop()
