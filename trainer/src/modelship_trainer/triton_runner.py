@@ -22,9 +22,13 @@ output is not finite. Each custom-metric call crosses from the stub to the serve
 +0.14 ms per call), so nothing is exported per sample. execute() only keeps each served
 batch; a background thread measures them every MODELSHIP_STATISTICS_FLUSH_S seconds (5 s)
 with numpy, a few hundred samples at a time, and queues one counter increment per series
-that changed. The increments are made by execute() itself, CALLS_PER_EXECUTE at a time
-after its own work (measured: metric calls from another thread crawl while requests flow),
-and by the background thread only once no request came for IDLE_S. The histograms are
+that changed, grouped by histogram. The increments are made by execute() itself, at least
+CALLS_PER_EXECUTE at a time after its own work (measured: metric calls from another thread
+crawl while requests flow), and by the background thread only once no request came for
+IDLE_S. A histogram's increments are always made in one go: a scrape between them would see
+its low buckets counting a flush that its high buckets do not yet (a half-updated
+histogram, whose bucket counts are wrong: on the real data plane, stationary traffic
+scored PSI 1.5 on input_contrast when a window ended on one). The histograms are
 Prometheus classic-histogram series built from counters (`<family>_bucket{le}`, `_count`,
 `_sum`): a Triton HISTOGRAM metric takes one value per observe() call, a crossing per
 sample and statistic.
@@ -302,8 +306,11 @@ class Exporter:
         self.nonfinite = family(NONFINITE_METRIC, "Served samples whose output has a NaN or "
                                 "an infinity").Metric(labels=base)
         self.families = families
-        self.series = sum(len(b) + 2 for b in self.buckets) + len(self.predictions) + 1
-        self.queue: deque[tuple[Any, float]] = deque()  # (metric, increment), in order
+        # Groups one measure() queues at most: a histogram's series each, predictions,
+        # non-finite outputs.
+        self.groups = len(self.buckets) + 2
+        # Groups of (metric, increment), in order; a group is made in one go.
+        self.queue: deque[list[tuple[Any, float]]] = deque()
         self.calling = threading.Lock()  # one caller of the metric API at a time
         self.last_execute = time.monotonic()
         self.halt = threading.Event()
@@ -318,7 +325,7 @@ class Exporter:
             with self.calling:
                 # Only while idle: once requests flow again, execute() takes over.
                 while self.queue and time.monotonic() - self.last_execute >= IDLE_S:
-                    self._call(1)
+                    self._call(1, len(self.queue))
 
     def measure(self) -> None:
         """Fold what was served into counts and queue their increments (numpy only)."""
@@ -329,17 +336,19 @@ class Exporter:
         for metrics, (count, total), c, s in zip(self.buckets, self.count_sum, counts, sums,
                                                  strict=True):
             # Prometheus buckets are cumulative: le=e counts every value <= e.
-            self.queue.extend((m, n) for m, n in zip(metrics, np.cumsum(c).tolist(),
-                                                     strict=True) if n)
+            group = [(m, n) for m, n in zip(metrics, np.cumsum(c).tolist(), strict=True) if n]
             if c.sum():
-                self.queue.append((count, int(c.sum())))
+                group.append((count, int(c.sum())))
             if s:
-                self.queue.append((total, s))
+                group.append((total, s))
+            if group:
+                self.queue.append(group)
         # Last, so that when these moved, the histograms of the same samples have too.
-        self.queue.extend((m, n) for m, n in zip(self.predictions, classes.tolist(),
-                                                 strict=True) if n)
+        group = [(m, n) for m, n in zip(self.predictions, classes.tolist(), strict=True) if n]
+        if group:
+            self.queue.append(group)
         if nonfinite:
-            self.queue.append((self.nonfinite, nonfinite))
+            self.queue.append([(self.nonfinite, nonfinite)])
 
     def pump(self) -> None:
         """From execute(): a few queued increments, never waiting for the idle drain."""
@@ -347,17 +356,19 @@ class Exporter:
         if self.queue and self.calling.acquire(blocking=False):
             try:
                 # Never more than one measure()'s worth behind, however slow the traffic.
-                self._call(max(CALLS_PER_EXECUTE, len(self.queue) - self.series))
+                self._call(CALLS_PER_EXECUTE, self.groups)
             finally:
                 self.calling.release()
 
-    def _call(self, calls: int) -> None:
-        for _ in range(calls):
-            try:
-                metric, value = self.queue.popleft()
-            except IndexError:
-                return
-            metric.increment(value)
+    def _call(self, calls: int, behind: int) -> None:
+        """Whole groups, until at least `calls` increments are made and at most `behind`
+        groups are left."""
+        made = 0
+        while self.queue and (made < calls or len(self.queue) > behind):
+            group = self.queue.popleft()
+            for metric, value in group:
+                metric.increment(value)
+            made += len(group)
 
     def close(self) -> None:
         self.halt.set()
@@ -365,7 +376,7 @@ class Exporter:
         self.thread.join(timeout=10)
         self.measure()
         with self.calling:
-            self._call(len(self.queue))
+            self._call(0, 0)
 
 
 class TritonPythonModel:
