@@ -28,6 +28,7 @@ from lightkube.config.kubeconfig import KubeConfig
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
+    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
     UnknownMetricFamily,
@@ -111,6 +112,8 @@ class Exporter:
 
     namespace: str
     versions: dict[int, Version] = field(default_factory=lambda: {VERSION: Version()})
+    # The runner's modelship_sampling_stopped{reason} of version 1 (none: sampling off).
+    sampling_stopped: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -141,7 +144,11 @@ class Exporter:
         triton = {name: UnknownMetricFamily(name, "Triton", labels=names) for name in (
             "nv_inference_request_success", "nv_inference_request_failure",
             "nv_inference_request_duration_us")}
+        stopped = GaugeMetricFamily("modelship_sampling_stopped", "sampling stopped",
+                                    labels=[*names, "reason"])
         with self.lock:
+            for reason, value in self.sampling_stopped.items():
+                stopped.add_metric([MODEL, str(VERSION), self.namespace, reason], value)
             for number, version in self.versions.items():
                 labels = [MODEL, str(number), self.namespace]
                 for d in DEFINITIONS:
@@ -161,7 +168,7 @@ class Exporter:
                 triton["nv_inference_request_failure"].add_metric(labels, 0)
                 triton["nv_inference_request_duration_us"].add_metric(
                     labels, version.requests * 10_000)
-        yield from (*families.values(), predictions, nonfinite, *triton.values())
+        yield from (*families.values(), predictions, nonfinite, *triton.values(), stopped)
 
 
 @pytest.fixture
@@ -302,6 +309,53 @@ def test_drift_staleness_and_numeric_health_of_the_served_version(
         line for line in operator.metrics().splitlines()
         if line.startswith(("modelship_drift_score", "modelship_monitoring_condition",
                             "modelship_model_age_seconds"))))
+
+
+def test_a_full_sampling_volume_is_a_condition_and_never_stops_serving(
+        kubectl: Kubectl, operator: OperatorProcess, exporter: tuple[Exporter, int],
+        prometheus: PrometheusProcess) -> None:
+    """The runner's stopped gauge (its real behaviour: tests/e2e/test_triton_samples.py)
+    becomes the condition Sampling, with an event on each change; serving is untouched."""
+    live = exporter[0]
+    with live.lock:
+        live.sampling_stopped.update({"VolumeFull": 0, "ReadOnly": 0})
+    md = sample(version=VERSION)
+    md["spec"]["monitoring"] = {"prometheus": {"address": prometheus.url}, "interval": "1s",
+                                "sampling": {"enabled": True, "volume": {
+                                    "hostPath": "/var/lib/modelship/datasets",
+                                    "path": "plant-a"}}}
+    kubectl.apply(md)
+    wait_for("Ready", lambda: ready(kubectl, NAME, VERSION), timeout=90)
+    st = wait_for("Sampling True", lambda: conditions(kubectl, Sampling="True"), timeout=60)
+    cond = condition({"status": st}, "Sampling")
+    assert cond["reason"] == "Writing"
+    assert "hostPath /var/lib/modelship/datasets, plant-a/production/surface-defects" in \
+        cond["message"]
+    (dep,) = kubectl.list("deployment", f"modelship.io/modeldeployment={NAME}")
+    pod = dep["spec"]["template"]["spec"]
+    assert {"name": "production-samples", "hostPath": {
+        "path": "/var/lib/modelship/datasets", "type": "DirectoryOrCreate"}} in pod["volumes"]
+
+    with live.lock:
+        live.sampling_stopped["VolumeFull"] = 1
+    st = wait_for("Sampling False", lambda: conditions(kubectl, Sampling="False"), timeout=60)
+    cond = condition({"status": st}, "Sampling")
+    assert cond["reason"] == "VolumeFull" and "the volume is full" in cond["message"]
+    (event,) = wait_for("VolumeFull event", lambda: events(kubectl, "SamplingVolumeFull"))
+    assert event["type"] == "Warning"
+    assert ready(kubectl, NAME, VERSION) is not None  # serving goes on
+    (after,) = kubectl.list("deployment", f"modelship.io/modeldeployment={NAME}")
+    assert after["spec"]["template"] == dep["spec"]["template"]  # nor are the pods replaced
+
+    with live.lock:
+        live.sampling_stopped["VolumeFull"] = 0
+    wait_for("Sampling True again", lambda: conditions(kubectl, Sampling="True"), timeout=60)
+    wait_for("resumed event", lambda: events(kubectl, "SamplingResumed"))
+
+    md["spec"]["monitoring"]["sampling"] = {"enabled": False}
+    kubectl.apply(md)
+    wait_for("Sampling absent", lambda: not condition({"status": status(kubectl)},
+                                                       "Sampling"), timeout=60)
 
 
 def check_results(kubectl: Kubectl) -> dict[str, dict[str, Any]]:

@@ -51,9 +51,13 @@ class TritonServer:
     """Context manager: starts tritonserver on free loopback ports, waits until ready."""
 
     def __init__(self, repository: Path, workdir: Path, ready_timeout_s: float = 120.0,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, wrapper: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.repository, self.workdir, self.ready_timeout_s = repository, workdir, ready_timeout_s
         self.extra_args = list(extra_args or [])
+        # A command that execs the server (its argv follows), e.g. into namespaces of its
+        # own; and environment variables for the server and its Python-backend stubs.
+        self.wrapper, self.env = list(wrapper or []), dict(env or {})
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         self.log_path = workdir / "tritonserver.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -68,8 +72,9 @@ class TritonServer:
         shutil.copytree(backend, backends / "python", dirs_exist_ok=True)
         shutil.copy(stub, backends / "python" / "triton_python_backend_stub")
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-               "LD_LIBRARY_PATH": f"{libs}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
-        args = [str(binary), f"--model-repository={self.repository}",
+               "LD_LIBRARY_PATH": f"{libs}:{os.environ.get('LD_LIBRARY_PATH', '')}",
+               **self.env}
+        args = [*self.wrapper, str(binary), f"--model-repository={self.repository}",
                 f"--backend-directory={backends}",
                 f"--http-address={HOST}", f"--http-port={self.http_port}",
                 f"--grpc-address={HOST}", f"--grpc-port={self.grpc_port}",

@@ -32,19 +32,34 @@ sample and statistic.
 The config.pbtxt parameter `modelship_statistics: "off"` turns them off (hack/bench/
 profiling.py compares the two).
 
+Sampled production data (docs/production-data.md): with the config.pbtxt parameters
+modelship_sampling_* (the operator renders them from spec.monitoring.sampling) execute()
+draws one random number per served sample and copies only the rows that may be kept
+(Sampler.offer); a thread of its own decides every MODELSHIP_SAMPLING_FLUSH_S seconds
+(10 s) which to keep (base rate; low-confidence and rare-slice samples over-sampled, each
+record saying by how much), within the hourly cap, and writes them as modelship_api.samples
+lays out. A write that fails (a full volume) stops sampling, never a request; it is tried
+again every MODELSHIP_SAMPLING_RETRY_S (60 s). Its metric calls (samples written per
+reason, the stopped gauge) join the statistics' queue: at most a few per flush.
+
 The trainer imports the measuring functions from here (the same code computes the profile
 and the live statistics), outside Triton, where triton_python_backend_utils is absent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
+import random
+import re
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +159,7 @@ class Definition:
     feature: int | None
     edges: list[float] | None  # numeric
     categories: list[str] | None  # categorical (predicted_class)
+    counts: list[int] | None = None  # the profile's samples per bucket or category
 
 
 def read_definitions(version_dir: Path) -> list[Definition]:
@@ -153,7 +169,8 @@ def read_definitions(version_dir: Path) -> list[Definition]:
         return []
     stats = json.loads(path.read_text())["statistics"]
     return [Definition(name, s["source"], s["measure"], s.get("feature"), s.get("edges"),
-                       s.get("categories")) for name, s in sorted(stats.items())]
+                       s.get("categories"), s.get("counts"))
+            for name, s in sorted(stats.items())]
 
 
 def class_labels(version_dir: Path, definitions: Sequence[Definition],
@@ -266,13 +283,57 @@ class Statistics:
             return out
 
 
+class Calls:
+    """Metric calls (a metric's increment or set, and its value) that the background threads
+    queue, in order. execute() makes a few after its own work (pump); a background thread
+    makes them only once no request came for IDLE_S (metric calls from another thread
+    crawl while requests flow). `backlog`: the series one statistics flush may touch."""
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self.calling = threading.Lock()  # one caller of the metric API at a time
+        self.last_execute = time.monotonic()
+        self.backlog = 0
+
+    def put(self, call: Callable[[Any], None], value: Any) -> None:
+        self.queue.append((call, value))
+
+    def pump(self) -> None:
+        """From execute(): a few queued calls, never waiting for the idle drain."""
+        self.last_execute = time.monotonic()
+        if self.queue and self.calling.acquire(blocking=False):
+            try:
+                # Never more than one flush's worth behind, however slow the traffic.
+                self._call(max(CALLS_PER_EXECUTE, len(self.queue) - self.backlog))
+            finally:
+                self.calling.release()
+
+    def drain_if_idle(self) -> None:
+        with self.calling:
+            # Only while idle: once requests flow again, execute() takes over.
+            while self.queue and time.monotonic() - self.last_execute >= IDLE_S:
+                self._call(1)
+
+    def drain(self) -> None:
+        with self.calling:
+            self._call(len(self.queue))
+
+    def _call(self, calls: int) -> None:
+        for _ in range(calls):
+            try:
+                call, value = self.queue.popleft()
+            except IndexError:
+                return
+            call(value)
+
+
 class Exporter:
     """The Prometheus series of one version, created at start (so they exist at 0 before the
     first request and increase() sees every count); measure() queues their increments,
     pump() (execute) and the idle statistics thread make them."""
 
     def __init__(self, model: str, version: str, stats: Statistics,
-                 labels: Sequence[str]) -> None:
+                 labels: Sequence[str], calls: Calls) -> None:
         base = {"model": model, "version": version}
         self.stats = stats
         families: dict[str, Any] = {}
@@ -302,10 +363,8 @@ class Exporter:
         self.nonfinite = family(NONFINITE_METRIC, "Served samples whose output has a NaN or "
                                 "an infinity").Metric(labels=base)
         self.families = families
-        self.series = sum(len(b) + 2 for b in self.buckets) + len(self.predictions) + 1
-        self.queue: deque[tuple[Any, float]] = deque()  # (metric, increment), in order
-        self.calling = threading.Lock()  # one caller of the metric API at a time
-        self.last_execute = time.monotonic()
+        self.calls = calls
+        calls.backlog += sum(len(b) + 2 for b in self.buckets) + len(self.predictions) + 1
         self.halt = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="modelship-statistics",
                                        daemon=True)
@@ -315,10 +374,7 @@ class Exporter:
         while not self.halt.is_set():
             self.stats.due.wait(FLUSH_S)
             self.measure()
-            with self.calling:
-                # Only while idle: once requests flow again, execute() takes over.
-                while self.queue and time.monotonic() - self.last_execute >= IDLE_S:
-                    self._call(1)
+            self.calls.drain_if_idle()
 
     def measure(self) -> None:
         """Fold what was served into counts and queue their increments (numpy only)."""
@@ -326,46 +382,380 @@ class Exporter:
         if taken is None:
             return
         counts, sums, classes, nonfinite = taken
+        put = self.calls.put
         for metrics, (count, total), c, s in zip(self.buckets, self.count_sum, counts, sums,
                                                  strict=True):
             # Prometheus buckets are cumulative: le=e counts every value <= e.
-            self.queue.extend((m, n) for m, n in zip(metrics, np.cumsum(c).tolist(),
-                                                     strict=True) if n)
+            for m, n in zip(metrics, np.cumsum(c).tolist(), strict=True):
+                if n:
+                    put(m.increment, n)
             if c.sum():
-                self.queue.append((count, int(c.sum())))
+                put(count.increment, int(c.sum()))
             if s:
-                self.queue.append((total, s))
+                put(total.increment, s)
         # Last, so that when these moved, the histograms of the same samples have too.
-        self.queue.extend((m, n) for m, n in zip(self.predictions, classes.tolist(),
-                                                 strict=True) if n)
+        for m, n in zip(self.predictions, classes.tolist(), strict=True):
+            if n:
+                put(m.increment, n)
         if nonfinite:
-            self.queue.append((self.nonfinite, nonfinite))
-
-    def pump(self) -> None:
-        """From execute(): a few queued increments, never waiting for the idle drain."""
-        self.last_execute = time.monotonic()
-        if self.queue and self.calling.acquire(blocking=False):
-            try:
-                # Never more than one measure()'s worth behind, however slow the traffic.
-                self._call(max(CALLS_PER_EXECUTE, len(self.queue) - self.series))
-            finally:
-                self.calling.release()
-
-    def _call(self, calls: int) -> None:
-        for _ in range(calls):
-            try:
-                metric, value = self.queue.popleft()
-            except IndexError:
-                return
-            metric.increment(value)
+            put(self.nonfinite.increment, nonfinite)
 
     def close(self) -> None:
         self.halt.set()
         self.stats.due.set()
         self.thread.join(timeout=10)
         self.measure()
-        with self.calling:
-            self._call(len(self.queue))
+        self.calls.drain()
+
+
+# Sampled production data: the names and layout of modelship_api.samples (duplicated: the
+# stub cannot import it). The operator passes these config.pbtxt parameters when the
+# ModelDeployment's spec.monitoring.sampling is enabled (core.serving_config).
+SAMPLES_FOLDER = "samples"
+IMAGES_FILE = "images.npy"
+RECORDS_FILE = "samples.jsonl"
+SAMPLING_AREA = "modelship_sampling_area"  # <volume>/<path>/production/<model>
+SAMPLING_RATE = "modelship_sampling_rate"
+SAMPLING_HOURLY_CAP = "modelship_sampling_hourly_cap"  # per version and pod
+SAMPLING_LOW_CONFIDENCE = "modelship_sampling_low_confidence_below"
+SAMPLING_OVERSAMPLING = "modelship_sampling_oversampling"
+WRITTEN_METRIC = "modelship_samples_written_total"
+STOPPED_METRIC = "modelship_sampling_stopped"
+REASONS = ("random", "lowConfidence", "driftedSlice")
+STOP_REASONS = {errno.ENOSPC: "VolumeFull", errno.EDQUOT: "VolumeFull",
+                errno.EROFS: "ReadOnly", errno.EACCES: "PermissionDenied",
+                errno.EPERM: "PermissionDenied"}
+OTHER_STOP = "WriteFailed"
+SAMPLING_FLUSH_S = float(os.environ.get("MODELSHIP_SAMPLING_FLUSH_S", "10"))
+SAMPLING_RETRY_S = float(os.environ.get("MODELSHIP_SAMPLING_RETRY_S", "60"))
+RARE_FRACTION = 0.01  # a profile bucket holding less of the training samples is "rare"
+MAX_PENDING_ROWS = 4096  # candidates kept between flushes; more are not considered
+
+
+@dataclass(frozen=True)
+class SamplingPolicy:
+    """spec.monitoring.sampling as this model instance applies it."""
+
+    area: Path
+    rate: float
+    hourly_cap: int  # this instance's share of the pod's cap
+    low_confidence_below: float
+    oversampling: float
+
+    @property
+    def top(self) -> float:
+        """The highest probability any sample has of being kept."""
+        return min(1.0, self.rate * self.oversampling)
+
+
+def sampling_policy(parameters: dict[str, Any], instances: int) -> SamplingPolicy | None:
+    """The policy from config.pbtxt parameters; None when sampling is off."""
+    def value(key: str, default: str) -> str:
+        return str((parameters.get(key) or {}).get("string_value", default))
+
+    area = value(SAMPLING_AREA, "")
+    if not area:
+        return None
+    cap = int(value(SAMPLING_HOURLY_CAP, "1000"))
+    return SamplingPolicy(Path(area), float(value(SAMPLING_RATE, "0.01")),
+                          max(1, -(-cap // max(1, instances))),
+                          float(value(SAMPLING_LOW_CONFIDENCE, "0.6")),
+                          float(value(SAMPLING_OVERSAMPLING, "10")))
+
+
+def rare_buckets(definitions: Sequence[Definition]) -> list[tuple[Definition, Floats,
+                                                                  npt.NDArray[np.bool_]]]:
+    """Per numeric input statistic with profile counts: its edges and which of its buckets
+    hold less than RARE_FRACTION of the profile's samples (a slice training saw rarely)."""
+    out = []
+    for d in definitions:
+        if d.source != "input" or d.edges is None or not d.counts or sum(d.counts) <= 0:
+            continue
+        counts = np.asarray(d.counts, dtype=np.float64)
+        out.append((d, np.asarray(d.edges, dtype=np.float64),
+                    counts / counts.sum() < RARE_FRACTION))
+    return out
+
+
+def in_rare_slice(x: npt.NDArray[Any], rare: Sequence[tuple[Definition, Floats,
+                                                            npt.NDArray[np.bool_]]]
+                  ) -> npt.NDArray[np.bool_]:
+    """Per row of x (N, features): whether any input statistic falls in a rare bucket."""
+    out = np.zeros(len(x), dtype=bool)
+    measures = Measures(x, x[:0])
+    for d, edges, is_rare in rare:
+        values = measures.values(d.measure, d.feature)
+        out |= is_rare[np.searchsorted(edges, values, side="left")]
+    return out
+
+
+def decide(u: Floats, confidence: Floats, rare: npt.NDArray[np.bool_],
+           policy: SamplingPolicy) -> tuple[npt.NDArray[np.bool_], list[str], Floats]:
+    """(kept, reason, probability) per candidate: each had draw u ~ U(0, 1). A low-confidence
+    sample, else one in a rare slice, has probability rate * oversampling (at most 1), any
+    other rate; a sample is kept when u < its probability."""
+    low = confidence < policy.low_confidence_below
+    boosted = low | rare
+    probability = np.where(boosted, policy.top, policy.rate)
+    reasons = ["lowConfidence" if lo else "driftedSlice" if r else "random"
+               for lo, r in zip(low.tolist(), rare.tolist(), strict=True)]
+    return u < probability, reasons, probability
+
+
+def writer_name(host: str, instance: str) -> str:
+    """This instance's name in part names: the pod (HOSTNAME) and the model instance, in
+    the characters modelship_api.samples.NAME allows."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{host}.{instance}" if instance else host)
+    return name[-63:].lstrip("._-") or "runner"
+
+
+def stop_reason(err: OSError) -> str:
+    return STOP_REASONS.get(err.errno or 0, OTHER_STOP)
+
+
+def hour_of(t: float) -> str:
+    """The partition (modelship_api.samples.hour_folder) of a UTC timestamp."""
+    return time.strftime("%Y-%m-%d/%H", time.gmtime(t))
+
+
+def rfc3339(t: float) -> str:
+    ms = int(t * 1000) % 1000  # truncated, as gmtime truncates the seconds
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{ms:03d}Z"
+
+
+def write_part(area: Path, hour: str, part: str, images: npt.NDArray[Any],
+               records: Sequence[dict[str, Any]]) -> Path:
+    """One part as modelship_api.samples lays it out: written under a "." name in its hour
+    folder, synced, then renamed into place, so a reader never sees it half-written. A
+    failure removes what it wrote and raises."""
+    folder = area / SAMPLES_FOLDER / hour
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp, final = folder / f".{part}", folder / part
+    try:
+        tmp.mkdir()
+        for name, write in ((IMAGES_FILE, lambda f: np.save(f, images, allow_pickle=False)),
+                            (RECORDS_FILE, lambda f: f.write("".join(
+                                json.dumps(r, separators=(",", ":")) + "\n"
+                                for r in records).encode()))):
+            with (tmp / name).open("wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+        tmp.rename(final)
+    except OSError:
+        for name in (IMAGES_FILE, RECORDS_FILE):
+            with contextlib.suppress(OSError):
+                (tmp / name).unlink()
+        with contextlib.suppress(OSError):
+            tmp.rmdir()
+        raise
+    return final
+
+
+@dataclass
+class Candidate:
+    """Rows of one request drawn on the request path (u below the policy's top)."""
+
+    x: npt.NDArray[Any]
+    logits: npt.NDArray[Any]
+    u: Floats
+    request_id: str
+    served_at: float
+
+
+class Sampler:
+    """The sampled production data of one model instance. offer() runs on the request path
+    and costs one random draw per request: only rows whose draw is below the highest
+    probability any sample can have are copied and kept. flush(), on its own thread,
+    measures them (confidence, rare slices), keeps those whose draw is below their own
+    probability, up to the hourly cap, and writes one part per hour. Any OSError (a full
+    volume: ENOSPC) stops sampling: the gauge says why, offer() keeps nothing, and a
+    write is tried again after SAMPLING_RETRY_S; requests never wait or fail for it."""
+
+    def __init__(self, policy: SamplingPolicy, version: int, writer: str,
+                 definitions: Sequence[Definition], seed: int | None = None) -> None:
+        self.policy, self.version, self.writer = policy, version, writer
+        self.rare = rare_buckets(definitions)
+        # One draw per one-sample request from the stdlib (0.1 us), numpy's for batches.
+        self.draw = random.Random(seed).random
+        self.rng = np.random.default_rng(seed)
+        self.lock = threading.Lock()
+        self.due = threading.Event()
+        self.pending: list[Candidate] = []
+        self.pending_rows = 0
+        self.hour, self.kept = "", 0  # this hour's samples, against the cap
+        self.full_until = 0.0  # time.time() the cap lifts (the next hour)
+        self.stopped: str | None = None
+        self.retry_at = 0.0  # time.monotonic()
+        self.written: dict[str, int] = {}  # per reason, taken by SamplingExporter.flush()
+
+    def offer(self, x: npt.NDArray[Any], logits: npt.NDArray[Any], request_id: str) -> None:
+        """x (N, ...) and logits (N, K) of one served request; never raises for sampling."""
+        now = time.time()
+        if (self.stopped is not None and time.monotonic() < self.retry_at) or \
+                now < self.full_until:
+            return
+        if len(x) == 1:
+            first = self.draw()
+            if first >= self.policy.top:
+                return  # most requests end here
+            rows, u = np.zeros(1, dtype=np.int64), np.array([first])
+        else:
+            u = self.rng.random(len(x))
+            rows = np.flatnonzero(u < self.policy.top)
+            u = u[rows]
+        if not rows.size or self.pending_rows + rows.size > MAX_PENDING_ROWS:
+            return
+        with self.lock:
+            self.pending.append(Candidate(x[rows], logits[rows], u, request_id, now))
+            self.pending_rows += int(rows.size)
+
+    def flush(self) -> list[Path]:
+        """Decide and write what was offered; the parts written."""
+        with self.lock:
+            pending, self.pending, self.pending_rows = self.pending, [], 0
+        if self.stopped is not None and time.monotonic() < self.retry_at:
+            return []
+        try:
+            parts = self._write(self._choose(pending))
+            if self.stopped is not None and not parts:
+                self._probe()
+        except OSError as err:
+            self.retry_at = time.monotonic() + SAMPLING_RETRY_S
+            self.stopped = stop_reason(err)
+            return []
+        self.stopped = None
+        return parts
+
+    def _choose(self, pending: Sequence[Candidate]
+                ) -> list[tuple[Candidate, int, str, float, float, int]]:
+        """(candidate, row, reason, probability, confidence, prediction) per kept sample,
+        in served order, within the hourly cap."""
+        rows = [(c, i) for c in pending for i in range(len(c.x))]
+        if not rows:
+            return []
+        logits = np.concatenate([c.logits for c in pending]).astype(np.float64)
+        finite = np.isfinite(logits).all(axis=1)
+        x = np.concatenate([c.x.reshape(len(c.x), -1) for c in pending])
+        u = np.concatenate([c.u for c in pending])
+        confidence = np.zeros(len(rows))
+        prediction = np.zeros(len(rows), dtype=np.int64)
+        if finite.any():
+            top1, _, argmax = softmax_summary(logits[finite])
+            confidence[finite], prediction[finite] = top1, argmax
+        kept, reasons, probability = decide(u, confidence, in_rare_slice(x, self.rare),
+                                            self.policy)
+        out = []
+        for k in np.flatnonzero(kept & finite).tolist():
+            c, i = rows[k]
+            hour = hour_of(c.served_at)
+            if hour != self.hour:
+                self.hour, self.kept = hour, 0
+            if self.kept >= self.policy.hourly_cap:
+                self.full_until = (math.floor(c.served_at / 3600) + 1) * 3600
+                continue
+            self.kept += 1
+            out.append((c, i, reasons[k], float(probability[k]), float(confidence[k]),
+                        int(prediction[k])))
+        return out
+
+    def _write(self, chosen: Sequence[tuple[Candidate, int, str, float, float, int]]
+               ) -> list[Path]:
+        by_hour: dict[str, list[tuple[Candidate, int, str, float, float, int]]] = {}
+        for item in chosen:
+            by_hour.setdefault(hour_of(item[0].served_at), []).append(item)
+        parts = []
+        ms = int(time.time() * 1000)
+        for hour, items in by_hour.items():
+            part = f"v{self.version}-{ms}-{self.writer}"
+            images = np.stack([c.x[i] for c, i, *_ in items]).astype(np.float32, copy=False)
+            records = [{"id": f"{hour}/{part}/{n}", "requestId": c.request_id,
+                        "version": self.version, "time": rfc3339(c.served_at),
+                        "prediction": prediction,
+                        "confidence": min(1.0, max(0.0, confidence)), "reason": reason,
+                        "probability": probability,
+                        "oversampling": max(1.0, probability / self.policy.rate)}
+                       for n, (c, _, reason, probability, confidence, prediction)
+                       in enumerate(items)]
+            parts.append(write_part(self.policy.area, hour, part, images, records))
+            for _, _, reason, *_ in items:
+                self.written[reason] = self.written.get(reason, 0) + 1
+        return parts
+
+    def _probe(self) -> None:
+        """While stopped with nothing to write: whether the volume takes a write again."""
+        folder = self.policy.area / SAMPLES_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{self.writer}"
+        try:
+            with probe.open("wb") as f:
+                f.write(b"\0" * 4096)
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+
+
+class SamplingExporter:
+    """The sampler's series, created at start (the operator reads the stopped gauges: any
+    series means sampling is on), its thread (flush every SAMPLING_FLUSH_S) and the metric
+    calls it queues: at most one per reason written and one per change of state a flush."""
+
+    def __init__(self, model: str, version: str, sampler: Sampler, calls: Calls) -> None:
+        base = {"model": model, "version": version}
+        written = pb_utils.MetricFamily(
+            name=WRITTEN_METRIC, description="Production samples written to the dataset volume",
+            kind=pb_utils.MetricFamily.COUNTER)
+        stopped = pb_utils.MetricFamily(
+            name=STOPPED_METRIC, description="1 while sampling is stopped, by why (a write "
+            "failed; retried every minute)", kind=pb_utils.MetricFamily.GAUGE)
+        self.written = {r: written.Metric(labels={**base, "reason": r}) for r in REASONS}
+        reasons = sorted({*STOP_REASONS.values(), OTHER_STOP})
+        self.stopped = {r: stopped.Metric(labels={**base, "reason": r}) for r in reasons}
+        for gauge in self.stopped.values():
+            gauge.set(0)
+        self.families = (written, stopped)
+        self.sampler, self.calls = sampler, calls
+        calls.backlog += len(REASONS) + len(reasons)
+        self.shown: str | None = None
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="modelship-sampling",
+                                       daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.halt.is_set():
+            self.sampler.due.wait(SAMPLING_FLUSH_S)
+            self.sampler.due.clear()
+            self.flush()
+            self.calls.drain_if_idle()
+
+    def flush(self) -> None:
+        try:
+            self.sampler.flush()
+        except Exception as exc:  # never let sampling end the thread that retries it
+            pb_utils.Logger.log_error(f"sampling: {exc}")
+        written, self.sampler.written = self.sampler.written, {}
+        for reason, n in written.items():
+            self.calls.put(self.written[reason].increment, n)
+        stopped = self.sampler.stopped
+        if stopped != self.shown:
+            if self.shown is not None:
+                self.calls.put(self.stopped[self.shown].set, 0)
+            if stopped is not None:
+                self.calls.put(self.stopped[stopped].set, 1)
+                pb_utils.Logger.log_warn(
+                    f"sampling stopped ({stopped}) on {self.sampler.policy.area}; serving goes "
+                    f"on, writing is tried again every {SAMPLING_RETRY_S:g} s")
+            self.shown = stopped
+
+    def close(self) -> None:
+        self.halt.set()
+        self.sampler.due.set()
+        self.thread.join(timeout=10)
+        self.flush()
+        self.calls.drain()
 
 
 class TritonPythonModel:
@@ -388,16 +778,30 @@ class TritonPythonModel:
         self.errors: dict[str, Any] = {}
         self.statistics: Statistics | None = None
         self.exporter: Exporter | None = None
+        self.sampler: Sampler | None = None
+        self.sampling: SamplingExporter | None = None
+        self.calls = Calls()
         parameters = config.get("parameters") or {}
+        version_dir = Path(args["model_repository"]) / self.version
+        definitions = read_definitions(version_dir)
         switch = (parameters.get(STATISTICS_PARAMETER) or {}).get("string_value", "on")
         if switch != "off":
-            version_dir = Path(args["model_repository"]) / self.version
             num_classes = int(pb_utils.get_output_config_by_name(
                 config, OUTPUT_NAME)["dims"][-1])
-            definitions = read_definitions(version_dir)
             self.statistics = Statistics(definitions, num_classes)
             self.exporter = Exporter(self.model, self.version, self.statistics,
-                                     class_labels(version_dir, definitions, num_classes))
+                                     class_labels(version_dir, definitions, num_classes),
+                                     self.calls)
+        instances = sum(int(g.get("count", 1) or 1) for g in config.get("instance_group") or [])
+        policy = sampling_policy(parameters, instances)
+        if policy is not None:
+            self.sampler = Sampler(policy, int(self.version),
+                                   writer_name(os.environ.get("HOSTNAME") or
+                                               socket.gethostname(),
+                                               args.get("model_instance_name", "")),
+                                   definitions)
+            self.sampling = SamplingExporter(self.model, self.version, self.sampler,
+                                             self.calls)
         # Triton runs the config's warmup requests (zeros) before the version is ready and
         # before any client can reach it; they are no served samples (nor in nv_* counts).
         self.warmup_left = sum(int(w.get("count", 1) or 1)
@@ -423,14 +827,16 @@ class TritonPythonModel:
             return None, "inference", f"inference failed: {exc}"
         if self.warmup_left > 0:
             self.warmup_left -= 1
-        elif self.statistics is not None:
-            self.statistics.add(x, logits)
+        else:
+            if self.statistics is not None:
+                self.statistics.add(x, logits)
+            if self.sampler is not None:
+                self.sampler.offer(x, logits, request.request_id())
         return pb_utils.Tensor(OUTPUT_NAME, logits.astype(self.output_dtype)), None, ""
 
     def execute(self, requests: list[Any]) -> list[Any]:
         results = [self._run(request) for request in requests]
-        if self.exporter is not None:
-            self.exporter.pump()
+        self.calls.pump()
         for _, reason, message in results:
             if reason is not None:
                 self._count(reason)
@@ -445,4 +851,6 @@ class TritonPythonModel:
     def finalize(self) -> None:
         if self.exporter is not None:
             self.exporter.close()
+        if self.sampling is not None:
+            self.sampling.close()
         self.errors.clear()

@@ -555,7 +555,14 @@ class ModelDeploymentSpec(ApiModel):
                 "shadow needs traffic.provider gateway: the replicas provider cannot mirror",
                 field_path=".rollout.shadow",
                 reason="FieldValueInvalid",
-            )
+            ),
+            cel(
+                "!self.monitoring.sampling.enabled || self.runtime.backend == 'python'",
+                "sampling is done by modelship's runner: set runtime.backend python, or "
+                "monitoring.sampling.enabled false",
+                field_path=".monitoring.sampling.enabled",
+                reason="FieldValueInvalid",
+            ),
         )
     )
 
@@ -773,7 +780,9 @@ class ModelDeploymentStatus(ApiModel):
         default=None,
         description="Ready, Progressing, Degraded, InvalidSpec, RouteAccepted (provider "
         "gateway: whether the gateway accepted the GRPCRoute, with its reason), the "
-        "monitoring conditions DataDrift, PredictionDrift, Stale and NumericFault, and "
+        "monitoring conditions DataDrift, PredictionDrift, Stale and NumericFault, Sampling "
+        "(with spec.monitoring.sampling: True while the pods write samples, False with why "
+        "once one stopped, e.g. VolumeFull), and "
         "ReconcileError while the Kubernetes API refuses the operator a request (its "
         "message is the API's, e.g. which RBAC verb is missing).",
     )

@@ -22,6 +22,7 @@ from modelship_api.common import (
     schema_default,
     validations,
 )
+from modelship_api.trainingrun import DatasetVolume
 
 # The statistics modelship's image recipe profiles and its runner exports (names as in
 # profile.json and in the `statistic` label of the live histograms).
@@ -63,6 +64,45 @@ class Thresholds(ApiModel):
     )
 
 
+class Sampling(ApiModel):
+    """A bounded, sampled record of the served version's production inputs, with prediction,
+    confidence and request id, written by the runner on every Triton pod under
+    `<volume path>/production/<model>/samples/` (modelship_api.samples; docs/production-data.md).
+    Needs runtime.backend python (the modelship runner writes them). Sampling never slows
+    or fails a request: a volume that fills up stops it (condition Sampling False) and
+    serving goes on."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("!self.enabled || has(self.volume)",
+                "sampling needs a volume to write to: set sampling.volume "
+                "(persistentVolumeClaim or hostPath, and path)",
+                field_path=".volume", reason="FieldValueRequired"),
+        )
+    )
+
+    enabled: bool = Field(default=False, description="true: keep sampled production inputs.")
+    volume: DatasetVolume | None = Field(
+        default=None, description="The dataset volume to write to, mounted read-write into "
+        "the Triton pods (a PersistentVolumeClaim every pod can write, e.g. ReadWriteMany, "
+        "or a node directory).")
+    rate: float = Field(default=0.01, gt=0.0, le=1.0,
+                        description="Base probability that a served sample is kept.")
+    hourly_cap: int = Field(
+        default=1000, ge=1, le=1_000_000,
+        description="Samples kept per served version, pod and hour at most (split evenly "
+        "between the pod's model instances).")
+    low_confidence_below: float = Field(
+        default=0.6, ge=0.0, le=1.0,
+        description="A sample whose top-1 confidence is below this is over-sampled "
+        "(reason lowConfidence).")
+    oversampling: float = Field(
+        default=10.0, ge=1.0, le=1000.0,
+        description="Factor on rate for low-confidence samples and samples in a slice the "
+        "version's profile saw rarely (reason driftedSlice); each record keeps its "
+        "probability, so the data can be re-weighted by 1/probability.")
+
+
 class Monitoring(ApiModel):
     """How the served model is watched. Every field has a default: a ModelDeployment without
     a monitoring block is watched too."""
@@ -73,6 +113,10 @@ class Monitoring(ApiModel):
                 field_path=".interval", reason="FieldValueInvalid"),
             cel("duration(self.window) >= duration('1s')", "window must be at least 1s",
                 field_path=".window", reason="FieldValueInvalid"),
+            cel("self.enabled || !self.sampling.enabled",
+                "sampling is part of monitoring (its condition comes from monitoring's "
+                "Prometheus): set monitoring.enabled true, or sampling.enabled false",
+                field_path=".sampling.enabled", reason="FieldValueInvalid"),
         )
     )
 
@@ -111,6 +155,10 @@ class Monitoring(ApiModel):
     max_model_age: Duration = Field(
         default="720h",
         description="Stale once the newest training data (profile.json dataTime) is older.",
+    )
+    sampling: Sampling = Field(
+        default_factory=Sampling, json_schema_extra=schema_default(Sampling),
+        description="Sampled production inputs on a dataset volume (off by default).",
     )
 
 

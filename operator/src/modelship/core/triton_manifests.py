@@ -17,12 +17,13 @@ import shlex
 from typing import Any
 
 from modelship import constants
-from modelship.core import names, serving_config
+from modelship.core import names, sampling, serving_config
 from modelship.core.drift.profiles import MAX_MESSAGE_BYTES, TOO_LARGE_KEY
 from modelship.core.durations import parse_duration
 from modelship.core.releases import Release
 from modelship_api.common import ModelRepository
 from modelship_api.modeldeployment import ModelDeployment, Runtime
+from modelship_api.monitoring import Sampling
 from modelship_api.profile import PROFILE_FILE
 
 REPO_VOLUME = "model-repository"
@@ -75,11 +76,14 @@ _DROP_FIELDS = (
 )
 
 
-def view_script(root: str, model: str, version: int, runtime: Runtime | None = None) -> str:
+def view_script(root: str, model: str, version: int, runtime: Runtime | None = None,
+                sampled: Sampling | None = None) -> str:
     """Shell that links one version into the per-pod repository view with the serving
-    config of `runtime` (core.serving_config), or says what is wrong (the message becomes
-    the init container's termination message, shown in the ModelDeployment's status)."""
+    config of `runtime` (core.serving_config) and the sampling parameters of `sampled`
+    (core.sampling), or says what is wrong (the message becomes the init container's
+    termination message, shown in the ModelDeployment's status)."""
     runtime = runtime if runtime is not None else Runtime()
+    extra = sampling.parameters(sampled, model) if sampled is not None else ""
     src = shlex.quote(f"{root}/{model}")
     dst = shlex.quote(f"{VIEW_MOUNT}/{model}")
     ver = str(version)
@@ -115,7 +119,7 @@ def view_script(root: str, model: str, version: int, runtime: Runtime | None = N
         'mkdir -p "$dst"',
         f"awk -v re={shlex.quote(f'^[[:space:]]*({fields})([[:space:]]|:|[{{]|[[]|$)')} "
         f"{shlex.quote(_DROP_FIELDS)} \"$cfg\" > \"$dst/config.pbtxt\"",
-        "printf '%s' " + shlex.quote(serving_config.render(runtime, version))
+        "printf '%s' " + shlex.quote(serving_config.render(runtime, version) + extra)
         + ' >> "$dst/config.pbtxt"',
         'ln -sfn "$src/$v" "$dst/$v"',
         # The version's profile.json travels to the operator in this container's
@@ -208,14 +212,18 @@ def deployment(md: ModelDeployment, version: int, replicas: int,
         "name": "select-version",
         "image": spec.runtime.image,
         "command": ["sh", "-c", view_script(repository_root(spec.repository), model, version,
-                                            spec.runtime)],
-        "volumeMounts": container["volumeMounts"],
+                                            spec.runtime, spec.monitoring.sampling)],
+        "volumeMounts": list(container["volumeMounts"]),
     }
+    volumes = [repository_volume(spec.repository), {"name": VIEW_VOLUME, "emptyDir": {}}]
+    if spec.monitoring.sampling.enabled:
+        # Read-write, the Triton container only: its runner writes the samples there.
+        volumes.append(sampling.volume(spec.monitoring.sampling))
+        container["volumeMounts"].append({"name": sampling.VOLUME, "mountPath": sampling.MOUNT})
     pod_spec: dict[str, Any] = {
         "initContainers": [init],
         "containers": [container],
-        "volumes": [repository_volume(spec.repository),
-                    {"name": VIEW_VOLUME, "emptyDir": {}}],
+        "volumes": volumes,
         # The preStop sleep, then time for Triton to finish in-flight requests on SIGTERM.
         "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
     }

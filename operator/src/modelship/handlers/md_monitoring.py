@@ -11,7 +11,7 @@ from datetime import datetime
 from modelship.adapters import metrics
 from modelship.adapters.kube import Kube
 from modelship.adapters.prometheus import query_vectors
-from modelship.core import names
+from modelship.core import names, sampling
 from modelship.core.analysis.queries import release_matchers
 from modelship.core.analysis.verdicts import Measurement
 from modelship.core.conditions import remove_condition
@@ -19,6 +19,7 @@ from modelship.core.drift import checks as drift_checks
 from modelship.core.drift import monitor, profiles
 from modelship.core.durations import parse_duration
 from modelship.core.releases import Release
+from modelship.core.rollout.clock import format_time
 from modelship.core.rollout.decisions import Event
 from modelship.core.rollout.tick import release_of
 from modelship_api.modeldeployment import (
@@ -49,7 +50,7 @@ async def monitor_stable(kube: Kube, md: ModelDeployment, status: ModelDeploymen
     if not spec.enabled or stable is None:
         _last.pop((ns, name), None)
         status.monitoring = None
-        for type_ in monitor.CONDITIONS:
+        for type_ in (*monitor.CONDITIONS, sampling.CONDITION):
             status.conditions = remove_condition(status.conditions, type_) or None
         metrics.set_monitoring(ns, name, None, [])
         return [], None
@@ -67,15 +68,21 @@ async def monitor_stable(kube: Kube, md: ModelDeployment, status: ModelDeploymen
     answers = None
     if where is not None:
         address, timeout_s = where
-        answers = await query_vectors(address, monitor.plan(spec, read, target), timeout_s)
+        queries = monitor.plan(spec, read, target)
+        if spec.sampling.enabled:
+            queries.append(sampling.stopped_query(target.model, target.version,
+                                                  target.matchers))
+        answers = await query_vectors(address, queries, timeout_s)
     evaluation = monitor.run(spec, status.monitoring, status.conditions, read, target, answers,
                              now, md.metadata.generation,
                              "" if where is not None else NO_PROMETHEUS)
     status.monitoring = evaluation.status
-    status.conditions = evaluation.conditions
-    metrics.set_monitoring(ns, name, evaluation.status, evaluation.conditions)
+    status.conditions, sampling_events = sampling.apply(
+        evaluation.conditions, spec.sampling, target.model, answers, stable.version,
+        format_time(now), md.metadata.generation)
+    metrics.set_monitoring(ns, name, evaluation.status, status.conditions)
     metrics.MONITORING_EVALUATIONS.labels(namespace=ns, name=name).inc()
-    return evaluation.events, monitor.seconds_to_next(spec, now, now)
+    return [*evaluation.events, *sampling_events], monitor.seconds_to_next(spec, now, now)
 
 
 async def measure_distance_checks(kube: Kube, md: ModelDeployment,
