@@ -3,7 +3,8 @@
 #   - a virtualenv in .venv with the four distributions, editable (pip's cache makes reruns fast)
 #   - the local control plane, Prometheus, Envoy Gateway and helm, built from Go modules (cached
 #     under ~/.cache/modelship/bin)
-#   - buildah and mmdebstrap for `make images` (Debian packages; installed when run as root)
+#   - buildah and mmdebstrap for `make images`, chromium and chromium-driver for the review
+#     page's browser test (Debian packages; installed when run as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,14 +20,18 @@ fi
 command -v go >/dev/null || { echo "modelship builds its control plane with Go >= 1.24: install Go" >&2; exit 1; }
 
 # make images builds daemonless: buildah builds the Containerfiles, mmdebstrap makes the base.
+# The review page's test drives Debian's headless Chromium through chromedriver.
 missing=()
-for tool in buildah mmdebstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool_package in buildah:buildah mmdebstrap:mmdebstrap chromium:chromium \
+                    chromedriver:chromium-driver; do
+  command -v "${tool_package%%:*}" >/dev/null || missing+=("${tool_package#*:}")
+done
 if (( ${#missing[@]} )); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    echo "==> installing ${missing[*]} (make images)"
+    echo "==> installing ${missing[*]} (make images, the review page's browser test)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "note: make images needs ${missing[*]}: sudo apt-get install -y ${missing[*]}" >&2
+    echo "note: make images and the tests need ${missing[*]}: sudo apt-get install -y ${missing[*]}" >&2
   fi
 fi
 

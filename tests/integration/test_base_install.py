@@ -1,7 +1,8 @@
 """What the operator's image gets: `pip install ./operator/api .` in a clean virtualenv, and
 nothing else. Its `modelship` has the operator's commands only, runs the operator against the
-test cluster and shows a resource's status; the trainer's and the development environment's
-packages (numpy, torch, tritonclient, modelship_dev) are not there. The trainer's declared
+test cluster, shows a resource's status and serves the review page (no numpy needed); the
+trainer's and the development environment's packages (numpy, torch, tritonclient,
+modelship_dev) are not there. The trainer's declared
 requirements, followed transitively, do not reach Kopf or lightkube either."""
 
 from __future__ import annotations
@@ -11,24 +12,30 @@ import re
 import shutil
 import subprocess
 import sysconfig
+import urllib.request
 import venv
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from modelship_api.samples import production_area
 from modelship_dev.cluster import SIMULATED_TOLERATION, LocalCluster
 from modelship_dev.operator_process import OperatorProcess
 from tests.conftest import REPO, Kubectl, wait_for
+from tests.production_area import Sample, write_part
 
 pytestmark = pytest.mark.integration
 
-OPERATOR_COMMANDS = {"operator", "status", "promote", "abort", "pause", "resume", "retry"}
+OPERATOR_COMMANDS = {"operator", "status", "promote", "abort", "pause", "resume", "retry",
+                     "review"}
 SAMPLE = REPO / "crds" / "samples" / "modeldeployment-local.yaml"
 _SITE = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
 _IGNORE = shutil.ignore_patterns("*.egg-info", "__pycache__", "build", "dist")
@@ -102,6 +109,38 @@ def test_every_operator_module_imports_with_the_base_requirements(base: BaseInst
             "    importlib.import_module(m.name)\n"
             "import modelship_api.crdgen, kopf, lightkube\n")
     base.run(base.python, "-c", code)
+
+
+def test_the_base_install_serves_the_review_page_without_numpy(base: BaseInstall,
+                                                                tmp_path: Path) -> None:
+    """images.npy is read and PNG written with the stdlib; the page ships in the package."""
+    area = production_area(tmp_path, "defects")
+    images = np.linspace(0, 1, 2 * 16, dtype=np.float32).reshape(2, 1, 4, 4)
+    ids = write_part(area, 1, datetime(2026, 12, 2, 19, tzinfo=UTC), images,
+                     [Sample(0, 0.9), Sample(1, 0.5)])
+    proc = subprocess.Popen(
+        [base.root / "bin" / "modelship", "review", "--volume-path", tmp_path, "--model",
+         "defects", "--reviewer", "ops", "--listen", "127.0.0.1:0"], cwd=base.root,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.match(r"Review page: (http://\S+/)", line)
+        assert found, line + proc.stdout.read()
+        url = found.group(1)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert b"Review production samples" in r.read()
+        with urllib.request.urlopen(f"{url}api/image?id={ids[1]}", timeout=10) as r:
+            assert r.headers["Content-Type"] == "image/png"
+            assert r.read().startswith(b"\x89PNG\r\n\x1a\n")
+        with urllib.request.urlopen(f"{url}metrics", timeout=10) as r:
+            assert 'modelship_reviewed_labels_total{model="defects"} 0.0' in r.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout:
+            proc.stdout.close()
 
 
 @pytest.mark.parametrize("module", ["numpy", "torch", "tritonclient", "modelship_dev",

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from modelship import cli
 
-OWN = ["abort", "operator", "pause", "promote", "resume", "retry", "status"]
+OWN = ["abort", "operator", "pause", "promote", "resume", "retry", "review", "status"]
 
 
 def _group(*entries: tuple[str, str]) -> list[EntryPoint]:

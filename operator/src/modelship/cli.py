@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -168,6 +169,47 @@ for _action, _help in (
     ("retry", "Start the rollout of a rolled-back version again."),
 ):
     main.command(name=_action, help=_help)(_ns_option(click.argument("name")(_command(_action))))
+
+
+@main.command()
+@click.option("--volume-path", required=True,
+              type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="The dataset volume's path (a mounted PVC or hostPath folder); the "
+                   "production area is <path>/production/<model>/.")
+@click.option("--model", required=True, help="The production area's model (the Triton model).")
+@click.option("--reviewer", required=True, help="Your name, written with each of your labels.")
+@click.option("--label-set", default="default", show_default=True,
+              help="The label set to write to and resolve.")
+@click.option("--resolution", type=click.Choice(["consensus", "unclear"]), default=None,
+              help="For a new label set: how reviewers' disagreements resolve, written to its "
+                   "settings.json (consensus if never set). A set keeps what it has.")
+@click.option("--listen", default="127.0.0.1:8090", show_default=True,
+              help="HOST:PORT to serve the page on (port 0: any free port).")
+@click.option("--classes", default="",
+              help="Class names in index order, comma-separated (default: the newest "
+                   "served version's lineage.json in --model-repository, else indices).")
+@click.option("--model-repository", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="The model repository, to read class names from.")
+@click.option("--accuracy-window", default=200, show_default=True,
+              type=click.IntRange(min=1),
+              help="The reviewed-accuracy gauges are over this many newest labelled "
+                   "samples of each version.")
+@click.option("--low-confidence", default=0.6, show_default=True,
+              type=click.FloatRange(0, 1),
+              help="Predictions less confident than this are flagged for review first.")
+def review(volume_path: Path, model: str, reviewer: str, label_set: str,
+           resolution: str | None, listen: str, classes: str, model_repository: Path | None,
+           accuracy_window: int, low_confidence: float) -> None:
+    """Serve a page where people confirm or correct the model on sampled production inputs.
+
+    Keys: Enter confirms the model's answer, 1-9 pick a class, u marks unclear, b goes back.
+    /metrics exports the reviewed accuracy per version for Prometheus."""
+    from modelship.review.command import start
+
+    start(volume_path=volume_path, model=model, reviewer=reviewer, label_set=label_set,
+          resolution=resolution, listen=listen, classes=classes,
+          model_repository=model_repository, accuracy_window=accuracy_window,
+          low_confidence=low_confidence)
 
 
 if __name__ == "__main__":

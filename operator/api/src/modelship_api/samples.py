@@ -235,3 +235,15 @@ def write_settings(area: Path, label_set: str, settings: LabelSetSettings) -> No
     tmp = folder / f".{SETTINGS_FILE}.tmp"
     tmp.write_text(json.dumps(settings.to_api(), indent=2) + "\n")
     tmp.replace(folder / SETTINGS_FILE)
+
+
+def part_folders(area: Path) -> list[Path]:
+    """The visible part folders of an area, oldest partition first, complete or corrupt."""
+    return list(_visible(area / SAMPLES_FOLDER, depth=3))
+
+
+def read_part(folder: Path) -> Part | None:
+    """One part as read_parts reads it, None when corrupt. Parts never change once visible,
+    so a long-running reader (the review page) reads each once and keeps it."""
+    records = _read_records(folder)
+    return None if records is None else Part(folder, records)
