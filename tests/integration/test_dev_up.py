@@ -64,7 +64,7 @@ def _status(cluster: LocalCluster, kind: str, name: str) -> dict[str, Any]:
 
 def test_every_sample_is_admitted_as_readme_applies_it(dev: LocalCluster) -> None:
     docs = _docs()
-    assert len(docs) == 6
+    assert len(docs) == 7
     # Namespace-free: they go where kubectl points (`-n` picks another namespace).
     assert all("namespace" not in d["metadata"] for d in docs)
     out = dev.kubectl("apply", "--server-side", "-f", str(SAMPLES), check=False)

@@ -264,8 +264,10 @@ class TestClusterWide:
         can = inst.can_i
         for verb, resource in [("create", "deployments.apps"), ("delete", "deployments.apps"),
                                ("create", "jobs.batch"), ("watch", "pods"),
-                               ("create", "events")]:
+                               ("create", "events"),
+                               ("create", "trainingruns.modelship.io")]:  # retraining
             assert can(verb, resource, "team-x"), (verb, resource)
+        assert not can("create", "modeldeployments.modelship.io", "team-x")
         for resource in ("modeldeployments.modelship.io", "trainingruns.modelship.io"):
             assert can("patch", resource, "team-x", subresource="status")
             assert not can("update", resource, "team-x", subresource="status")

@@ -66,3 +66,17 @@ def test_printer_columns_and_short_names() -> None:
     assert [c["name"] for c in tr["versions"][0]["additionalPrinterColumns"]] == [
         "Phase", "Version", "Metric", "Age"]
     assert md["versions"][0]["subresources"] == {"status": {}}
+
+
+def test_the_retraining_template_is_validated_as_a_training_run() -> None:
+    """spec.retraining.template carries the TrainingRun spec's schema and CEL rules, all but
+    its immutability (a template may be edited; each run copies it)."""
+    md, tr = (crdgen.openapi_schema(info) for info in crdgen.CRDS)
+    template = md["properties"]["spec"]["properties"]["retraining"]["properties"]["template"]
+    spec = dict(tr["properties"]["spec"])
+    assert spec.pop("x-kubernetes-validations") == [{
+        "rule": "self == oldSelf", "reason": "FieldValueForbidden",
+        "message": "spec is immutable: a TrainingRun records one run; create a new "
+                   "TrainingRun"}]
+    assert {k: v for k, v in template.items() if k != "description"} == \
+        {k: v for k, v in spec.items() if k != "description"}

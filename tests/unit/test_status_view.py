@@ -90,3 +90,29 @@ def test_status_view_shows_the_monitoring_block() -> None:
     assert "Drift" in row and "yes" in row and "1.234" in row and "0.61" in row and "900" in row
     assert "cannot run: input_contrast: the profile has no such statistic" in text
     assert "DataDrift=True DataDrift: drift in input_brightness" in text
+
+
+def test_status_view_shows_retraining_runs_and_why_none_starts() -> None:
+    md = ModelDeployment.model_validate({
+        "metadata": {"name": "defects", "namespace": "vision"},
+        "spec": {"model": {"name": "m", "fromTrainingRuns": {"matchLabels": {"p": "d"}}},
+                 "repository": {"hostPath": {"path": "/r"}},
+                 "retraining": {"template": {
+                     "model": "m", "dataset": {"generated": {}},
+                     "publish": {"repository": {"hostPath": {"path": "/r"}}}},
+                     "triggers": {"dataDrift": {}}}},
+        "status": {"stableVersion": 2, "retraining": {
+            "sequence": 1, "startedLastDay": 1, "nextAllowedAt": "2026-01-01T11:00:00Z",
+            "triggered": "DataDrift: DataDrift since 2026-01-01T09:50:00Z: input_brightness "
+                         "psi=0.812",
+            "notStarted": "cooldown 1h until 2026-01-01T11:00:00Z",
+            "history": [{"name": "defects-retrain-1", "sequence": 1, "trigger": "DataDrift",
+                         "startedAt": "2026-01-01T10:00:00Z", "phase": "Succeeded",
+                         "version": 2, "promotedAt": "2026-01-01T10:20:00Z"}]}},
+    })
+    text = render(md)
+    assert "retraining: 1 started in 24h (maxPerDay 4), next allowed 2026-01-01T11:00:00Z" \
+        in text
+    assert "triggered: DataDrift: DataDrift since" in text
+    assert "not started: cooldown 1h until 2026-01-01T11:00:00Z" in text
+    assert "defects-retrain-1  DataDrift  2026-01-01T10:00:00Z  Succeeded  2" in text

@@ -103,6 +103,10 @@ ClusterRole and the per-namespace Roles, so both modes grant the same.
 - apiGroups: [modelship.io]
   resources: [modeldeployments/status, trainingruns/status]
   verbs: [patch]
+# Retraining (spec.retraining) creates TrainingRuns from a ModelDeployment's template.
+- apiGroups: [modelship.io]
+  resources: [trainingruns]
+  verbs: [create]
 # Children carry ownerReferences with blockOwnerDeletion, which clusters that enforce owner
 # references (OwnerReferencesPermissionEnforcement) allow only to who may update the owner's
 # finalizers.

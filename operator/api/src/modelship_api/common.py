@@ -204,5 +204,6 @@ class ObjectMeta(ApiModel):
     namespace: str = Field(default="", description="Object namespace.")
     uid: str = Field(default="", description="Object UID.")
     generation: int = Field(default=0, description="Spec generation.")
+    creation_timestamp: str | None = Field(default=None, description="When it was created.")
     labels: dict[str, str] | None = Field(default=None, description="Labels.")
     annotations: dict[str, str] | None = Field(default=None, description="Annotations.")

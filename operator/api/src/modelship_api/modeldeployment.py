@@ -22,6 +22,7 @@ from modelship_api.common import (
     validations,
 )
 from modelship_api.monitoring import Monitoring, MonitoringStatus
+from modelship_api.retraining import Retraining, RetrainingStatus
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.01-py3"
 
@@ -563,6 +564,20 @@ class ModelDeploymentSpec(ApiModel):
                 field_path=".monitoring.sampling.enabled",
                 reason="FieldValueInvalid",
             ),
+            cel(
+                "!has(self.retraining) || has(self.model.fromTrainingRuns)",
+                "retraining needs model.fromTrainingRuns: a pinned model.version never "
+                "follows the runs it would create",
+                field_path=".retraining",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "!has(self.retraining) || self.retraining.template.model == self.model.name",
+                "retraining.template.model must be model.name, or fromTrainingRuns never "
+                "serves what the runs publish",
+                field_path=".retraining.template.model",
+                reason="FieldValueInvalid",
+            ),
         )
     )
 
@@ -584,6 +599,11 @@ class ModelDeploymentSpec(ApiModel):
         default_factory=Monitoring, json_schema_extra=schema_default(Monitoring),
         description="Drift against the training profile, staleness and numeric health of "
         "the served version (on by default).",
+    )
+    retraining: Retraining | None = Field(
+        default=None,
+        description="Create TrainingRuns from a template when the served model drifts, "
+        "ages or loses reviewed accuracy (needs model.fromTrainingRuns).",
     )
 
 
@@ -782,12 +802,15 @@ class ModelDeploymentStatus(ApiModel):
         "gateway: whether the gateway accepted the GRPCRoute, with its reason), the "
         "monitoring conditions DataDrift, PredictionDrift, Stale and NumericFault, Sampling "
         "(with spec.monitoring.sampling: True while the pods write samples, False with why "
-        "once one stopped, e.g. VolumeFull), and "
+        "once one stopped, e.g. VolumeFull), RetrainingEffective (whether DataDrift cleared "
+        "after a retrained version was promoted), and "
         "ReconcileError while the Kubernetes API refuses the operator a request (its "
         "message is the API's, e.g. which RBAC verb is missing).",
     )
     monitoring: MonitoringStatus | None = Field(
         default=None, description="Drift, age and numeric health of the stable version.")
+    retraining: RetrainingStatus | None = Field(
+        default=None, description="Retraining runs, bounds and why none starts now.")
     query_check: QueryCheck | None = Field(
         default=None,
         description="Whether the user checks' PromQL parses, as Prometheus said; absent "

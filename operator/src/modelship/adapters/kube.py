@@ -193,6 +193,26 @@ class Kube:
         self._remember(out)
         return out
 
+    async def create(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create `obj`; when an object of its name exists already (409), that one, so a
+        create repeated after a restart or a refused status write makes one object. Also
+        whether this call created it."""
+        meta = obj["metadata"]
+        res = resource_for(obj["apiVersion"], obj["kind"])
+        metrics.KUBE_WRITES.labels(verb="create", kind=obj["kind"]).inc()
+        try:
+            created = await self.client.create(res.from_dict(obj))  # type: ignore[attr-defined]
+        except ApiError as err:
+            if err.status.code != 409:
+                raise
+            existing = _plain(await self.client.get(res, meta["name"],
+                                                    namespace=meta["namespace"]))
+            self._remember(existing)
+            return existing, False
+        out = _plain(created)
+        self._remember(out)
+        return out, True
+
     async def delete(self, api_version: str, kind: str, name: str, namespace: str,
                      foreground: bool = False) -> bool:
         """Delete if present; False when absent. Children go too: in the background, or with

@@ -50,6 +50,25 @@ def _monitoring(md: ModelDeployment) -> list[str]:
     return lines
 
 
+def _retraining(md: ModelDeployment) -> list[str]:
+    rt = md.status.retraining
+    if md.spec.retraining is None or rt is None:
+        return []
+    lines = [f"  retraining: {rt.started_last_day} started in 24h (maxPerDay "
+             f"{md.spec.retraining.max_per_day}), next allowed {rt.next_allowed_at or 'now'}"]
+    if rt.triggered:
+        lines.append(f"    triggered: {rt.triggered}")
+    if rt.not_started:
+        lines.append(f"    not started: {rt.not_started}")
+    if rt.history:
+        rows = [("RUN", "TRIGGER", "STARTED", "PHASE", "VERSION", "PROMOTED")]
+        rows += [(r.name, r.trigger, r.started_at, r.phase,
+                  "-" if r.version is None else str(r.version), r.promoted_at or "-")
+                 for r in rt.history[:5]]
+        lines += _table(rows)
+    return lines
+
+
 def render(md: ModelDeployment) -> str:
     st = md.status
     stable = _release(st.stable_version, st.stable_revision, st.stable_template)
@@ -79,6 +98,7 @@ def render(md: ModelDeployment) -> str:
                   c.message) for c in an.checks or []]
         lines += _table(rows)
     lines += _monitoring(md)
+    lines += _retraining(md)
     for d in st.draining or []:
         confirmed = (f"route confirmed {d.route_confirmed_at}" if d.route_confirmed_at
                      else "waiting for the route to be confirmed")

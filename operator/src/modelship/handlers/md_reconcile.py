@@ -45,7 +45,7 @@ from modelship.core.rollout import (
 )
 from modelship.core.route_status import RouteObservation, observe_route
 from modelship.core.validation import SpecError, model_deployment_errors
-from modelship.handlers import md_monitoring
+from modelship.handlers import md_monitoring, md_retraining
 from modelship.handlers.md_monitoring import monitor_stable
 from modelship_api.common import Condition
 from modelship_api.modeldeployment import ModelDeployment, ModelDeploymentStatus, QueryCheck
@@ -320,14 +320,24 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
     except Exception:  # the rollout's status is written whatever happens here
         log.exception("%s/%s: monitoring failed; trying again next pass", namespace, name)
         monitoring_events, next_evaluation = [], None
+    # After monitoring, whose conditions it reads; a failure leaves status.retraining as it
+    # was (a run created before the failure is adopted from the cluster next pass).
+    try:
+        retraining_events, next_retraining = await md_retraining.retrain(kube, md,
+                                                                         decision.status)
+    except Exception:
+        log.exception("%s/%s: retraining failed; trying again next pass", namespace, name)
+        decision.status.retraining = md.status.retraining
+        retraining_events, next_retraining = [], None
     await kube.patch_status(constants.API_VERSION, KIND, name, namespace,
                             md.status.to_api(), decision.status.to_api(), body)
-    for action in (*decision.actions, *monitoring_events):
+    for action in (*decision.actions, *monitoring_events, *retraining_events):
         if isinstance(action, Event):
             await kube.event(body, action.type, action.reason, action.message)
     smoke.ensure((namespace, name), await _smoke_target(kube, md, decision.status, now_dt))
     _record_metrics(md, decision)
     metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
     metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.monotonic() - started)
-    waits = [t for t in (decision.requeue_after, next_evaluation) if t is not None]
+    waits = [t for t in (decision.requeue_after, next_evaluation, next_retraining)
+             if t is not None]
     return min(waits) if waits else None

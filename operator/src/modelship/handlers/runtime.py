@@ -18,6 +18,7 @@ from modelship.adapters import metrics
 from modelship.adapters.cache import Caches
 from modelship.adapters.kube import WATCHED, Kube, StatusConflictError, counted
 from modelship.handlers import refusals
+from modelship_api.retraining import LABEL_RETRAINED_FOR
 
 # How often every resource is re-reconciled even without events (level-based safety net).
 RESYNC_SECONDS = float(os.environ.get("MODELSHIP_RESYNC_SECONDS", "10"))
@@ -76,10 +77,13 @@ def _on_change(kind: str, event: str, obj: Mapping[str, Any]) -> None:
         metrics.forget_model_deployment(meta["namespace"], meta["name"])
     elif event == "DELETED" and kind == constants.TRAINING_RUN_KIND:
         metrics.forget_training_run(meta["namespace"], meta["name"])
+    labels = meta.get("labels") or {}
     if kind in (constants.MODEL_DEPLOYMENT_KIND, constants.TRAINING_RUN_KIND):
         wake(kind, meta["namespace"], meta["name"])
+        if LABEL_RETRAINED_FOR in labels:  # its ModelDeployment's retraining follows it
+            wake(constants.MODEL_DEPLOYMENT_KIND, meta["namespace"],
+                 labels[LABEL_RETRAINED_FOR])
         return
-    labels = meta.get("labels") or {}
     for label, owner_kind in ((constants.LABEL_DEPLOYMENT, constants.MODEL_DEPLOYMENT_KIND),
                               (constants.LABEL_TRAINING_RUN, constants.TRAINING_RUN_KIND)):
         if label in labels:
