@@ -4,6 +4,7 @@ input with a message that names the field."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,34 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
      "spec.trainer.resources", "positive whole number of GPUs"),
     ("tr-missing-publish", {**_tr(), "spec": {"model": "m", "dataset": {"generated": {}}}},
      "spec.publish", "Required value"),
+    ("tr-production-fraction",
+     _tr(dataset={"generated": {}, "production": {"volume": {"hostPath": "/s"},
+                                                   "heldOutFraction": 1}}),
+     "spec.dataset.production.heldOutFraction", "less than 1"),
+    ("tr-production-two-volumes",
+     _tr(dataset={"generated": {}, "production": {"volume": {
+         "hostPath": "/s", "persistentVolumeClaim": "s"}}}),
+     "spec.dataset.production.volume", "exactly one of persistentVolumeClaim or hostPath"),
+    ("tr-slice-two-selectors",
+     _tr(gate={"slices": [{"name": "dark", "class": "ok", "min": 0.5,
+                           "inputStatistic": {"statistic": "input_brightness", "max": 0.3}}]}),
+     "spec.gate.slices[0]", "exactly one selector"),
+    ("tr-slice-no-bound", _tr(gate={"slices": [{"name": "ok", "class": 0}]}),
+     "spec.gate.slices[0]", "set min, maxRegression or both"),
+    ("tr-slice-statistic-no-range",
+     _tr(gate={"slices": [{"name": "dark", "min": 0.5,
+                           "inputStatistic": {"statistic": "input_brightness"}}]}),
+     "spec.gate.slices[0].inputStatistic", "set min, max or both"),
+    ("tr-slice-duplicate-names",
+     _tr(gate={"slices": [{"name": "a", "class": 0, "min": 0.5},
+                          {"name": "a", "class": 1, "min": 0.5}]}),
+     "spec.gate.slices", "slice names must be unique"),
+    ("tr-slice-reviewed-without-production",
+     _tr(gate={"slices": [{"name": "reviewed", "reviewedProduction": True, "min": 0.5}]}),
+     "spec.gate.slices", "a reviewedProduction slice needs dataset.production"),
+    ("tr-slice-reviewed-false",
+     _tr(gate={"slices": [{"name": "r", "reviewedProduction": False, "min": 0.5}]}),
+     "spec.gate.slices[0]", "set it to true"),
 ]
 
 
@@ -222,3 +251,19 @@ def test_invalid_resource_is_refused_naming_the_field(
     assert out.returncode != 0, f"{name} was accepted"
     assert field in out.stderr, out.stderr
     assert message in out.stderr, out.stderr
+
+
+def test_production_data_and_every_slice_selector_are_admitted(kubectl: Kubectl) -> None:
+    doc = _tr(dataset={"generated": {}, "production": {"volume": {"hostPath": "/samples"},
+                                                       "heldOutFraction": 0.25}},
+              gate={"baseline": {"maxRegression": 0.01}, "slices": [
+                  {"name": "dark", "inputStatistic": {"statistic": "input_brightness",
+                                                      "max": 0.3}, "maxRegression": 0.0},
+                  {"name": "reviewed", "reviewedProduction": True, "min": 0.8},
+                  {"name": "pits", "class": "pit", "min": 0.7, "minSamples": 30},
+                  {"name": "first", "class": 0, "metric": "loss", "higherIsBetter": False,
+                   "min": 0.5}]})
+    out = kubectl.apply(doc, "--dry-run=server", "-o", "json")
+    stored = json.loads(out.stdout)["spec"]
+    assert stored["dataset"]["production"]["labelSet"] == "default"
+    assert [s["minSamples"] for s in stored["gate"]["slices"]] == [20, 20, 30, 20]

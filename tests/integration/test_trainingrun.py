@@ -16,15 +16,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from modelship_api import samples
 from modelship_api.profile import PROFILE_FILE, Profile, rfc3339
+from modelship_api.trainingrun import GeneratedDataset
 from modelship_dev import workload
 from modelship_dev.cluster import SIMULATED_TOLERATION, LocalCluster
 from modelship_dev.operator_process import OperatorProcess
+from modelship_trainer.surface_defects import generate
 from tests.conftest import Kubectl, wait_for, wait_for_status
 
 pytestmark = pytest.mark.integration
@@ -147,6 +152,67 @@ def test_training_run_becomes_a_job_and_real_trainer_output_becomes_status(
     wait_for("Job gone", lambda: kubectl.get("job", "defects-v1-train") is None)
     wait_for("pods gone", lambda: not kubectl.list("pod", "modelship.io/trainingrun=defects-v1"))
     assert (repository / "surface-defects" / "1" / "model.onnx").is_file()
+
+
+def write_production_area(volume: Path) -> None:
+    """Two reviewed parts as the serving runner and the review page write them, one corrupt
+    part and a half-written label line."""
+    area = samples.production_area(volume, "surface-defects")
+    data = generate(GeneratedDataset(samples=100, brightness=0.2, seed=9))
+    start = datetime(2026, 12, 2, 19, 0, tzinfo=UTC)
+    for n, rows in enumerate((slice(0, 50), slice(50, 100), slice(0, 3))):
+        at = start + timedelta(minutes=n)
+        hour, name = samples.hour_folder(at), samples.part_name(1, at, "pod-a")
+        folder = area / samples.SAMPLES_FOLDER / hour / name
+        folder.mkdir(parents=True)
+        images = data.images[rows]
+        np.save(folder / samples.IMAGES_FILE, images if n < 2 else images[:2])
+        records = [samples.SampleRecord(
+            id=samples.sample_id(hour, name, i), version=1, time=at.isoformat(),
+            prediction=0, confidence=0.9, probability=0.05) for i in range(len(images))]
+        (folder / samples.RECORDS_FILE).write_text(
+            "".join(r.model_dump_json(by_alias=True) + "\n" for r in records))
+        for r, truth in zip(records, data.labels[rows].tolist(), strict=True):
+            samples.append_label(area, samples.LabelRecord(
+                sample=r.id, label=int(truth), reviewer="truth", at=at.isoformat(),
+                label_set="default", source="automated"))
+    with (area / samples.LABELS_FOLDER / "default" / "truth.jsonl").open("a") as f:
+        f.write('{"sample": "2026-12')
+
+
+def test_production_data_is_mounted_read_only_and_its_counts_reach_status(
+        kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path) -> None:
+    run = training_run(gate={"slices": [{"name": "reviewed", "reviewedProduction": True,
+                                         "min": 0.0, "minSamples": 5}]})
+    run["spec"]["dataset"]["production"] = {
+        "volume": {"hostPath": "/var/lib/modelship/samples", "path": "line-1"}}
+    kubectl.apply(run)
+    pod = running_pod(kubectl)
+    container = pod["spec"]["containers"][0]
+    assert {"name": "production", "mountPath": "/production", "readOnly": True} in (
+        container["volumeMounts"])
+    assert {"name": "production", "hostPath": {"path": "/var/lib/modelship/samples",
+                                               "type": "Directory"}} in pod["spec"]["volumes"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MODELSHIP_PRODUCTION_DIR"] == "/production/line-1"
+    volume = tmp_path / "samples" / "line-1"
+    write_production_area(volume)
+    pod["spec"]["containers"][0]["env"] = [
+        e if e["name"] != "MODELSHIP_PRODUCTION_DIR" else {**e, "value": str(volume)}
+        for e in container["env"]]
+    code, message = run_trainer_like_the_pod(pod, tmp_path / "repo", tmp_path)
+    assert code == 0, message
+    finish_pod(kubectl, pod, code, message)
+    st = wait_phase(kubectl, "Succeeded")
+    used = st["lineage"]["production"]
+    assert (used["parts"], used["corruptParts"], used["badLabelLines"]) == (2, 1, 1)
+    assert used["train"] + used["heldOut"] == 100
+    assert used["partsDigest"].startswith("sha256:")
+    assert "1 corrupt parts, 1 bad label lines" in st["message"]
+    check = next(c for c in st["gate"]["checks"] if c["name"].startswith("slice reviewed"))
+    assert check["passed"] and check["name"] == "slice reviewed: accuracy>=0"
+    # The reference profile covers the evaluation set: the held-out split and reviewed samples.
+    assert st["profile"]["samples"] == 80 + used["heldOut"]
 
 
 def test_gate_rejection_is_rejected_not_retried(

@@ -44,6 +44,19 @@ def test_job_mounts_repository_and_dataset_and_pins_production() -> None:
     assert job["metadata"]["name"] == "nightly-train"
 
 
+def test_job_mounts_the_production_area_read_only() -> None:
+    dataset = {"volume": {"persistentVolumeClaim": "data", "path": "defects/v3"},
+               "production": {"volume": {"hostPath": "/srv/samples", "path": "line-1"}}}
+    job = training_manifests.job(run(dataset=dataset))
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "production", "hostPath": {"path": "/srv/samples", "type": "Directory"}} in (
+        pod["volumes"])
+    assert {"name": "production", "mountPath": "/production", "readOnly": True} in (
+        pod["containers"][0]["volumeMounts"])
+    assert env_of(job)["MODELSHIP_PRODUCTION_DIR"] == "/production/line-1"
+    assert "MODELSHIP_PRODUCTION_DIR" not in env_of(training_manifests.job(run()))
+
+
 def test_pinned_production_version_wins() -> None:
     tr = run(gate={"baseline": {"productionVersion": 3, "modelDeployment": "defects"}})
     spec = json.loads(env_of(training_manifests.job(tr, 7))["MODELSHIP_TRAINING_SPEC"])

@@ -15,6 +15,7 @@ from modelship_api.trainingrun import (
     GateCheck,
     GateStatus,
     Lineage,
+    ProductionDataUsed,
     TrainingRunStatus,
 )
 
@@ -58,7 +59,11 @@ def huge_result() -> TrainingResult:
         artifact=Artifact(digest="sha256:" + "a" * 64, path="p" * 500, tensorrt="t" * 900),
         lineage=Lineage(dataset_digest="sha256:" + "b" * 64, code_version="c" * 300,
                         hyperparameters={f"hp_{i}": "v" * 256 for i in range(100)},
-                        parent_version=3),
+                        parent_version=3,
+                        production=ProductionDataUsed(
+                            parts=40, corrupt_parts=2, bad_label_lines=1, train=700,
+                            held_out=300, parts_digest="sha256:" + "d" * 64,
+                            labels_digest="sha256:" + "e" * 64)),
         timings={f"stage_{i}": float(i) for i in range(100)},
     )
 
@@ -73,6 +78,9 @@ def test_oversized_result_is_trimmed_below_the_limit() -> None:
         "Rejected", "GateRejected", "accuracy=0.1234")
     assert parsed.gate is not None and parsed.gate.verdict == "Rejected"
     assert parsed.lineage is not None and parsed.lineage.parent_version == 3
+    # What was skipped as corrupt stays visible in status.
+    original = huge_result().lineage
+    assert original is not None and parsed.lineage.production == original.production
 
 
 def test_multibyte_text_counts_bytes_not_characters() -> None:

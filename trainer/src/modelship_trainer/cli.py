@@ -25,6 +25,7 @@ import pydantic
 from modelship_api.training_result import (
     DEFAULT_PROGRESS_MARKER,
     ENV_DATASET_DIR,
+    ENV_PRODUCTION_DIR,
     ENV_PROGRESS_MARKER,
     ENV_REPOSITORY,
     ENV_TERMINATION_LOG,
@@ -72,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"model repository directory (${ENV_REPOSITORY})")
     p.add_argument("--dataset-dir", default=os.environ.get(ENV_DATASET_DIR),
                    help=f"dataset directory for dataset.volume (${ENV_DATASET_DIR})")
+    p.add_argument("--production-dir", default=os.environ.get(ENV_PRODUCTION_DIR),
+                   help="folder holding production/<model>/ for dataset.production "
+                   f"(${ENV_PRODUCTION_DIR})")
     p.add_argument("--termination-log",
                    default=os.environ.get(ENV_TERMINATION_LOG, TERMINATION_MESSAGE_PATH),
                    help=f"where the result goes (${ENV_TERMINATION_LOG})")
@@ -164,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(max(1, args.threads))
         config = RunConfig(spec, Path(args.repository),
-                           Path(args.dataset_dir) if args.dataset_dir else None)
+                           Path(args.dataset_dir) if args.dataset_dir else None,
+                           Path(args.production_dir) if args.production_dir else None)
         result = run(config, on_stage=report_stage).result
     except TrainerError as exc:
         result = TrainingResult(outcome="Failed", reason=exc.reason, message=str(exc),

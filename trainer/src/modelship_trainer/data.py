@@ -24,11 +24,13 @@ IntArray = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class ArrayDataset:
-    """float32 images (N, C, H, W) in 0..1 and int64 labels (N,)."""
+    """float32 images (N, C, H, W) in 0..1, int64 labels (N,) and optional float32 sample
+    weights (N,) for recipes that support them (None: all 1)."""
 
     images: FloatArray
     labels: IntArray
     classes: tuple[str, ...]
+    weights: FloatArray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -47,7 +49,20 @@ class ArrayDataset:
         return "sha256:" + h.hexdigest()
 
     def subset(self, index: npt.NDArray[np.int64]) -> ArrayDataset:
-        return ArrayDataset(self.images[index], self.labels[index], self.classes)
+        weights = self.weights[index] if self.weights is not None else None
+        return ArrayDataset(self.images[index], self.labels[index], self.classes, weights)
+
+
+def concat(first: ArrayDataset, second: ArrayDataset) -> ArrayDataset:
+    """Both datasets' rows; weights are kept when either has them (the other's count 1)."""
+    weights = None
+    if first.weights is not None or second.weights is not None:
+        weights = np.concatenate([
+            d.weights if d.weights is not None else np.ones(len(d), dtype=np.float32)
+            for d in (first, second)]).astype(np.float32)
+    return ArrayDataset(np.concatenate([first.images, second.images]).astype(np.float32),
+                        np.concatenate([first.labels, second.labels]).astype(np.int64),
+                        first.classes, weights)
 
 
 def split(data: ArrayDataset, validation_fraction: float, seed: int) -> tuple[ArrayDataset,

@@ -6,19 +6,21 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from modelship_api.profile import PROFILE_FILE
 from modelship_api.training_result import TrainingResult
 from modelship_api.trainingrun import Artifact, Lineage, TrainingRunSpec
+from modelship_trainer import slices as gate_slices
 from modelship_trainer import triton_config
-from modelship_trainer.data import ArrayDataset, load_directory, split
+from modelship_trainer.data import ArrayDataset, concat, load_directory, split
 from modelship_trainer.errors import InvalidSpecError
 from modelship_trainer.evaluate import classification_metrics
 from modelship_trainer.export import (
@@ -32,6 +34,8 @@ from modelship_trainer.export import (
 from modelship_trainer.gate import Production, decide
 from modelship_trainer.hyperparameters import as_strings, parse_hyperparameters
 from modelship_trainer.lineage import code_version, file_digest
+from modelship_trainer.production import ProductionSamples
+from modelship_trainer.production import load as load_production_area
 from modelship_trainer.profiling import build_profile, dataset_time
 from modelship_trainer.recipe import Recipe
 from modelship_trainer.registry import load_recipe
@@ -44,16 +48,18 @@ RUNNER_SOURCE = Path(__file__).with_name("triton_runner.py")
 
 @dataclass
 class RunConfig:
-    """The spec plus where the pod mounted the model repository and the dataset."""
+    """The spec plus where the pod mounted the model repository and the data volumes."""
 
     spec: TrainingRunSpec
     repository: Path
     dataset_dir: Path | None = None
+    production_dir: Path | None = None  # holds production/<model>/ (dataset.production)
 
 
 @dataclass
 class RunOutput:
-    """The result, plus the trained model and held-out split for callers that compare."""
+    """The result, plus the trained model and the evaluation set (original held-out split,
+    then the reviewed held-out production samples) for callers that compare."""
 
     result: TrainingResult
     model: nn.Module
@@ -91,6 +97,27 @@ def load_data(recipe: Recipe, config: RunConfig) -> tuple[ArrayDataset, datetime
     raise InvalidSpecError("dataset: set exactly one of generated or volume")
 
 
+def load_production(recipe: Recipe, config: RunConfig,
+                    data: ArrayDataset) -> ProductionSamples | None:
+    production = config.spec.dataset.production
+    if production is None:
+        return None
+    if config.production_dir is None:
+        raise InvalidSpecError("dataset.production is set but no production directory was "
+                               "given (--production-dir)")
+    return load_production_area(production, config.production_dir, config.spec.model,
+                                data.classes, data.sample_shape, recipe.supports_weights)
+
+
+def _production_summary(p: ProductionSamples | None) -> str:
+    if p is None:
+        return ""
+    u = p.used
+    return (f"; production samples: {u.train} trained on, {u.held_out} held out from "
+            f"{u.parts} parts ({u.corrupt_parts} corrupt parts, {u.bad_label_lines} bad label "
+            f"lines and {u.excluded_labels} unclear or unresolved labels skipped)")
+
+
 def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None) -> RunOutput:
     """The run's outcome; raises TrainerError (or anything else) when it fails."""
     spec = config.spec
@@ -104,16 +131,31 @@ def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None)
         if why:
             raise InvalidSpecError(f"publish.backend tensorrt needs a TensorRT plan ({why})")
 
+    slice_specs = (spec.gate.slices if spec.gate else None) or []
     with timings.stage("generate"):
         data, data_time = load_data(recipe, config)
         seed = spec.dataset.generated.seed if spec.dataset.generated else 0
         train, held_out = split(data, spec.dataset.validation_fraction, seed)
+        definitions = recipe.statistics(data.sample_shape, data.classes)
+        gate_slices.check(slice_specs, data.classes, definitions,
+                          spec.dataset.production is not None)
+        reviewed = load_production(recipe, config, data)
+        if reviewed is not None:
+            # Reviewed held-out samples join the evaluation set only: never trained on.
+            train = concat(train, reviewed.train)
+            held_out = concat(held_out, reviewed.held_out)
+            if reviewed.newest is not None and reviewed.newest > data_time:
+                data_time = reviewed.newest  # staleness counts from the newest data
+        is_reviewed = np.arange(len(held_out)) >= len(held_out) - (
+            len(reviewed.held_out) if reviewed else 0)
+        slice_masks = gate_slices.masks(slice_specs, held_out, is_reviewed, definitions)
     with timings.stage("train"):
         model = recipe.build_model(data.sample_shape, len(data.classes), hp)
         recipe.fit(model, train, hp)
     with timings.stage("evaluate"):
-        metrics = classification_metrics(predict_logits(model, held_out.images),
-                                         held_out.labels, len(data.classes))
+        logits = predict_logits(model, held_out.images)
+        metrics = classification_metrics(logits, held_out.labels, len(data.classes))
+        slice_metrics = gate_slices.evaluate(slice_masks, logits, held_out)
 
     model_dir = config.repository / spec.model
     with tempfile.TemporaryDirectory(prefix="modelship-export-") as tmp:
@@ -129,26 +171,30 @@ def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None)
         with timings.stage("profile"):
             # On onnxruntime's outputs, the numbers serving will see.
             profile = build_profile(
-                recipe.statistics(data.sample_shape, data.classes), held_out.images,
+                definitions, held_out.images,
                 onnx_logits(onnx_session(onnx_path), held_out.images), data_time)
         with timings.stage("gate"):
             production = None
             baseline = spec.gate.baseline if spec.gate else None
-            if baseline is not None:
-                found = production_model(model_dir, baseline.production_version)
+            if baseline is not None or any(s.max_regression is not None for s in slice_specs):
+                found = production_model(model_dir,
+                                         baseline.production_version if baseline else None)
                 if found is not None:
                     version, prod_path = found
-                    logits = onnx_logits(onnx_session(prod_path), held_out.images)
+                    prod_logits = onnx_logits(onnx_session(prod_path), held_out.images)
                     production = Production(version, classification_metrics(
-                        logits, held_out.labels, len(data.classes)))
-            gate = decide(spec.gate, metrics, production)
+                        prod_logits, held_out.labels, len(data.classes)),
+                        gate_slices.evaluate(slice_masks, prod_logits, held_out))
+            gate = decide(spec.gate, metrics, production, slice_metrics)
         parent = production.version if production else (
             published_versions(model_dir)[-1] if published_versions(model_dir) else None)
         lineage = Lineage(dataset_digest=data.digest(), code_version=code_version(),
-                          hyperparameters=as_strings(hp), parent_version=parent)
+                          hyperparameters=as_strings(hp), parent_version=parent,
+                          production=reviewed.used if reviewed else None)
         key = baseline.metric if baseline else "accuracy"
         result = TrainingResult(
-            outcome="Rejected", reason="GateRejected", message=gate.reason, model=spec.model,
+            outcome="Rejected", reason="GateRejected",
+            message=gate.reason + _production_summary(reviewed), model=spec.model,
             key_metric=f"{key}={metrics[key]:.4f}" if key in metrics else None,
             metrics=metrics, gate=gate, lineage=lineage, onnx_opset=spec.export.onnx_opset,
             parity_max_abs_diff=parity, timings=timings.seconds,
@@ -172,7 +218,11 @@ def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None)
                 "classes": list(data.classes), "parityMaxAbsDiff": parity,
                 "onnxOpset": spec.export.onnx_opset, "tensorrt": trt.detail,
                 "production": {"version": production.version,
-                               "heldOut": dict(production.metrics)} if production else None,
+                               "heldOut": dict(production.metrics),
+                               "slices": _slice_report(production.slices)}
+                if production else None,
+                "slices": _slice_report(slice_metrics),
+                "productionData": reviewed.used.to_api() if reviewed else None,
                 "gate": gate.to_api(),
             }
             (version_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -184,10 +234,15 @@ def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None)
             published = publish(config.repository, spec.model, fill, model_config=config_text)
         formats = ["onnx", "tensorrt"] if trt.built else ["onnx"]
         result.outcome, result.reason, result.version = "Succeeded", "Published", published.version
-        result.message = f"published {spec.model} version {published.version}: {gate.reason}"
+        result.message = (f"published {spec.model} version {published.version}: {gate.reason}"
+                          + _production_summary(reviewed))
         result.artifact = Artifact(digest=file_digest(published.path / "model.onnx"),
                                    path=f"{spec.model}/{published.version}", formats=formats,
                                    tensorrt=trt.detail)
         result.timings = timings.seconds
         result.profile = profile.summary()
         return RunOutput(result, model, held_out)
+
+
+def _slice_report(found: Mapping[str, gate_slices.SliceMetrics]) -> dict[str, object]:
+    return {name: {"samples": m.samples, **m.metrics} for name, m in found.items()}

@@ -33,6 +33,9 @@ class Recipe(ABC):
 
     name: ClassVar[str]
     hyperparameters: ClassVar[Mapping[str, Hyperparameter]]
+    # True when fit() honours ArrayDataset.weights; otherwise the pipeline passes no weights
+    # and records that production samples were not re-weighted.
+    supports_weights: ClassVar[bool] = False
 
     def generate(self, spec: GeneratedDataset) -> ArrayDataset:
         """Synthetic data from a seed; recipes without a generator need a dataset volume."""

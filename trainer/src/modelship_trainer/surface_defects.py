@@ -101,6 +101,7 @@ class SmallCNN(nn.Module):
 
 class SurfaceDefectsRecipe(Recipe):
     name: ClassVar[str] = "surface-defects"
+    supports_weights: ClassVar[bool] = True  # fit_classifier weights each sample's loss
     hyperparameters: ClassVar[Mapping[str, Hyperparameter]] = {
         hp.name: hp for hp in (
             Hyperparameter("epochs", int, 6, 1, 1000, "passes over the training split"),

@@ -28,6 +28,8 @@ MAX_TERMINATION_MESSAGE_BYTES = 4096
 ENV_TRAINING_SPEC = "MODELSHIP_TRAINING_SPEC"  # TrainingRunSpec as JSON (camelCase)
 ENV_REPOSITORY = "MODELSHIP_REPOSITORY"  # where the model repository volume is mounted
 ENV_DATASET_DIR = "MODELSHIP_DATASET_DIR"  # mounted dataset directory (spec.dataset.volume)
+# The mounted folder of spec.dataset.production.volume (holds production/<model>/).
+ENV_PRODUCTION_DIR = "MODELSHIP_PRODUCTION_DIR"
 ENV_TERMINATION_LOG = "MODELSHIP_TERMINATION_LOG"  # overrides TERMINATION_MESSAGE_PATH
 ENV_PROGRESS_MARKER = "MODELSHIP_PROGRESS_MARKER"  # file touched when evaluation begins
 DEFAULT_PROGRESS_MARKER = "/tmp/modelship/evaluating"
@@ -168,7 +170,8 @@ def _minimal(r: TrainingResult) -> TrainingResult:
         artifact=Artifact(digest=r.artifact.digest) if r.artifact else None,
         lineage=Lineage(dataset_digest=r.lineage.dataset_digest,
                         code_version=_clip(r.lineage.code_version, 63),
-                        parent_version=r.lineage.parent_version) if r.lineage else None,
+                        parent_version=r.lineage.parent_version,
+                        production=r.lineage.production) if r.lineage else None,
         profile=ProfileSummary(digest=r.profile.digest, samples=r.profile.samples,
                                data_time=r.profile.data_time) if r.profile else None,
         truncated=True,

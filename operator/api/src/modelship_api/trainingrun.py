@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from modelship_api.common import (
     ApiModel,
@@ -66,8 +66,27 @@ class DatasetVolume(ApiModel):
     )
 
 
+class ProductionData(ApiModel):
+    """Reviewed production samples added to the training data (layout: modelship_api.samples;
+    docs/production-data.md). Only complete parts with a resolved label are used; a stable hash
+    of each sample's id puts it in the held-out part, which no run ever trains on."""
+
+    volume: DatasetVolume = Field(
+        description="The volume sampling writes to; its path holds production/<model>/.")
+    model: ModelName | None = Field(
+        default=None, description="The production area's model; default spec.model.")
+    label_set: Annotated[str, StringConstraints(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")] = Field(
+        default="default", description="Which label set's labels are used.")
+    held_out_fraction: float = Field(
+        default=0.3, gt=0.0, lt=1.0,
+        description="Share of reviewed samples held out for evaluation and the gate. Keep it "
+        "fixed across runs: with the same value a sample's side never changes; raising it only "
+        "moves samples from train to held-out.")
+
+
 class Dataset(ApiModel):
-    """Training data: exactly one of generated or volume."""
+    """Training data: exactly one of generated or volume, plus optional production samples."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
@@ -84,6 +103,8 @@ class Dataset(ApiModel):
     validation_fraction: float = Field(
         default=0.2, gt=0.0, lt=1.0, description="Held-out share used for evaluation and the gate."
     )
+    production: ProductionData | None = Field(
+        default=None, description="Reviewed production samples trained and evaluated on too.")
 
 
 class Trainer(ApiModel):
@@ -160,13 +181,97 @@ class Baseline(ApiModel):
     )
 
 
+# A class by name or by index, as an int-or-string like a Pod's port.
+ClassRef = Annotated[
+    int | Annotated[str, StringConstraints(min_length=1, max_length=63)],
+    WithJsonSchema({"x-kubernetes-int-or-string": True,
+                    "anyOf": [{"type": "integer"}, {"type": "string"}]}),
+]
+
+
+class InputStatisticRange(ApiModel):
+    """Samples whose input statistic lies in [min, max], measured as the profile measures it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("has(self.min) || has(self.max)", "set min, max or both",
+                reason="FieldValueRequired"),
+            cel("!has(self.min) || !has(self.max) || self.min <= self.max",
+                "min must not exceed max", reason="FieldValueInvalid"),
+        )
+    )
+
+    statistic: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$",
+                                                max_length=63)] = Field(
+        description="An input statistic of the recipe's profile, e.g. input_brightness.")
+    min: float | None = Field(default=None, description="Lowest value in the slice (inclusive).")
+    max: float | None = Field(default=None,
+                              description="Highest value in the slice (inclusive).")
+
+
+class GateSlice(ApiModel):
+    """Thresholds on one slice of the evaluation data (original held-out + reviewed held-out
+    production samples), selected by exactly one of class, inputStatistic or
+    reviewedProduction."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("[has(self.class), has(self.inputStatistic), has(self.reviewedProduction)]"
+                ".filter(x, x).size() == 1",
+                "set exactly one selector: class, inputStatistic or reviewedProduction",
+                reason="FieldValueInvalid"),
+            cel("!has(self.reviewedProduction) || self.reviewedProduction",
+                "reviewedProduction selects the reviewed production samples: set it to true "
+                "or choose another selector", reason="FieldValueInvalid"),
+            cel("has(self.min) || has(self.maxRegression)", "set min, maxRegression or both",
+                reason="FieldValueRequired"),
+        )
+    )
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$",
+                                           max_length=40)] = Field(
+        description="Named in gate checks and in the reason of a veto, e.g. dark.")
+    class_: ClassRef | None = Field(
+        default=None, alias="class", description="Samples whose true label is this class "
+        "(a name of the dataset's classes, or an index).")
+    input_statistic: InputStatisticRange | None = Field(
+        default=None, description="Samples whose input statistic lies in a range.")
+    reviewed_production: bool | None = Field(
+        default=None, description="true: the held-out reviewed production samples "
+        "(needs dataset.production).")
+    metric: MetricName = Field(default="accuracy", description="accuracy, macro_f1 or loss.")
+    higher_is_better: bool = Field(default=True, description="Direction of the metric.")
+    min: float | None = Field(
+        default=None, description="Reject when the metric on the slice is below this "
+        "(above it when higherIsBetter is false).")
+    max_regression: float | None = Field(
+        default=None, ge=0.0, description="Reject when the metric on the slice is worse than "
+        "the production version's on the same slice by more than this.")
+    min_samples: int = Field(
+        default=20, ge=1, description="Fewer samples in the slice reject the candidate: a "
+        "slice too small to judge never blesses.")
+
+
 class Gate(ApiModel):
     """Bless or veto: a rejected model is never published."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("!has(self.slices) || self.slices.all(a, "
+                "self.slices.exists_one(b, b.name == a.name))",
+                "slice names must be unique", field_path=".slices",
+                reason="FieldValueInvalid"),
+        )
+    )
 
     thresholds: list[Threshold] | None = Field(
         default=None, max_length=20, description="Fixed bounds on metrics."
     )
     baseline: Baseline | None = Field(default=None, description="Comparison with production.")
+    slices: list[GateSlice] | None = Field(
+        default=None, max_length=20,
+        description="Thresholds per slice of the evaluation data, each optionally against "
+        "production; a candidate better on average but worse on a slice is rejected.")
 
 
 class Export(ApiModel):
@@ -213,6 +318,10 @@ class TrainingRunSpec(ApiModel):
             cel("self == oldSelf",
                 "spec is immutable: a TrainingRun records one run; create a new TrainingRun",
                 reason="FieldValueForbidden"),
+            cel("!has(self.gate) || !has(self.gate.slices) || has(self.dataset.production) || "
+                "!self.gate.slices.exists(s, has(s.reviewedProduction))",
+                "a reviewedProduction slice needs dataset.production",
+                field_path=".gate.slices", reason="FieldValueInvalid"),
         )
     )
 
@@ -251,13 +360,38 @@ class GateStatus(ApiModel):
     checks: list[GateCheck] | None = Field(default=None, description="Each rule.")
 
 
+class ProductionDataUsed(ApiModel):
+    """Which production data a run used, and what it skipped."""
+
+    parts: int = Field(default=0, description="Complete parts read.")
+    corrupt_parts: int = Field(
+        default=0, description="Parts skipped: files that do not parse, or images that do not "
+        "load or do not match their records or the dataset's sample shape.")
+    bad_label_lines: int = Field(default=0, description="Label lines that did not parse.")
+    excluded_labels: int = Field(
+        default=0, description="Labelled samples left out: unclear, unresolved (no majority) "
+        "or a class outside the dataset.")
+    train: int = Field(default=0, description="Reviewed samples trained on.")
+    held_out: int = Field(default=0, description="Reviewed samples held out (never trained on).")
+    weighted: bool = Field(
+        default=False, description="Whether training weighted samples 1/probability.")
+    newest_sample: str | None = Field(
+        default=None, description="Time of the newest reviewed sample used, RFC 3339.")
+    parts_digest: str = Field(default="", description="sha256 of the parts used (their files).")
+    labels_digest: str = Field(
+        default="", description="sha256 of the resolved labels used and each sample's side.")
+
+
 class Lineage(ApiModel):
     """Where the model came from."""
 
-    dataset_digest: str = Field(default="", description="sha256 of the training data.")
+    dataset_digest: str = Field(
+        default="", description="sha256 of the original dataset (generated or volume).")
     code_version: str = Field(default="", description="Trainer version.")
     hyperparameters: dict[str, str] | None = Field(default=None, description="Used values.")
     parent_version: int | None = Field(default=None, description="Production version compared.")
+    production: ProductionDataUsed | None = Field(
+        default=None, description="Reviewed production data used (dataset.production).")
 
 
 class Artifact(ApiModel):

@@ -10,16 +10,19 @@ from modelship.core.triton_manifests import REPO_VOLUME, repository_root
 from modelship_api.training_result import (
     DEFAULT_PROGRESS_MARKER,
     ENV_DATASET_DIR,
+    ENV_PRODUCTION_DIR,
     ENV_REPOSITORY,
     ENV_TRAINING_SPEC,
     EXIT_INVALID_SPEC,
     EXIT_REJECTED,
     TERMINATION_MESSAGE_PATH,
 )
-from modelship_api.trainingrun import TrainingRun, TrainingRunSpec
+from modelship_api.trainingrun import DatasetVolume, TrainingRun, TrainingRunSpec
 
 DATA_VOLUME = "dataset"
 DATA_MOUNT = "/data"
+PRODUCTION_VOLUME = "production"
+PRODUCTION_MOUNT = "/production"
 DEFAULT_COMMAND = ["modelship-train"]
 
 
@@ -49,16 +52,26 @@ def _volumes(tr: TrainingRun) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     volumes = [volume]
     mounts: list[dict[str, Any]] = [
         {"name": REPO_VOLUME, "mountPath": constants.MODEL_REPOSITORY_MOUNT}]
-    data = tr.spec.dataset.volume
-    if data is not None:
+    # Both data volumes are read-only: training never changes its data.
+    for name, mount, data in (
+            (DATA_VOLUME, DATA_MOUNT, tr.spec.dataset.volume),
+            (PRODUCTION_VOLUME, PRODUCTION_MOUNT,
+             tr.spec.dataset.production.volume if tr.spec.dataset.production else None)):
+        if data is None:
+            continue
         if data.persistent_volume_claim:
-            volumes.append({"name": DATA_VOLUME, "persistentVolumeClaim": {
+            volumes.append({"name": name, "persistentVolumeClaim": {
                 "claimName": data.persistent_volume_claim, "readOnly": True}})
         else:
-            volumes.append({"name": DATA_VOLUME, "hostPath": {"path": data.host_path,
-                                                              "type": "Directory"}})
-        mounts.append({"name": DATA_VOLUME, "mountPath": DATA_MOUNT, "readOnly": True})
+            volumes.append({"name": name, "hostPath": {"path": data.host_path,
+                                                       "type": "Directory"}})
+        mounts.append({"name": name, "mountPath": mount, "readOnly": True})
     return volumes, mounts
+
+
+def _mounted(mount: str, volume: DatasetVolume) -> str:
+    sub = volume.path.strip("/")
+    return f"{mount}/{sub}" if sub else mount
 
 
 def effective_spec(tr: TrainingRun, production_version: int | None) -> TrainingRunSpec:
@@ -83,9 +96,11 @@ def job(tr: TrainingRun, production_version: int | None = None) -> dict[str, Any
         {"name": ENV_REPOSITORY, "value": repository_root(spec.publish.repository)},
     ]
     if spec.dataset.volume is not None:
-        sub = spec.dataset.volume.path.strip("/")
-        env.append({"name": ENV_DATASET_DIR, "value": f"{DATA_MOUNT}/{sub}" if sub
-                    else DATA_MOUNT})
+        env.append({"name": ENV_DATASET_DIR,
+                    "value": _mounted(DATA_MOUNT, spec.dataset.volume)})
+    if spec.dataset.production is not None:
+        env.append({"name": ENV_PRODUCTION_DIR,
+                    "value": _mounted(PRODUCTION_MOUNT, spec.dataset.production.volume)})
     env += [{"name": k, "value": v} for k, v in sorted((trainer.env or {}).items())]
     container: dict[str, Any] = {
         "name": "trainer",
