@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 
 from modelship import constants
 from modelship_dev import images
 from modelship_dev.background import Background
 from modelship_dev.nodeagent.node import NODE_CLASS_LABEL
+from modelship_trainer.data import FloatArray
 
 NODE = "local-0"
 NODE_TAINT = "modelship.io/local-processes"
@@ -39,6 +39,10 @@ IMAGE_USER = 65532
 SAMPLE_REPOSITORY = Path("/var/lib/modelship/model-repository")
 IMAGE_SIZE = 32  # the generated dataset's default image side
 BATCH = 8  # images per request, as a camera station sends its crops
+# Batches a load cycles through: 2048 distinct images, so a drift window's histograms are
+# those of the camera's distribution, not of a few images sent again and again.
+POOL_BATCHES = 256
+LIGHTING = 0.5  # GeneratedDataset's default brightness: the lighting models are trained in
 
 
 def node_folder(path: Path) -> Path:
@@ -84,10 +88,12 @@ def training_run(name: str, model: str, repository: Path, *, labels: dict[str, s
 
 def model_deployment(name: str, model: str, repository: Path, *, follow: dict[str, str],
                      parent_ref: dict[str, str], prometheus_url: str,
-                     rollout: dict[str, Any]) -> dict[str, Any]:
+                     rollout: dict[str, Any], monitoring: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
     """A ModelDeployment that serves the newest blessed TrainingRun matching `follow`, behind
     the local gateway, judged by `prometheus_url`. `rollout` holds the strategy block; an
-    analysis block is added when it has none."""
+    analysis block is added when it has none. `monitoring`, when given, is its
+    spec.monitoring (otherwise the defaults watch it)."""
     rollout = dict(rollout)
     rollout.setdefault("analysis", {
         "prometheus": {"address": prometheus_url, "timeout": "2s"},
@@ -109,8 +115,24 @@ def model_deployment(name: str, model: str, repository: Path, *, follow: dict[st
                         "startupTimeout": "3m", **PLACEMENT},
             "traffic": {"provider": "gateway", "gateway": {"parentRefs": [parent_ref]}},
             "rollout": rollout,
+            **({"monitoring": monitoring} if monitoring is not None else {}),
         },
     }
+
+
+def camera_images(brightness: float = LIGHTING, seed: int = 5,
+                  batches: int = POOL_BATCHES) -> FloatArray:
+    """`batches` request batches of the built-in recipe's generated images (the distribution
+    its models are trained and profiled on) under `brightness` lighting, GeneratedDataset's
+    drift knob: lower is a darker factory."""
+    # Imported here: the recipe's module brings torch (seconds to import), which this
+    # module's other users never need.
+    from modelship_api.trainingrun import GeneratedDataset
+    from modelship_trainer.surface_defects import generate
+
+    spec = GeneratedDataset(seed=seed, samples=batches * BATCH, image_size=IMAGE_SIZE,
+                            brightness=brightness)
+    return generate(spec).images.reshape(batches, BATCH, 1, IMAGE_SIZE, IMAGE_SIZE)
 
 
 @dataclass
@@ -124,17 +146,20 @@ class Second:
 
 class InferenceLoad(Background):
     """Bounded background gRPC traffic to `model` through `target`: `rate` requests a second,
-    each a batch of `BATCH` images, for at most `max_seconds`. Triton names the version that
-    answered in each response, so the split the gateway made is measured, not assumed."""
+    each a batch of `BATCH` camera images (`camera_images`), for at most `max_seconds`.
+    Triton names the version that answered in each response, so the split the gateway made
+    is measured, not assumed. `set_lighting` changes the images' brightness mid-run."""
 
     def __init__(self, target: str, model: str, rate: float = 20.0,
-                 max_seconds: float = 600.0, seed: int = 5) -> None:
+                 max_seconds: float = 600.0, seed: int = 5,
+                 brightness: float = LIGHTING) -> None:
         super().__init__("inference-load")
         self.target, self.model = target, model
         self.rate, self.max_seconds = rate, max_seconds
-        rng = np.random.default_rng(seed)
-        self._images = rng.uniform(0.0, 1.0, (16, BATCH, 1, IMAGE_SIZE, IMAGE_SIZE)).astype(
-            np.float32)
+        self.seed = seed
+        self._images = camera_images(brightness, seed)
+        # (seconds since the start, brightness) of each lighting the clients sent under.
+        self.lighting: list[tuple[float, float]] = [(0.0, brightness)]
         self.seconds: dict[int, Second] = defaultdict(Second)
         self.errors: dict[str, int] = defaultdict(int)
         self.started = time.monotonic()
@@ -142,6 +167,16 @@ class InferenceLoad(Background):
 
     def _starting(self) -> None:
         self.started = time.monotonic()
+
+    def set_lighting(self, brightness: float) -> float:
+        """From the next request on, images under `brightness` lighting (new images of the
+        same parts); returns when, in seconds since the start, the switch took effect."""
+        images = camera_images(brightness, self.seed)
+        with self._lock:
+            self._images = images
+            at = self.now_s()
+            self.lighting.append((at, brightness))
+        return at
 
     def _run(self) -> None:
         client = grpcclient.InferenceServerClient(
@@ -152,7 +187,8 @@ class InferenceLoad(Background):
                 now = time.monotonic()
                 if now - self.started > self.max_seconds:
                     return
-                self._one(client, self._images[n % len(self._images)], now)
+                images = self._images
+                self._one(client, images[n % len(images)], now)
                 n += 1
                 # Paced to the rate from the start, so a slow answer does not lower it.
                 self._stop.wait(max(0.0, self.started + n / self.rate - time.monotonic()))

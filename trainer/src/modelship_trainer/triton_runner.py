@@ -22,9 +22,13 @@ output is not finite. Each custom-metric call crosses from the stub to the serve
 +0.14 ms per call), so nothing is exported per sample. execute() only keeps each served
 batch; a background thread measures them every MODELSHIP_STATISTICS_FLUSH_S seconds (5 s)
 with numpy, a few hundred samples at a time, and queues one counter increment per series
-that changed. The increments are made by execute() itself, CALLS_PER_EXECUTE at a time
-after its own work (measured: metric calls from another thread crawl while requests flow),
-and by the background thread only once no request came for IDLE_S. The histograms are
+that changed, grouped by histogram. The increments are made by execute() itself, at least
+CALLS_PER_EXECUTE at a time after its own work (measured: metric calls from another thread
+crawl while requests flow), and by the background thread only once no request came for
+IDLE_S. A histogram's increments are always made in one go: a scrape between them would see
+its low buckets counting a flush that its high buckets do not yet (a half-updated
+histogram, whose bucket counts are wrong: on the real data plane, stationary traffic
+scored PSI 1.5 on input_contrast when a window ended on one). The histograms are
 Prometheus classic-histogram series built from counters (`<family>_bucket{le}`, `_count`,
 `_sum`): a Triton HISTOGRAM metric takes one value per observe() call, a crossing per
 sample and statistic.
@@ -285,18 +289,23 @@ class Statistics:
 
 class Calls:
     """Metric calls (a metric's increment or set, and its value) that the background threads
-    queue, in order. execute() makes a few after its own work (pump); a background thread
-    makes them only once no request came for IDLE_S (metric calls from another thread
-    crawl while requests flow). `backlog`: the series one statistics flush may touch."""
+    queue, in groups made in one go (a histogram's series: a scrape between them would see
+    it half updated), in order. execute() makes a few after its own work (pump); a
+    background thread makes them only once no request came for IDLE_S (metric calls from
+    another thread crawl while requests flow). `backlog`: the groups one flush may queue."""
 
     def __init__(self) -> None:
-        self.queue: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self.queue: deque[list[tuple[Callable[[Any], None], Any]]] = deque()
         self.calling = threading.Lock()  # one caller of the metric API at a time
         self.last_execute = time.monotonic()
         self.backlog = 0
 
     def put(self, call: Callable[[Any], None], value: Any) -> None:
-        self.queue.append((call, value))
+        self.queue.append([(call, value)])
+
+    def put_group(self, group: list[tuple[Callable[[Any], None], Any]]) -> None:
+        if group:
+            self.queue.append(group)
 
     def pump(self) -> None:
         """From execute(): a few queued calls, never waiting for the idle drain."""
@@ -304,7 +313,7 @@ class Calls:
         if self.queue and self.calling.acquire(blocking=False):
             try:
                 # Never more than one flush's worth behind, however slow the traffic.
-                self._call(max(CALLS_PER_EXECUTE, len(self.queue) - self.backlog))
+                self._call(CALLS_PER_EXECUTE, self.backlog)
             finally:
                 self.calling.release()
 
@@ -312,19 +321,21 @@ class Calls:
         with self.calling:
             # Only while idle: once requests flow again, execute() takes over.
             while self.queue and time.monotonic() - self.last_execute >= IDLE_S:
-                self._call(1)
+                self._call(1, len(self.queue))
 
     def drain(self) -> None:
         with self.calling:
-            self._call(len(self.queue))
+            self._call(0, 0)
 
-    def _call(self, calls: int) -> None:
-        for _ in range(calls):
-            try:
-                call, value = self.queue.popleft()
-            except IndexError:
-                return
-            call(value)
+    def _call(self, calls: int, behind: int) -> None:
+        """Whole groups, until at least `calls` calls are made and at most `behind` groups
+        are left."""
+        made = 0
+        while self.queue and (made < calls or len(self.queue) > behind):
+            group = self.queue.popleft()
+            for call, value in group:
+                call(value)
+            made += len(group)
 
 
 class Exporter:
@@ -333,7 +344,7 @@ class Exporter:
     pump() (execute) and the idle statistics thread make them."""
 
     def __init__(self, model: str, version: str, stats: Statistics,
-                 labels: Sequence[str], calls: Calls) -> None:
+                 labels: Sequence[str], calls: Calls | None = None) -> None:
         base = {"model": model, "version": version}
         self.stats = stats
         families: dict[str, Any] = {}
@@ -363,8 +374,10 @@ class Exporter:
         self.nonfinite = family(NONFINITE_METRIC, "Served samples whose output has a NaN or "
                                 "an infinity").Metric(labels=base)
         self.families = families
-        self.calls = calls
-        calls.backlog += sum(len(b) + 2 for b in self.buckets) + len(self.predictions) + 1
+        self.calls = calls = calls if calls is not None else Calls()
+        # Groups one measure() queues at most: a histogram's series each, predictions,
+        # non-finite outputs.
+        calls.backlog += len(self.buckets) + 2
         self.halt = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="modelship-statistics",
                                        daemon=True)
@@ -382,23 +395,30 @@ class Exporter:
         if taken is None:
             return
         counts, sums, classes, nonfinite = taken
-        put = self.calls.put
+        put = self.calls.put_group
         for metrics, (count, total), c, s in zip(self.buckets, self.count_sum, counts, sums,
                                                  strict=True):
             # Prometheus buckets are cumulative: le=e counts every value <= e.
-            for m, n in zip(metrics, np.cumsum(c).tolist(), strict=True):
-                if n:
-                    put(m.increment, n)
+            group = [(m.increment, n)
+                     for m, n in zip(metrics, np.cumsum(c).tolist(), strict=True) if n]
             if c.sum():
-                put(count.increment, int(c.sum()))
+                group.append((count.increment, int(c.sum())))
             if s:
-                put(total.increment, s)
+                group.append((total.increment, s))
+            put(group)
         # Last, so that when these moved, the histograms of the same samples have too.
-        for m, n in zip(self.predictions, classes.tolist(), strict=True):
-            if n:
-                put(m.increment, n)
+        put([(m.increment, n) for m, n in zip(self.predictions, classes.tolist(), strict=True)
+             if n])
         if nonfinite:
-            put(self.nonfinite.increment, nonfinite)
+            put([(self.nonfinite.increment, nonfinite)])
+
+    @property
+    def queue(self) -> deque[list[tuple[Callable[[Any], None], Any]]]:
+        return self.calls.queue
+
+    def pump(self) -> None:
+        """As execute() does after its own work."""
+        self.calls.pump()
 
     def close(self) -> None:
         self.halt.set()
