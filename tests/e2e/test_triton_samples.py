@@ -124,16 +124,22 @@ def test_served_samples_land_on_the_volume_and_read_back(served: Served) -> None
     wait_for("condition Sampling True", lambda: served.condition().status == "True")
     sent = serve(served, 0, 120)
 
-    def all_written() -> bool:
-        parts, _ = records(served)
-        kept = sum(len(p.records) for p in parts)
-        return kept > 0 and metric(served, "modelship_samples_written_total") == kept
+    def written() -> list[samples.Part] | None:
+        """The parts, once the runner's counters per reason match the records on disk (read
+        between two equal readings of the counters) and at least a third of the requests
+        are kept: each had a chance of 0.5 or more, and a flush may have taken only some."""
+        counted = {r: metric(served, "modelship_samples_written_total", reason=r)
+                   for r in ("random", "lowConfidence", "driftedSlice")}
+        parts, corrupt = records(served)
+        assert corrupt == 0
+        on_disk = {r: sum(1 for p in parts for rec in p.records if rec.reason == r)
+                   for r in counted}
+        again = {r: metric(served, "modelship_samples_written_total", reason=r)
+                 for r in counted}
+        return parts if counted == again == on_disk and sum(on_disk.values()) >= 40 else None
 
-    wait_for("every kept sample written and counted", all_written)
-    parts, corrupt = records(served)
-    assert corrupt == 0
-    kept = [rec for p in parts for rec in p.records]
-    assert 40 <= len(kept) <= 120  # each request had at least a 0.5 chance
+    parts = wait_for("at least 40 samples written and counted", written)
+    assert sum(len(p.records) for p in parts) <= 120
     for part in parts:
         images = np.load(part.path / samples.IMAGES_FILE)
         assert images.shape == (len(part.records), 1, 32, 32)
@@ -141,19 +147,19 @@ def test_served_samples_land_on_the_volume_and_read_back(served: Served) -> None
             image, logits = sent[rec.request_id]  # Triton's request id
             np.testing.assert_array_equal(row, image)
             assert rec.prediction == int(logits.argmax()) and rec.version == 1
-            top1 = float(np.exp(logits - logits.max()).max() / np.exp(logits - logits.max()).sum())
+            e = np.exp(logits.astype(np.float64) - logits.max())
+            top1 = float(e.max() / e.sum())
             assert rec.confidence == pytest.approx(top1, rel=1e-5)
             assert (rec.probability, rec.oversampling) == (
                 (0.5, 1.0) if rec.reason == "random" else (1.0, 2.0))
             assert rec.reason != "lowConfidence" or rec.confidence < 0.6
-    for reason in ("random", "lowConfidence", "driftedSlice"):
-        assert metric(served, "modelship_samples_written_total", reason=reason) == sum(
-            1 for rec in kept if rec.reason == reason)
 
 
 def test_a_full_volume_stops_sampling_never_serving_and_sampling_resumes(
         served: Served) -> None:
-    before, _ = records(served)
+    count = len(served.images)
+    reference = {int(rid[2:]) % count: logits
+                 for rid, (_, logits) in serve(served, 0, count).items()}
     filler = served.area / "filler"
     with filler.open("wb") as f:
         try:
@@ -166,8 +172,8 @@ def test_a_full_volume_stops_sampling_never_serving_and_sampling_resumes(
 
     def stopped() -> Condition | None:
         nonlocal n
-        for image, logits in serve(served, n, 8).values():  # every request still succeeds
-            assert logits.shape == (3,) and np.isfinite(logits).all() and image.shape
+        for rid, (_, logits) in serve(served, n, 8).items():  # every request succeeds
+            np.testing.assert_allclose(logits, reference[int(rid[2:]) % count], rtol=1e-5)
         n += 8
         cond = served.condition()
         return cond if (cond.status, cond.reason) == ("False", "VolumeFull") else None
@@ -175,8 +181,9 @@ def test_a_full_volume_stops_sampling_never_serving_and_sampling_resumes(
     cond = wait_for("condition Sampling False VolumeFull", stopped)
     assert "the volume is full" in cond.message and "Serving goes on" in cond.message
     assert metric(served, "modelship_sampling_stopped", reason="VolumeFull") == 1
-    after, corrupt = records(served)
-    assert corrupt == 0 and [p.path for p in after] == [p.path for p in before]
+    # The parts written before stay whole; the part that could not be written left nothing.
+    before, corrupt = records(served)
+    assert before and corrupt == 0
     hours = served.area / samples.SAMPLES_FOLDER
     assert not [p for p in hours.glob("*/*/.*")], "a failed part was left behind"
 

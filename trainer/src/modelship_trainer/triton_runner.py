@@ -38,13 +38,14 @@ profiling.py compares the two).
 
 Sampled production data (docs/production-data.md): with the config.pbtxt parameters
 modelship_sampling_* (the operator renders them from spec.monitoring.sampling) execute()
-draws one random number per served sample and copies only the rows that may be kept
-(Sampler.offer); a thread of its own decides every MODELSHIP_SAMPLING_FLUSH_S seconds
-(10 s) which to keep (base rate; low-confidence and rare-slice samples over-sampled, each
-record saying by how much), within the hourly cap, and writes them as modelship_api.samples
-lays out. A write that fails (a full volume) stops sampling, never a request; it is tried
-again every MODELSHIP_SAMPLING_RETRY_S (60 s). Its metric calls (samples written per
-reason, the stopped gauge) join the statistics' queue: at most a few per flush.
+draws one random number per served sample and keeps only the rows that may be kept
+(Sampler.offer, under a microsecond a request); a thread of its own decides every
+MODELSHIP_SAMPLING_FLUSH_S seconds (10 s) which to keep (base rate; low-confidence and
+rare-slice samples over-sampled, each record saying by how much), within the hourly cap,
+and writes them as modelship_api.samples lays out. A write that fails (a full volume)
+stops sampling, never a request; it is tried again every MODELSHIP_SAMPLING_RETRY_S
+(60 s). Its metric calls (samples written per reason, the stopped gauge) join the
+statistics' queue: at most a few per flush.
 
 The trainer imports the measuring functions from here (the same code computes the profile
 and the live statistics), outside Triton, where triton_python_backend_utils is absent.
@@ -578,15 +579,16 @@ class Candidate:
 
     x: npt.NDArray[Any]
     logits: npt.NDArray[Any]
-    u: Floats
+    u: tuple[float, ...]  # each row's draw
     request_id: str
     served_at: float
 
 
 class Sampler:
     """The sampled production data of one model instance. offer() runs on the request path
-    and costs one random draw per request: only rows whose draw is below the highest
-    probability any sample can have are copied and kept. flush(), on its own thread,
+    and costs one random draw per sample: only rows whose draw is below the highest
+    probability any sample can have are kept (a one-sample request's arrays by reference,
+    as Statistics.add keeps them; the rows of a batch copied). flush(), on its own thread,
     measures them (confidence, rare slices), keeps those whose draw is below their own
     probability, up to the hourly cap, and writes one part per hour. Any OSError (a full
     volume: ENOSPC) stops sampling: the gauge says why, offer() keeps nothing, and a
@@ -615,20 +617,24 @@ class Sampler:
         if (self.stopped is not None and time.monotonic() < self.retry_at) or \
                 now < self.full_until:
             return
+        if self.pending_rows + len(x) > MAX_PENDING_ROWS:
+            return
         if len(x) == 1:
             first = self.draw()
             if first >= self.policy.top:
                 return  # most requests end here
-            rows, u = np.zeros(1, dtype=np.int64), np.array([first])
+            # Kept by reference, as Statistics.add does: the runner's own arrays.
+            candidate = Candidate(x, logits, (first,), request_id, now)
         else:
             u = self.rng.random(len(x))
             rows = np.flatnonzero(u < self.policy.top)
-            u = u[rows]
-        if not rows.size or self.pending_rows + rows.size > MAX_PENDING_ROWS:
-            return
+            if not rows.size:
+                return
+            candidate = Candidate(x[rows], logits[rows], tuple(u[rows].tolist()), request_id,
+                                  now)
         with self.lock:
-            self.pending.append(Candidate(x[rows], logits[rows], u, request_id, now))
-            self.pending_rows += int(rows.size)
+            self.pending.append(candidate)
+            self.pending_rows += len(candidate.u)
 
     def flush(self) -> list[Path]:
         """Decide and write what was offered; the parts written."""
@@ -657,7 +663,7 @@ class Sampler:
         logits = np.concatenate([c.logits for c in pending]).astype(np.float64)
         finite = np.isfinite(logits).all(axis=1)
         x = np.concatenate([c.x.reshape(len(c.x), -1) for c in pending])
-        u = np.concatenate([c.u for c in pending])
+        u = np.fromiter((v for c in pending for v in c.u), dtype=np.float64, count=len(rows))
         confidence = np.zeros(len(rows))
         prediction = np.zeros(len(rows), dtype=np.int64)
         if finite.any():
