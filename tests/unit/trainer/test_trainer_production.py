@@ -151,3 +151,11 @@ def test_training_honours_sample_weights() -> None:
         fit_classifier(model, ArrayDataset(x, y, ("a", "b"), weights), epochs=50, lr=0.1,
                        batch_size=4, weight_decay=0.0, seed=0)
         assert int(predict_logits(model, x[:1]).argmax()) == expected
+
+
+def test_an_area_with_nothing_yet_adds_nothing(tmp_path: Path) -> None:
+    got = read(tmp_path)
+    assert (got.used.parts, got.used.corrupt_parts, got.used.train, got.used.held_out) == (
+        0, 0, 0, 0)
+    assert len(got.train) == len(got.held_out) == 0 and got.newest is None
+    assert got.train.sample_shape == SHAPE and not got.used.weighted

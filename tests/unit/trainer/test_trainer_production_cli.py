@@ -14,7 +14,12 @@ from trainer_harness import run_trainer
 
 from modelship_api import samples as s
 from modelship_api.profile import PROFILE_FILE, Profile
-from modelship_api.training_result import EXIT_REJECTED, EXIT_SUCCEEDED, TrainingResult
+from modelship_api.training_result import (
+    EXIT_INVALID_SPEC,
+    EXIT_REJECTED,
+    EXIT_SUCCEEDED,
+    TrainingResult,
+)
 from modelship_api.trainingrun import GeneratedDataset, TrainingRunStatus
 from modelship_trainer.surface_defects import CLASSES, generate
 
@@ -107,3 +112,16 @@ def test_trains_on_reviewed_samples_and_gates_on_the_dark_slice(tmp_path: Path) 
     assert rejected.gate.reason.startswith("slice dark: accuracy ")
     assert "vs production v1" in rejected.gate.reason
     assert sorted(p.name for p in (repo / "defects").iterdir()) == ["1", "config.pbtxt"]
+
+
+def test_a_slice_the_data_cannot_select_is_refused_before_training(tmp_path: Path) -> None:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({
+        "model": "defects", "publish": {"repository": {}}, "dataset": {"generated": {}},
+        "gate": {"slices": [{"name": "dents", "class": "dent", "min": 0.5}]}}))
+    run = run_trainer(["--spec", str(path), "--repository", str(tmp_path / "repo")],
+                      tmp_path / "term")
+    assert run.returncode == EXIT_INVALID_SPEC, run.stderr[-2000:]
+    result = TrainingResult.parse(run.termination_message)
+    assert result.message.startswith("gate.slices[0].class: 'dent' is not a class")
+    assert "modelship-train: train" not in run.stderr

@@ -115,7 +115,7 @@ def _production_summary(p: ProductionSamples | None) -> str:
     u = p.used
     return (f"; production samples: {u.train} trained on, {u.held_out} held out from "
             f"{u.parts} parts ({u.corrupt_parts} corrupt parts, {u.bad_label_lines} bad label "
-            f"lines and {u.excluded_labels} unclear or unresolved labels skipped)")
+            f"lines and {u.excluded_labels} unclear, unresolved or unknown labels skipped)")
 
 
 def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None) -> RunOutput:
