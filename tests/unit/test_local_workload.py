@@ -7,8 +7,18 @@ from pathlib import Path
 
 from modelship_api.modeldeployment import ModelDeployment
 from modelship_api.trainingrun import TrainingRun
+from modelship_dev import demo
 from modelship_dev.chart import Sample, write_chart
-from modelship_dev.workload import PLACEMENT, model_deployment, training_run
+from modelship_dev.workload import (
+    BATCH,
+    IMAGE_SIZE,
+    LIGHTING,
+    PLACEMENT,
+    InferenceLoad,
+    camera_images,
+    model_deployment,
+    training_run,
+)
 
 
 def test_training_run_is_valid_and_runs_on_the_local_node(tmp_path: Path) -> None:
@@ -36,6 +46,28 @@ def test_model_deployment_is_valid_and_judged_by_the_given_prometheus(tmp_path: 
     assert md.spec.rollout is not None and md.spec.rollout.analysis is not None
     assert md.spec.rollout.analysis.prometheus.address == "http://127.0.0.1:9"
     assert {c.name for c in md.spec.rollout.analysis.checks or []} == {"errors", "latency"}
+
+
+def test_the_demos_monitoring_block_is_valid(tmp_path: Path) -> None:
+    obj = model_deployment("md", "m", tmp_path, follow={"p": "x"}, parent_ref={"name": "gw"},
+                           prometheus_url="http://127.0.0.1:9", rollout=demo.ROLLOUT,
+                           monitoring=demo.MONITORING)
+    md = ModelDeployment.model_validate(obj)
+    assert md.spec.monitoring is not None
+    assert (md.spec.monitoring.window, md.spec.monitoring.interval) == ("30s", "5s")
+
+
+def test_clients_send_the_recipes_images_and_the_lights_can_dim() -> None:
+    images = camera_images()
+    assert images.shape == (256, BATCH, 1, IMAGE_SIZE, IMAGE_SIZE)
+    # Distinct images of parts under the training lighting (GeneratedDataset's default).
+    assert len({x.tobytes() for x in images.reshape(-1, IMAGE_SIZE * IMAGE_SIZE)}) == (
+        256 * BATCH)
+    assert abs(float(images.mean()) - LIGHTING) < 0.01
+    load = InferenceLoad("127.0.0.1:9", "m")  # never started: no request is sent
+    at = load.set_lighting(0.3)
+    assert load.lighting == [(0.0, LIGHTING), (at, 0.3)]
+    assert abs(float(load._images.mean()) - 0.3) < 0.01
 
 
 def test_chart_is_a_png(tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ class Family:
     COUNTER, GAUGE = "counter", "gauge"
 
     def __init__(self, name: str, description: str, kind: str) -> None:
-        self.name, self.metrics = name, []  # type: list[Metric]
+        self.name = name
+        self.metrics: list[Metric] = []
 
     def Metric(self, labels: dict[str, str]) -> Metric:  # noqa: N802 (pb_utils' name)
         metric = Metric(self.name, labels)

@@ -6,7 +6,10 @@ operator with `helm install` of the chart (its pod runs from the operator image,
 cluster); trains v1 through a TrainingRun and serves it; sends gRPC traffic through the
 gateway; trains a better v2 that a canary promotes, a run the gate rejects, and a v3 that
 passes the gate but is too slow in production, is rolled back automatically and pages through
-Alertmanager. It prints a timeline, writes a chart, and tears everything down.
+Alertmanager. Then the factory's lights dim: the clients' images get darker, the model still
+answers fast and without errors, and the ModelDeployment shows DataDrift against the served
+version's training profile, which reaches Alertmanager too. It prints a timeline, writes a
+chart, and tears everything down.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ MD = "defects"
 FOLLOW = {"pipeline": "defects"}
 KEEP_S = 3600
 ROLLOUT = {"canary": {"steps": [{"weight": 20, "pause": "10s"}, {"weight": 50, "pause": "10s"}]}}
+# Drift judged every 5 s over the last 30 s (defaults: 15 s over 1 m), so the act is short;
+# 20 requests/s of 8 images give 4800 samples a window.
+MONITORING = {"window": "30s", "interval": "5s"}
+DARK = 0.3  # the dimmed factory's brightness; the models are trained at 0.5
+MONITORING_CONDITIONS = ("DataDrift", "PredictionDrift", "Stale", "NumericFault")
 
 
 def install_crds(cluster: LocalCluster) -> None:
@@ -105,6 +113,7 @@ class Watcher(Background):
         stage = (st.get("rollout") or {}).get("stage", "")
         self.samples.append(Sample(self.timeline.now(), stable, candidate,
                                    int(weights.get("candidate", 0))))
+        self._conditions(st)
         state = (st.get("phase"), stable, candidate, weights.get("candidate"), stage)
         if st.get("phase") and self._changed("md", state):
             split = "no version serving yet" if stable is None else (
@@ -115,6 +124,18 @@ class Watcher(Background):
                 text += f" - {st['message']}"
             self.timeline(text)
             self.events.append((self.timeline.now(), f"{st['phase']} {stage}".strip()))
+
+    def _conditions(self, st: dict[str, Any]) -> None:
+        """Each monitoring condition's turns to True, and back once it was True."""
+        for c in st.get("conditions") or []:
+            if c["type"] not in MONITORING_CONDITIONS:
+                continue
+            was = self._seen.get(c["type"])
+            if self._changed(c["type"], (c["status"],)) and (
+                    c["status"] == "True" or was == ("True",)):
+                self.timeline(f"ModelDeployment {MD}: {c['type']}={c['status']} "
+                              f"({c.get('reason')}) - {c.get('message', '')}")
+                self.events.append((self.timeline.now(), f"{c['type']}={c['status']}"))
 
 
 def _wait_status(cluster: LocalCluster, kind: str, name: str,
@@ -196,9 +217,10 @@ def _story(cluster: LocalCluster, stack: LocalStack, timeline: Timeline, reposit
         _apply(cluster, model_deployment(MD, MODEL, repository, follow=FOLLOW,
                                          parent_ref=stack.gateway.parent_ref,
                                          prometheus_url=stack.prometheus.url,
-                                         rollout=ROLLOUT))
+                                         rollout=ROLLOUT, monitoring=MONITORING))
         timeline(f"applied ModelDeployment {MD}: follows blessed TrainingRuns labelled "
-                 "pipeline=defects, canary 20% -> 50% -> 100% judged by Prometheus")
+                 "pipeline=defects, canary 20% -> 50% -> 100% judged by Prometheus, the "
+                 "served model watched for drift from its training profile")
         _wait_md(cluster, "Ready", 1, timeout=240)
         with InferenceLoad(stack.gateway.url, MODEL, rate=20, max_seconds=540) as load:
             timeline(f"clients: 20 gRPC inferences/s through the gateway {stack.gateway.url}")
@@ -220,14 +242,15 @@ def _story(cluster: LocalCluster, stack: LocalStack, timeline: Timeline, reposit
             timeline(f"v{st['version']} passed the gate ({st.get('keyMetric')}): a network six "
                      "times wider, about 36 times the compute per image")
             final = _wait_md(cluster, "RolledBack", 2, timeout=240)
-            time.sleep(5)
-        last = (final.get("history") or [{}])[0]
-        timeline(f"v{final.get('rolledBackVersion')} rolled back automatically: "
-                 f"{last.get('reason', '')}")
-        page = stack.monitoring.wait_alert(
-            "ModelRolledBack", lambda labels: labels.get("name") == MD, timeout=60)
-        timeline(f"the SRE is paged: Alertmanager holds {page['labels']['alertname']} "
-                 f"({page['annotations'].get('summary', '')})")
+            last = (final.get("history") or [{}])[0]
+            timeline(f"v{final.get('rolledBackVersion')} rolled back automatically: "
+                     f"{last.get('reason', '')}")
+            page = stack.monitoring.wait_alert(
+                "ModelRolledBack", lambda labels: labels.get("name") == MD, timeout=60)
+            timeline(f"the SRE is paged: Alertmanager holds {page['labels']['alertname']} "
+                     f"({page['annotations'].get('summary', '')})")
+            watcher.events.append((timeline.now(), "lights dim"))
+            _lights_dim(cluster, stack, timeline, load)
         answered: dict[int, int] = {}
         for _, ok, _, _ in load.series():
             for version, n in ok.items():
@@ -239,6 +262,32 @@ def _story(cluster: LocalCluster, stack: LocalStack, timeline: Timeline, reposit
         write_chart(chart, load.series(), watcher.samples, watcher.events,
                     load_offset=load.started - timeline.started)
         timeline(f"chart of weights, error ratio and latency written to {chart.resolve()}")
+
+
+def _lights_dim(cluster: LocalCluster, stack: LocalStack, timeline: Timeline,
+                load: InferenceLoad) -> dict[str, Any]:
+    """The act "lights dim": the factory's lighting changes, the clients' images of the same
+    parts get darker. Triton still answers every request, fast; only the comparison of the
+    served version's live input statistics with its training profile sees it: DataDrift,
+    and its alert in Alertmanager. Returns the ModelDeployment's status with DataDrift."""
+    dimmed = load.set_lighting(DARK)
+    timeline(f"the factory's lights dim: clients now send darker images (brightness "
+             f"{load.lighting[-2][1]:g} -> {DARK:g}); error ratio and latency stay as they were")
+    st = _wait_status(cluster, "modeldeployment", MD, lambda st: any(
+        c["type"] == "DataDrift" and c["status"] == "True" for c in st.get("conditions") or []),
+        "shows no DataDrift", timeout=90)
+    scores = {s["name"]: s.get("psi") for s in (st.get("monitoring") or {}).get("statistics")
+              or [] if s.get("drifted") and s["source"] == "input"}
+    timeline(f"DataDrift {load.now_s() - dimmed:.0f} s after the lights dimmed, "
+             f"{load.failed()} client errors: "
+             + ", ".join(f"{n} PSI {v:.2f}" for n, v in scores.items() if v is not None)
+             + " against v" + str((st.get("monitoring") or {}).get("version"))
+             + "'s profile.json")
+    page = stack.monitoring.wait_alert(
+        "ModelDataDrift", lambda labels: labels.get("name") == MD, timeout=60)
+    timeline(f"Alertmanager holds {page['labels']['alertname']} "
+             f"({page['annotations'].get('summary', '')})")
+    return st
 
 
 def _expect(status: dict[str, Any], phase: str) -> None:
