@@ -10,7 +10,7 @@ ModelDeployment it was made for.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, cast
 
 from pydantic import ConfigDict, Field
 
@@ -29,12 +29,18 @@ EFFECTIVE_CONDITION = "RetrainingEffective"
 TriggerName = Literal["DataDrift", "ModelAge", "ReviewedAccuracy", "Schedule"]
 
 
+_SPEC_RULES = cast(list[dict[str, str]], cast(dict[str, Any], TrainingRunSpec.model_config[
+    "json_schema_extra"])["x-kubernetes-validations"])
+
+
 class TrainingRunTemplate(TrainingRunSpec):
     """A TrainingRun spec, validated as one at admission. Unlike a TrainingRun's own spec it
     may be edited: each retraining run copies the template as it is then."""
 
     # The TrainingRun's immutability rule (self == oldSelf) is its own; a template changes.
-    model_config = ConfigDict(json_schema_extra=None)
+    # Its other rules (e.g. gate.slices') hold for a template too.
+    model_config = ConfigDict(json_schema_extra=validations(*(
+        rule for rule in _SPEC_RULES if rule["rule"] != "self == oldSelf")))
 
 
 class DataDriftTrigger(ApiModel):
