@@ -195,6 +195,11 @@ class InferenceLoad(Background):
             self.lighting.append((at, brightness))
         return at
 
+    @property
+    def _images(self) -> FloatArray:
+        """The batches sent now."""
+        return self._current[1]
+
     def _add_pool(self, brightness: float) -> str:
         name = f"light{round(brightness * 1000)}"
         if name not in self.truth.pools:
