@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 
 from modelship import constants
 from modelship_dev import images
+from modelship_dev.autoreview import GroundTruth
 from modelship_dev.background import Background
 from modelship_dev.nodeagent.node import NODE_CLASS_LABEL
 from modelship_trainer.data import FloatArray
@@ -125,6 +128,12 @@ def camera_images(brightness: float = LIGHTING, seed: int = 5,
     """`batches` request batches of the built-in recipe's generated images (the distribution
     its models are trained and profiled on) under `brightness` lighting, GeneratedDataset's
     drift knob: lower is a darker factory."""
+    return camera_data(brightness, seed, batches)[0]
+
+
+def camera_data(brightness: float = LIGHTING, seed: int = 5, batches: int = POOL_BATCHES
+                ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """camera_images and their true labels, (batches, BATCH)."""
     # Imported here: the recipe's module brings torch (seconds to import), which this
     # module's other users never need.
     from modelship_api.trainingrun import GeneratedDataset
@@ -132,7 +141,9 @@ def camera_images(brightness: float = LIGHTING, seed: int = 5,
 
     spec = GeneratedDataset(seed=seed, samples=batches * BATCH, image_size=IMAGE_SIZE,
                             brightness=brightness)
-    return generate(spec).images.reshape(batches, BATCH, 1, IMAGE_SIZE, IMAGE_SIZE)
+    data = generate(spec)
+    return (data.images.reshape(batches, BATCH, 1, IMAGE_SIZE, IMAGE_SIZE),
+            np.asarray(data.labels, dtype=np.int64).reshape(batches, BATCH))
 
 
 @dataclass
@@ -148,7 +159,9 @@ class InferenceLoad(Background):
     """Bounded background gRPC traffic to `model` through `target`: `rate` requests a second,
     each a batch of `BATCH` camera images (`camera_images`), for at most `max_seconds`.
     Triton names the version that answered in each response, so the split the gateway made
-    is measured, not assumed. `set_lighting` changes the images' brightness mid-run."""
+    is measured, not assumed. `set_lighting` changes the images' brightness mid-run. Each
+    request carries a request id that `truth` (the generator's labels) resolves: the demo's
+    automated reviewer labels the samples serving kept with it."""
 
     def __init__(self, target: str, model: str, rate: float = 20.0,
                  max_seconds: float = 600.0, seed: int = 5,
@@ -157,7 +170,11 @@ class InferenceLoad(Background):
         self.target, self.model = target, model
         self.rate, self.max_seconds = rate, max_seconds
         self.seed = seed
-        self._images = camera_images(brightness, seed)
+        self.truth = GroundTruth()
+        pool = self._add_pool(brightness)
+        # One attribute, read once per request: a batch is never sent under another
+        # pool's request id.
+        self._current = (pool, self.truth.pools[pool][0])
         # (seconds since the start, brightness) of each lighting the clients sent under.
         self.lighting: list[tuple[float, float]] = [(0.0, brightness)]
         self.seconds: dict[int, Second] = defaultdict(Second)
@@ -171,12 +188,23 @@ class InferenceLoad(Background):
     def set_lighting(self, brightness: float) -> float:
         """From the next request on, images under `brightness` lighting (new images of the
         same parts); returns when, in seconds since the start, the switch took effect."""
-        images = camera_images(brightness, self.seed)
+        pool = self._add_pool(brightness)
         with self._lock:
-            self._images = images
+            self._current = (pool, self.truth.pools[pool][0])
             at = self.now_s()
             self.lighting.append((at, brightness))
         return at
+
+    @property
+    def _images(self) -> FloatArray:
+        """The batches sent now."""
+        return self._current[1]
+
+    def _add_pool(self, brightness: float) -> str:
+        name = f"light{round(brightness * 1000)}"
+        if name not in self.truth.pools:
+            self.truth.add_pool(name, *camera_data(brightness, self.seed))
+        return name
 
     def _run(self) -> None:
         client = grpcclient.InferenceServerClient(
@@ -187,20 +215,24 @@ class InferenceLoad(Background):
                 now = time.monotonic()
                 if now - self.started > self.max_seconds:
                     return
-                images = self._images
-                self._one(client, images[n % len(images)], now)
+                pool, images = self._current
+                batch = n % len(images)
+                self._one(client, images[batch], now,
+                          GroundTruth.request_id(pool, batch, n))
                 n += 1
                 # Paced to the rate from the start, so a slow answer does not lower it.
                 self._stop.wait(max(0.0, self.started + n / self.rate - time.monotonic()))
         finally:
             client.close()
 
-    def _one(self, client: grpcclient.InferenceServerClient, image: Any, now: float) -> None:
+    def _one(self, client: grpcclient.InferenceServerClient, image: Any, now: float,
+             request_id: str = "") -> None:
         data = grpcclient.InferInput("images", list(image.shape), "FP32")
         data.set_data_from_numpy(image)
         second = int(now - self.started)
         try:
-            result = client.infer(self.model, [data], client_timeout=10)
+            result = client.infer(self.model, [data], client_timeout=10,
+                                  request_id=request_id)
             version = int(result.get_response().model_version)
             elapsed = (time.monotonic() - now) * 1000
             with self._lock:
