@@ -83,7 +83,8 @@ KUBE_WRITES = Counter(
 RECONCILES = Counter(
     "modelship_reconciles_total",
     "Reconcile passes by kind and result (ok, invalid, error: the API server refused a "
-    "request, see the ReconcileError condition).",
+    "request, see the ReconcileError condition; timeout: cancelled after "
+    "MODELSHIP_PASS_TIMEOUT_SECONDS).",
     ["kind", "result"],
 )
 RECONCILE_SECONDS = Histogram(

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import kopf
@@ -27,6 +27,10 @@ METRICS_PORT = int(os.environ.get("MODELSHIP_METRICS_PORT", "8080"))
 # to the API server meanwhile.
 CACHE_SYNC_SECONDS = 60.0
 RETRY_SECONDS = 5.0
+# A pass waits only on the API server and Prometheus, each with its own timeout; a pass that
+# still does not end is cancelled, said with where it waited, and the loop goes on (one stuck
+# await once froze a ModelDeployment's status for minutes with nothing logged).
+PASS_TIMEOUT_SECONDS = float(os.environ.get("MODELSHIP_PASS_TIMEOUT_SECONDS", "60"))
 # Passes that run at once (as controller-runtime's MaxConcurrentReconciles): a thousand
 # resources created together queue here instead of flooding the API server.
 MAX_CONCURRENT_PASSES = int(os.environ.get("MODELSHIP_MAX_CONCURRENT_RECONCILES", "16"))
@@ -90,9 +94,45 @@ def _on_change(kind: str, event: str, obj: Mapping[str, Any]) -> None:
             wake(owner_kind, meta["namespace"], labels[label])
 
 
+class PassTimeoutError(Exception):
+    """A reconcile pass ran past PASS_TIMEOUT_SECONDS and was cancelled."""
+
+
+async def bounded_pass(pass_: Coroutine[Any, Any, float | None],
+                       limit_s: float | None = None) -> float | None:
+    """Run one pass, cancelled after `limit_s` (PASS_TIMEOUT_SECONDS) with the chain of
+    awaits it was stuck in; its errors are the caller's."""
+    limit = limit_s or PASS_TIMEOUT_SECONDS
+    task = asyncio.ensure_future(pass_)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit)
+        if not done:
+            raise PassTimeoutError(f"the pass did not end within {limit:g}s; cancelled "
+                                   f"while awaiting {awaiting(pass_)}")
+        return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def awaiting(coro: Any) -> str:
+    """Where a suspended coroutine waits: its chain of awaits, outermost first."""
+    where = []
+    for _ in range(64):  # bounded: a chain is a few dozen deep at most
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        where.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 1)[-1]}"
+                     f":{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " > ".join(where) or "an unknown place"
+
+
 async def reconcile_loop(kind: str, namespace: str, name: str, stopped: kopf.DaemonStopped,
                          logger: logging.Logger | logging.LoggerAdapter[Any],
-                         reconcile: Callable[[Kube, str, str], Awaitable[float | None]]
+                         reconcile: Callable[[Kube, str, str], Coroutine[Any, Any, float | None]]
                          ) -> None:
     """Reconcile until stopped; sleep until the pass's requeue time (capped by the resync
     period) or until a cache event about the resource or its children wakes the loop."""
@@ -106,7 +146,7 @@ async def reconcile_loop(kind: str, namespace: str, name: str, stopped: kopf.Dae
             try:
                 async with _passes:
                     woken.clear()
-                    delay = await reconcile(kube(), namespace, name)
+                    delay = await bounded_pass(reconcile(kube(), namespace, name))
             except StatusConflictError as err:
                 logger.info("%s: reading again and deciding anew", err)
                 delay = 0  # the status this pass decided from is stale, not wrong
@@ -119,6 +159,10 @@ async def reconcile_loop(kind: str, namespace: str, name: str, stopped: kopf.Dae
                     await refusals.report(kube(), kind, namespace, name, err)
                 except Exception:
                     logger.exception("could not report the refused request on the resource")
+            except PassTimeoutError as err:
+                logger.error("reconcile stuck, retrying at once: %s", err)
+                metrics.RECONCILES.labels(kind=kind, result="timeout").inc()
+                delay = 0
             except Exception:
                 logger.exception("reconcile failed, retrying in %ss", RETRY_SECONDS)
                 delay = RETRY_SECONDS
