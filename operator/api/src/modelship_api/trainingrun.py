@@ -140,17 +140,18 @@ class Trainer(ApiModel):
     )
 
 
+# A min/max pair: at least one bound, in order.
+RANGE_RULES = (
+    cel("has(self.min) || has(self.max)", "set min, max or both", reason="FieldValueRequired"),
+    cel("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max",
+        reason="FieldValueInvalid"),
+)
+
+
 class Threshold(ApiModel):
     """A fixed bound on one evaluation metric."""
 
-    model_config = ConfigDict(
-        json_schema_extra=validations(
-            cel("has(self.min) || has(self.max)", "set min, max or both",
-                reason="FieldValueRequired"),
-            cel("!has(self.min) || !has(self.max) || self.min <= self.max",
-                "min must not exceed max", reason="FieldValueInvalid"),
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=validations(*RANGE_RULES))
 
     metric: MetricName = Field(description="Metric name, e.g. accuracy or f1.")
     min: float | None = Field(default=None, description="Reject below this.")
@@ -192,14 +193,7 @@ ClassRef = Annotated[
 class InputStatisticRange(ApiModel):
     """Samples whose input statistic lies in [min, max], measured as the profile measures it."""
 
-    model_config = ConfigDict(
-        json_schema_extra=validations(
-            cel("has(self.min) || has(self.max)", "set min, max or both",
-                reason="FieldValueRequired"),
-            cel("!has(self.min) || !has(self.max) || self.min <= self.max",
-                "min must not exceed max", reason="FieldValueInvalid"),
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=validations(*RANGE_RULES))
 
     statistic: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$",
                                                 max_length=63)] = Field(
