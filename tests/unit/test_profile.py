@@ -78,6 +78,26 @@ def test_counts_and_mean_are_right_and_non_finite_values_are_left_out() -> None:
     assert stat.mean == pytest.approx((0.25 + 0.3 + 0.5 + 0.9 + 2.0) / 5)
 
 
+def test_weights_give_each_bucket_its_weighted_share_of_the_samples() -> None:
+    # Samples kept with a third of the others' chance weigh 3: the weighted histogram holds
+    # them at their real share, as whole counts adding up to the samples counted.
+    d = StatisticDefinition(name="x", source="input", measure="mean", kind="numeric",
+                            edges=[0.5])
+    c = StatisticDefinition(name="c", source="output", measure="predicted_class",
+                            kind="categorical", categories=["a", "b"])
+    values = {"x": [0.2, 0.2, 0.9, 0.9, math.nan], "c": [0, 0, 1, 1]}
+    weights = {"x": [1.0, 1.0, 3.0, 3.0, 5.0], "c": [1.0, 1.0, 3.0, 3.0]}
+    p = Profile.build([d, c], values, samples=5, data_time=DATA_TIME, created_at=CREATED,
+                      weights=weights)
+    x, cat = p.statistics["x"], p.statistics["c"]
+    assert isinstance(x, NumericStatistic) and isinstance(cat, CategoricalStatistic)
+    assert x.counts == [1, 3] and cat.counts == [1, 3]
+    assert x.mean == pytest.approx((0.2 * 2 + 0.9 * 6) / 8)
+    with pytest.raises(ValueError, match="statistic 'c': 3 weights for 4 values"):
+        Profile.build([d, c], values, samples=5, data_time=DATA_TIME, created_at=CREATED,
+                      weights={**weights, "c": [1.0, 1.0, 1.0]})
+
+
 def test_profile_json_has_the_contract_shape() -> None:
     data = json.loads(small_profile().dumps())
     assert set(data) == {"schemaVersion", "dataTime", "createdAt", "samples", "statistics"}

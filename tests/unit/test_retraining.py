@@ -277,6 +277,35 @@ def test_the_run_carries_the_selector_labels_and_provenance() -> None:
     assert "ownerReferences" not in obj["metadata"]
 
 
+def test_a_drift_run_takes_its_reference_from_samples_served_since_the_drift() -> None:
+    production = {"volume": {"hostPath": "/data"}}
+    body = {**spec().to_api(), "template": {**TEMPLATE, "dataset": {
+        **TEMPLATE["dataset"], "production": production}}}
+
+    def run_spec(retraining: dict[str, Any], conditions: list[Condition]) -> dict[str, Any]:
+        md = ModelDeployment.model_validate({
+            "metadata": {"name": "defects", "namespace": "ml"},
+            "spec": {"model": {"name": "defects", "fromTrainingRuns": {
+                "matchLabels": {"pipeline": "defects"}}},
+                "repository": {"hostPath": {"path": "/repo"}}, "retraining": retraining}})
+        plan = decide(inputs(T0 + timedelta(minutes=5),
+                             the_spec=Retraining.model_validate(retraining),
+                             conditions=conditions))
+        assert plan.start is not None
+        return dict(training_run(md, plan.start)["spec"])
+
+    got = run_spec(body, [drift(T0)])["dataset"]["production"]
+    assert got["referenceSince"] == format_time(T0) and got["reference"] == "Production"
+    # The template's own choice stands; a run another trigger started has no drift start.
+    fixed = {**production, "referenceSince": "2026-01-01T00:00:00Z"}
+    own = {**body, "template": {**body["template"], "dataset": {
+        **TEMPLATE["dataset"], "production": fixed}}}
+    assert run_spec(own, [drift(T0)])["dataset"]["production"]["referenceSince"] == \
+        "2026-01-01T00:00:00Z"
+    scheduled = {**body, "triggers": {"schedule": {"every": "1h"}}}
+    assert "referenceSince" not in run_spec(scheduled, [])["dataset"]["production"]
+
+
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=50)
        .filter(lambda s: s[0].isalpha() and s[-1] != "-"), st.integers(1, 10**6))
 def test_run_names_fit_and_differ_per_deployment_and_sequence(name: str, n: int) -> None:

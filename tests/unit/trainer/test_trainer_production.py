@@ -7,11 +7,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from production_fixture import START, label, write_part, write_reviewed
 
 from modelship_api import samples as s
 from modelship_api.trainingrun import GeneratedDataset, ProductionData
+from modelship_trainer import production
 from modelship_trainer.data import ArrayDataset
 from modelship_trainer.production import ProductionSamples, load
 from modelship_trainer.surface_defects import CLASSES, generate
@@ -159,3 +161,37 @@ def test_an_area_with_nothing_yet_adds_nothing(tmp_path: Path) -> None:
         0, 0, 0, 0)
     assert len(got.train) == len(got.held_out) == 0 and got.newest is None
     assert got.train.sample_shape == SHAPE and not got.used.weighted
+
+
+def test_the_reference_is_the_newest_samples_never_trained_on_since_the_drift(
+        tmp_path: Path) -> None:
+    area = area_of(tmp_path)
+    before = write_part(area, images(50, 0.5))  # bright, before the lights dimmed
+    drift = START + timedelta(minutes=10)
+    dark = write_part(area, images(150, 0.2), at=drift, writer="pod-b")
+    for sample in before + dark[:100]:
+        label(area, sample, 0)  # dark[100:] are not reviewed yet
+    spec = SPEC.model_copy(update={"reference_since": drift.isoformat()})
+    got = read(tmp_path, spec)
+    trained = set(got.train_ids)
+    # Every dark sample not trained on (held out, or not reviewed), none from before.
+    assert len(got.reference.images) == 150 - len(trained & set(dark)) > 50
+    assert np.allclose(got.reference.images, 0.2)
+    assert got.reference.oldest is not None and got.reference.oldest >= drift
+    everything = read(tmp_path)  # no since: the bright held-out and unreviewed ones too
+    assert len(everything.reference.images) == 200 - len(everything.train_ids)
+    assert np.isclose(everything.reference.weights, 10.0).all()  # 1/probability 0.1
+
+
+def test_the_reference_keeps_only_the_newest_samples(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(production, "MAX_REFERENCE", 30)
+    area = area_of(tmp_path)
+    for minute in range(4):  # 4 unreviewed parts of 25, oldest to newest
+        write_part(area, images(25, 0.1 * (minute + 1)), at=START + timedelta(minutes=minute),
+                   writer=f"pod-{minute}")
+    got = read(tmp_path)
+    assert len(got.reference.images) == 30
+    newest_two = {round(float(v), 2) for v in got.reference.images.reshape(30, -1)[:, 0]}
+    assert newest_two == {0.3, 0.4}  # all 25 of the newest part, 5 of the one before
+    assert got.reference.oldest == START + timedelta(minutes=2, seconds=20)

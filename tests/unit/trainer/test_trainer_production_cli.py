@@ -13,7 +13,7 @@ from production_fixture import START, label, write_part, write_reviewed
 from trainer_harness import run_trainer
 
 from modelship_api import samples as s
-from modelship_api.profile import PROFILE_FILE, Profile
+from modelship_api.profile import PROFILE_FILE, NumericStatistic, Profile
 from modelship_api.training_result import (
     EXIT_INVALID_SPEC,
     EXIT_REJECTED,
@@ -71,6 +71,9 @@ def spec(path: Path, slices: list[dict[str, object]]) -> Path:
 
 def test_trains_on_reviewed_samples_and_gates_on_the_dark_slice(tmp_path: Path) -> None:
     data, volume, repo = dataset_dir(tmp_path), production_volume(tmp_path), tmp_path / "repo"
+    unreviewed = generate(GeneratedDataset(samples=100, image_size=32, brightness=0.15, seed=5))
+    write_part(s.production_area(volume, "defects"), unreviewed.images,
+               at=START + timedelta(hours=3), writer="pod-c")
     common = ["--repository", str(repo), "--dataset-dir", str(data),
               "--production-dir", str(volume), "--threads", "2"]
     # Small batches: enough steps on 700 images for a model that tells defects apart.
@@ -81,7 +84,7 @@ def test_trains_on_reviewed_samples_and_gates_on_the_dark_slice(tmp_path: Path) 
     result = TrainingResult.parse(first.termination_message)
     assert result.lineage is not None and result.lineage.production is not None
     used = result.lineage.production
-    assert (used.parts, used.corrupt_parts, used.bad_label_lines) == (2, 1, 1)
+    assert (used.parts, used.corrupt_parts, used.bad_label_lines) == (3, 1, 1)
     assert used.train + used.held_out == 300 and 50 < used.held_out < 130
     assert used.weighted and used.parts_digest.startswith("sha256:")
     assert "1 corrupt parts, 1 bad label lines" in result.message
@@ -101,6 +104,14 @@ def test_trains_on_reviewed_samples_and_gates_on_the_dark_slice(tmp_path: Path) 
     profile = Profile.load(version / PROFILE_FILE)
     assert profile.data_time == START + timedelta(hours=1, seconds=149)
     assert used.newest_sample == profile.data_time.isoformat()
+    # The drift reference is what the version will serve: the dark production samples it
+    # never trained on (held out, or not reviewed yet), not the bright original split.
+    assert profile.samples == used.held_out + 100
+    assert used.reference.startswith(f"{used.held_out + 100} production samples not trained")
+    assert f"drift reference: {used.reference}" in result.message
+    brightness = profile.statistics["input_brightness"]
+    assert isinstance(brightness, NumericStatistic) and brightness.mean is not None
+    assert brightness.mean < 0.25
 
     # A candidate that barely trained is worse on the dark slice than v1: vetoed, naming it.
     second = run_trainer(["--spec", str(spec(tmp_path / "b.json", [

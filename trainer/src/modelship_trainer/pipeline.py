@@ -17,10 +17,10 @@ from torch import nn
 
 from modelship_api.profile import PROFILE_FILE
 from modelship_api.training_result import TrainingResult
-from modelship_api.trainingrun import Artifact, Lineage, TrainingRunSpec
+from modelship_api.trainingrun import Artifact, Lineage, ProductionData, TrainingRunSpec
 from modelship_trainer import slices as gate_slices
 from modelship_trainer import triton_config
-from modelship_trainer.data import ArrayDataset, concat, load_directory, split
+from modelship_trainer.data import ArrayDataset, FloatArray, concat, load_directory, split
 from modelship_trainer.errors import InvalidSpecError
 from modelship_trainer.evaluate import classification_metrics
 from modelship_trainer.export import (
@@ -109,13 +109,40 @@ def load_production(recipe: Recipe, config: RunConfig,
                                 data.classes, data.sample_shape, recipe.supports_weights)
 
 
+MIN_REFERENCE = 100  # fewer production samples make too coarse a drift reference
+
+
+def reference_data(spec: ProductionData | None, reviewed: ProductionSamples | None,
+                   held_out: ArrayDataset) -> tuple[FloatArray, FloatArray | None, str]:
+    """What profile.json is computed on (images, weights) and a sentence saying so. With
+    production data and reference Production: the newest production samples not trained on,
+    which is what the version will serve (a version retrained after drift must be judged
+    against the new normal, not against a mix that still holds the old data); too few of
+    them, or reference HeldOut: the held-out split."""
+    if spec is None or reviewed is None:
+        return held_out.images, None, ""
+    ref = reviewed.reference
+    since = f" served since {spec.reference_since}" if spec.reference_since else ""
+    if spec.reference == "HeldOut":
+        return held_out.images, None, f"the held-out split ({len(held_out)} samples)"
+    if len(ref.images) < MIN_REFERENCE:
+        return held_out.images, None, (
+            f"the held-out split ({len(held_out)} samples): only {len(ref.images)} production "
+            f"samples not trained on{since}, fewer than {MIN_REFERENCE}")
+    oldest = f", the oldest from {ref.oldest.isoformat()}" if ref.oldest else ""
+    return ref.images, ref.weights, (
+        f"{len(ref.images)} production samples not trained on{since}{oldest}, "
+        "weighted 1/probability")
+
+
 def _production_summary(p: ProductionSamples | None) -> str:
     if p is None:
         return ""
     u = p.used
     return (f"; production samples: {u.train} trained on, {u.held_out} held out from "
             f"{u.parts} parts ({u.corrupt_parts} corrupt parts, {u.bad_label_lines} bad label "
-            f"lines and {u.excluded_labels} unclear, unresolved or unknown labels skipped)")
+            f"lines and {u.excluded_labels} unclear, unresolved or unknown labels skipped)"
+            + (f"; drift reference: {u.reference}" if u.reference else ""))
 
 
 def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None) -> RunOutput:
@@ -170,9 +197,13 @@ def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None)
                                   spec.export.parity_tolerance)
         with timings.stage("profile"):
             # On onnxruntime's outputs, the numbers serving will see.
-            profile = build_profile(
-                definitions, held_out.images,
-                onnx_logits(onnx_session(onnx_path), held_out.images), data_time)
+            images, weights, reference = reference_data(spec.dataset.production, reviewed,
+                                                        held_out)
+            if reviewed is not None:
+                reviewed.used.reference = reference
+            profile = build_profile(definitions, images,
+                                    onnx_logits(onnx_session(onnx_path), images), data_time,
+                                    weights=weights)
         with timings.stage("gate"):
             production = None
             baseline = spec.gate.baseline if spec.gate else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,46 @@ class ProductionSamples:
     newest: datetime | None
     train_ids: tuple[str, ...]
     held_out_ids: tuple[str, ...]
+    reference: Reference
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The newest production samples no run trains on (held-out reviewed ones, unreviewed
+    ones), served at or after `since`: what a version trained on them will serve, for its
+    drift reference. Weights 1/probability undo the sampler's over-sampling."""
+
+    images: FloatArray
+    weights: FloatArray
+    since: datetime | None
+    oldest: datetime | None
+
+
+MAX_REFERENCE = 5000  # the newest samples kept for the reference (about 20 MB of 32x32 images)
+
+
+class _Newest:
+    """The newest MAX_REFERENCE (time, image, weight) seen, trimmed as they come."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[datetime, FloatArray, float]] = []
+
+    def add(self, t: datetime, image: FloatArray, weight: float) -> None:
+        self.rows.append((t, image, weight))
+        if len(self.rows) >= 2 * MAX_REFERENCE:
+            self._trim()
+
+    def _trim(self) -> None:
+        self.rows.sort(key=lambda r: r[0], reverse=True)
+        del self.rows[MAX_REFERENCE:]
+
+    def reference(self, since: datetime | None, sample_shape: tuple[int, ...]) -> Reference:
+        self._trim()
+        images = (np.stack([r[1] for r in self.rows]) if self.rows
+                  else np.empty((0, *sample_shape), dtype=np.float32))
+        return Reference(images.astype(np.float32),
+                         np.asarray([r[2] for r in self.rows], dtype=np.float32), since,
+                         self.rows[-1][0] if self.rows else None)
 
 
 def is_held_out(sample_id: str, fraction: float) -> bool:
@@ -106,6 +146,8 @@ def load(spec: ProductionData, volume_dir: Path, model: str, classes: tuple[str,
     except (ValidationError, ValueError) as exc:
         raise InvalidSpecError(f"dataset.production: the settings.json of label set "
                                f"{spec.label_set!r} in {area} is invalid: {exc}") from exc
+    since = _since(spec.reference_since)
+    newest_unused = _Newest()
     parts, corrupt = read_parts(area)
     label_lines, bad_lines = read_labels(area, spec.label_set)
     resolved = resolve(label_lines, settings)
@@ -124,21 +166,24 @@ def load(spec: ProductionData, volume_dir: Path, model: str, classes: tuple[str,
         parts_hash.update(f"{rel}\0{file_digest(part.path / IMAGES_FILE)}\0"
                           f"{file_digest(part.path / RECORDS_FILE)}\n".encode())
         for record, image, t in zip(part.records, images, times, strict=True):
+            assert t is not None
+            side = is_held_out(record.id, spec.held_out_fraction)
             verdict = resolved.get(record.id)
+            label = verdict.label if verdict is not None else None
+            usable = isinstance(label, int) and 0 <= label < len(classes)
+            if not (usable and not side) and (since is None or t >= since):
+                newest_unused.add(t, image, 1.0 / record.probability)  # never trained on
             if verdict is None:
                 continue  # not reviewed yet
-            label = verdict.label
-            if not isinstance(label, int) or not 0 <= label < len(classes):
+            if not isinstance(label, int) or not usable:
                 excluded += 1
                 continue
-            side = is_held_out(record.id, spec.held_out_fraction)
             rows = held if side else train
             rows.images.append(image)
             rows.labels.append(label)
             rows.weights.append(1.0 / record.probability)
             rows.ids.append(record.id)
             labels_hash.update(f"{record.id}\0{label}\0{int(side)}\n".encode())
-            assert t is not None
             newest = t if newest is None or t > newest else newest
     used = ProductionDataUsed(
         parts=used_parts, corrupt_parts=corrupt, bad_label_lines=bad_lines,
@@ -149,5 +194,13 @@ def load(spec: ProductionData, volume_dir: Path, model: str, classes: tuple[str,
         labels_digest="sha256:" + labels_hash.hexdigest())
     return ProductionSamples(train.dataset(classes, sample_shape, weighted),
                              held.dataset(classes, sample_shape, False), used, newest,
-                             tuple(train.ids), tuple(held.ids))
+                             tuple(train.ids), tuple(held.ids),
+                             newest_unused.reference(since, sample_shape))
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 

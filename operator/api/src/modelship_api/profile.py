@@ -215,34 +215,47 @@ class CategoricalStatistic(ApiModel):
 Statistic = Annotated[NumericStatistic | CategoricalStatistic, Field(discriminator="kind")]
 
 
-def numeric_statistic(definition: StatisticDefinition,
-                      values: Iterable[float]) -> NumericStatistic:
-    """The histogram of `values`; non-finite values are not counted (serving counts them
-    apart, in modelship_nonfinite_outputs_total)."""
+def _scaled(weighted: Sequence[float], samples: int) -> list[int]:
+    """Weighted bucket sums as counts that add up to the samples counted: the histogram of a
+    weighted sample (over-sampled slices at their real share) in profile.json's integers."""
+    total = sum(weighted)
+    return [round(w * samples / total) if total else 0 for w in weighted]
+
+
+def numeric_statistic(definition: StatisticDefinition, values: Iterable[float],
+                      weights: Sequence[float] | None = None) -> NumericStatistic:
+    """The histogram of `values` (each counting its weight, default 1); non-finite values are
+    not counted (serving counts them apart, in modelship_nonfinite_outputs_total)."""
     edges = definition.edges or []
-    counts = [0] * (len(edges) + 1)
-    total, n = 0.0, 0
-    for v in values:
+    sums = [0.0] * (len(edges) + 1)
+    total, mass, n = 0.0, 0.0, 0
+    for i, v in enumerate(values):
         if math.isfinite(v):
-            counts[bucket_index(edges, v)] += 1
-            total += v
+            w = 1.0 if weights is None else weights[i]
+            sums[bucket_index(edges, v)] += w
+            total += w * v
+            mass += w
             n += 1
+    counts = [int(c) for c in sums] if weights is None else _scaled(sums, n)
     return NumericStatistic(source=definition.source, measure=definition.measure,
                             feature=definition.feature, edges=list(edges), counts=counts,
-                            mean=total / n if n else None)
+                            mean=total / mass if mass else None)
 
 
-def categorical_statistic(definition: StatisticDefinition,
-                          indices: Iterable[int]) -> CategoricalStatistic:
-    """Counts of category indices (out-of-range indices are an error: a model with more
-    outputs than categories is a bug of the caller)."""
+def categorical_statistic(definition: StatisticDefinition, indices: Iterable[int],
+                          weights: Sequence[float] | None = None) -> CategoricalStatistic:
+    """Counts of category indices, each counting its weight (default 1); out-of-range indices
+    are an error: a model with more outputs than categories is a bug of the caller."""
     categories = definition.categories or []
-    counts = [0] * len(categories)
-    for i in indices:
+    sums = [0.0] * len(categories)
+    n = 0
+    for j, i in enumerate(indices):
         if not 0 <= i < len(categories):
             raise ValueError(f"statistic {definition.name!r}: category index {i} outside "
                              f"0..{len(categories) - 1}")
-        counts[i] += 1
+        sums[i] += 1.0 if weights is None else weights[j]
+        n += 1
+    counts = [int(c) for c in sums] if weights is None else _scaled(sums, n)
     return CategoricalStatistic(source=definition.source, measure=definition.measure,
                                 categories=list(categories), counts=counts)
 
@@ -260,7 +273,7 @@ class ProfileSummary(ApiModel):
     """What the TrainingRun's status records of the published profile."""
 
     digest: str = Field(description="sha256 of profile.json (canonical JSON).")
-    samples: int = Field(description="Held-out samples the profile was computed on.")
+    samples: int = Field(description="Samples the profile was computed on.")
     data_time: str = Field(description="Time of the newest training data (RFC 3339).")
     statistics: dict[str, StatisticSummary] | None = Field(
         default=None, description="Per statistic: mean or top class.")
@@ -284,9 +297,11 @@ class Profile(ApiModel):
     @classmethod
     def build(cls, definitions: Sequence[StatisticDefinition],
               values: Mapping[str, Sequence[float]], samples: int, data_time: datetime,
-              created_at: datetime) -> Profile:
+              created_at: datetime,
+              weights: Mapping[str, Sequence[float]] | None = None) -> Profile:
         """A profile from per-sample values of each statistic (category indices for the
-        categorical ones); every definition must have its values."""
+        categorical ones); every definition must have its values, and its weights (one per
+        value) when `weights` is given."""
         names = [d.name for d in definitions]
         if len(set(names)) != len(names):
             raise ValueError(f"statistic names must be unique, got {names}")
@@ -294,8 +309,12 @@ class Profile(ApiModel):
         for d in definitions:
             if d.name not in values:
                 raise ValueError(f"no values for statistic {d.name!r}")
-            stats[d.name] = (numeric_statistic(d, values[d.name]) if d.kind == "numeric" else
-                             categorical_statistic(d, (int(v) for v in values[d.name])))
+            w = weights[d.name] if weights is not None else None
+            if w is not None and len(w) != len(values[d.name]):
+                raise ValueError(f"statistic {d.name!r}: {len(w)} weights for "
+                                 f"{len(values[d.name])} values")
+            stats[d.name] = (numeric_statistic(d, values[d.name], w) if d.kind == "numeric"
+                             else categorical_statistic(d, (int(v) for v in values[d.name]), w))
         return cls(data_time=data_time, created_at=created_at, samples=samples,
                    statistics=stats)
 

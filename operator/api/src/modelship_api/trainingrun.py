@@ -83,6 +83,20 @@ class ProductionData(ApiModel):
         description="Share of reviewed samples held out for evaluation and the gate. Keep it "
         "fixed across runs: with the same value a sample's side never changes; raising it only "
         "moves samples from train to held-out.")
+    reference: Literal["Production", "HeldOut"] = Field(
+        default="Production",
+        description="What the version's drift reference (profile.json) is computed on. "
+        "Production: the newest production samples it was not trained on (held-out reviewed "
+        "and unreviewed ones, at most 5000, weighted 1/probability to undo over-sampling), "
+        "i.e. what it will serve; with fewer than 100 of them, the held-out split. HeldOut: "
+        "the held-out split (the original data's and the reviewed production samples').")
+    reference_since: Annotated[str, StringConstraints(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+        r"(Z|[+-][0-9]{2}:[0-9]{2})$")] | None = Field(
+        default=None,
+        description="Only production samples served at or after this time (RFC 3339) make "
+        "the Production reference. A retraining run that DataDrift started gets the time the "
+        "drift began, so the reference is the new normal, not the data before it.")
 
 
 class Dataset(ApiModel):
@@ -378,6 +392,9 @@ class ProductionDataUsed(ApiModel):
         default=False, description="Whether training weighted samples 1/probability.")
     newest_sample: str | None = Field(
         default=None, description="Time of the newest reviewed sample used, RFC 3339.")
+    reference: str = Field(
+        default="", description="What profile.json was computed on: production samples "
+        "(how many, since when) or the held-out split, and why.")
     parts_digest: str = Field(default="", description="sha256 of the parts used (their files).")
     labels_digest: str = Field(
         default="", description="sha256 of the resolved labels used and each sample's side.")

@@ -77,6 +77,7 @@ class Start:
     scores: str
     labels_total: int | None
     window: str
+    drift_since: str | None = None  # DataDrift's transition, when DataDrift started it
 
 
 @dataclass
@@ -159,6 +160,7 @@ class _Trigger:
     name: str
     scores: str
     window: str
+    since: str | None = None
 
 
 def _triggers(inputs: Inputs, status: RetrainingStatus
@@ -176,7 +178,7 @@ def _triggers(inputs: Inputs, status: RetrainingStatus
         if due <= now:
             holding.append(_Trigger("DataDrift", f"DataDrift since "
                                     f"{drift.last_transition_time}: {_drift_scores(mon)}",
-                                    window))
+                                    window, since=drift.last_transition_time))
         else:
             later.append(due)
     stale = get_condition(list(inputs.conditions or []), "Stale")
@@ -319,7 +321,8 @@ def decide(inputs: Inputs) -> Plan:
                       trigger=",".join(t.name for t in holding),
                       scores="; ".join(t.scores for t in holding),
                       labels_total=inputs.reviewed.labels_total,
-                      window="; ".join(t.window for t in holding if t.window))
+                      window="; ".join(t.window for t in holding if t.window),
+                      drift_since=next((t.since for t in holding if t.since), None))
         run = RetrainingRun(name=start.name, sequence=sequence, trigger=start.trigger,
                             scores=start.scores, labels_total=start.labels_total,
                             started_at=now)

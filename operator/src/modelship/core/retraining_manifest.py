@@ -36,5 +36,17 @@ def training_run(md: ModelDeployment, start: Start) -> dict[str, Any]:
                        LABEL_RETRAINED_FOR: md.metadata.name},
             "annotations": notes,
         },
-        "spec": md.spec.retraining.template.to_api(),
+        "spec": _spec(md, start),
     }
+
+
+def _spec(md: ModelDeployment, start: Start) -> dict[str, Any]:
+    """The template; a run that DataDrift started builds its drift reference from the
+    production samples served since the drift was raised (the new normal), unless the
+    template says otherwise."""
+    assert md.spec.retraining is not None
+    spec = md.spec.retraining.template.to_api()
+    production = spec.get("dataset", {}).get("production")
+    if start.drift_since and production is not None:
+        production.setdefault("referenceSince", start.drift_since)
+    return spec
