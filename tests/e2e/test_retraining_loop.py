@@ -47,14 +47,11 @@ FOLLOW = {"pipeline": "defects-loop"}
 BRIGHT, DARK, GLARE = 0.5, 0.2, 0.85  # GeneratedDataset brightness: the factory's lighting
 PLANT = "plant"  # the dataset volume's folder
 CANARY = {"canary": {"steps": [{"weight": 50, "pause": "4s"}]}}
-# Short windows, so the loop takes minutes. Only the brightness is watched, with bounds for a
-# change of lighting: a retrained version's reference mixes its original bright held-out
-# data with the dark production samples, so dark traffic is close to it, not identical.
+# Short windows, so the loop takes minutes; the default thresholds. The retrained version's
+# drift reference is the dark production samples served since the drift was raised (the
+# new normal), so dark traffic must clear against it.
 MONITORING = {
     "window": "10s", "interval": "2s", "minSamples": 200, "raiseAfter": 2, "clearAfter": 2,
-    "statistics": ["input_brightness"],
-    "thresholds": {"psi": {"raiseAbove": 4.0, "clearBelow": 2.0},
-                   "js": {"raiseAbove": 0.6, "clearBelow": 0.45}},
     # Dark images are a slice v1's profile barely holds: over-sampled 100 times.
     "sampling": {"enabled": True, "rate": 0.005, "oversampling": 100,
                  "lowConfidenceBelow": 0.05, "hourlyCap": 100000},
@@ -110,9 +107,7 @@ def _template(repository: Path, datasets: Path) -> dict[str, Any]:
                                         samples=2000, min_accuracy=0.85,
                                         baseline_deployment=MD)["spec"]
     volume = {"hostPath": str(datasets), "path": PLANT}
-    # Little of the original data is held out: the new reference profile is then mostly
-    # what production looks like now.
-    spec["dataset"].update(validationFraction=0.05, production={"volume": volume})
+    spec["dataset"]["production"] = {"volume": volume}
     spec["gate"]["slices"] = [
         {"name": "dark", "inputStatistic": {"statistic": "input_brightness", "max": 0.3},
          "min": 0.8, "maxRegression": 0.0, "minSamples": 20},
@@ -166,6 +161,7 @@ def test_dim_lights_retrain_on_reviewed_samples_promote_and_clear_then_cooldown(
         loop.wait("DataDrift on v1", lambda st: any(
             c["type"] == "DataDrift" and c["status"] == "True"
             for c in st.get("conditions") or []), timeout=120)
+        raised = loop.condition("DataDrift")
         run = wait_for("a retraining run", loop.retraining_runs, timeout=120)[0]
         name = run["metadata"]["name"]
         annotations = run["metadata"]["annotations"]
@@ -178,6 +174,12 @@ def test_dim_lights_retrain_on_reviewed_samples_promote_and_clear_then_cooldown(
         # It trained on reviewed production samples and was judged on held-out ones.
         production = trained["lineage"]["production"]
         assert production["train"] > 0 and production["heldOut"] > 0, production
+        # Its drift reference is what it will serve: samples from since the drift was raised.
+        since = loop.kubectl.get("trainingrun", name)["spec"]["dataset"]["production"][
+            "referenceSince"]
+        assert since == raised["lastTransitionTime"]
+        assert f"production samples not trained on served since {since}" in production[
+            "reference"], production
         checks = {c["name"]: c for c in trained["gate"]["checks"]}
         dark = [c for n, c in checks.items() if n.startswith("slice dark")]
         assert dark and all(c["passed"] for c in dark), checks
@@ -194,7 +196,8 @@ def test_dim_lights_retrain_on_reviewed_samples_promote_and_clear_then_cooldown(
         assert loop.condition("DataDrift")["status"] == "False"
         assert (st["retraining"]["lastRun"]["name"], st["retraining"]["lastRun"]["version"]) \
             == (name, 2)
-        print(f"\ncycle time, lights dimmed to v2 at 100%: {cycle:.0f} s")
+        print(f"\ncycle time, lights dimmed to v2 at 100%: {cycle:.0f} s; v2's drift "
+              f"reference: {production['reference']}")
 
         # The reviewer labelled production samples, as automated ground truth.
         labels, bad = samples.read_labels(loop.area, samples.DEFAULT_LABEL_SET)
