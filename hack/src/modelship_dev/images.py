@@ -265,6 +265,7 @@ def export(result: Result) -> str:
     were in the store already, as after a commit that only changes the revision label) or
     "pushed"."""
     store = imagestore.store_dir()
+    drop_dangling(store)
     try:
         if imagestore.resolve(result.ref, store).config_digest == f"sha256:{result.image_id}":
             return "present"
@@ -328,6 +329,22 @@ def write_with_stored_layers(ref: str, info: dict[str, Any], store: Path) -> boo
     others = [d for r, d in imagestore.index(store).items() if r != ref]
     write_index(store, [*others, descriptor])
     return True
+
+
+def drop_dangling(store: Path) -> None:
+    """Forget images whose manifest, config or layers are missing (a run killed between
+    writing index.json and its blobs, or blobs deleted by hand): they are exported again."""
+    kept = []
+    for descriptor in imagestore.index(store).values():
+        try:
+            manifest = json.loads(imagestore.blob_path(descriptor["digest"], store).read_text())
+            digests = [manifest["config"]["digest"], *(d["digest"] for d in manifest["layers"])]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if all(imagestore.blob_path(d, store).is_file() for d in digests):
+            kept.append(descriptor)
+    if len(kept) != len(imagestore.index(store)):
+        write_index(store, kept)
 
 
 def collect_garbage(store: Path) -> None:
