@@ -145,6 +145,19 @@ def cases(job: str) -> list[dict[str, Any]]:
     rollbacks = f"modelship_rollbacks_total{{{MD},{SCRAPE},job=\"{job}\""
     phase = f"modelship_modeldeployment_phase{{{MD},{SCRAPE},job=\"{job}\""
     up = f'up{{job="{job}",namespace="{NS}",{SCRAPE}}}'
+    # What the PodMonitor's scrape of a Triton pod carries.
+    stopped = ('modelship_sampling_stopped{namespace="prod",modeldeployment="defects",'
+               'model="surface-defects",version="2",job="triton"')
+    sampling_stopped = {
+        "exp_labels": {"severity": "warning", "namespace": "prod", "modeldeployment": "defects",
+                       "model": "surface-defects", "version": "2", "reason": "VolumeFull"},
+        "exp_annotations": {
+            "summary": "ModelDeployment prod/defects stopped sampling production data of "
+                       "surface-defects version 2 (VolumeFull)",
+            "description": "Serving goes on, but no production samples are kept, so review "
+                           "and retraining get no new data. `kubectl describe md -n prod "
+                           "defects` shows the Sampling condition and what to do (free space "
+                           "on the dataset volume, or make it writable)."}}
     return [
         {   # The first rollback: the series is born at 1 (no rise for increase() to see).
             "name": "ModelRolledBack on a resource's first rollback",
@@ -217,13 +230,27 @@ def cases(job: str) -> list[dict[str, Any]]:
             "alert_rule_test": [firing("ModelshipOperatorDown", "6m", operator_down)],
         },
         *model_alert_cases(job),
+        {   # A Triton pod's dataset volume fills up, then is freed; another pod keeps writing.
+            "name": "ModelSamplingStopped while a pod's sampling stays stopped",
+            "interval": "1m",
+            "input_series": [
+                {"series": stopped + ',reason="VolumeFull",pod="defects-v2-a"}',
+                 "values": values(("0", 5), ("1", 10), ("0", 10))},
+                {"series": stopped + ',reason="VolumeFull",pod="defects-v2-b"}',
+                 "values": values(("0", 25))},
+                {"series": stopped + ',reason="ReadOnly",pod="defects-v2-a"}',
+                 "values": values(("0", 25))}],
+            "alert_rule_test": [firing("ModelSamplingStopped", "8m"),
+                                firing("ModelSamplingStopped", "11m", sampling_stopped),
+                                firing("ModelSamplingStopped", "20m")],
+        },
     ]
 
 
 def test_promtool_accepts_the_rendered_rules(rendered: list[dict[str, Any]]) -> None:
     out = alert_rules.check(alert_rules.rule_groups(rendered))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 7 rules found" in out.stdout + out.stderr
+    assert "SUCCESS: 8 rules found" in out.stdout + out.stderr
 
 
 def test_the_lint_check_refuses_a_broken_expression(rendered: list[dict[str, Any]]) -> None:

@@ -77,7 +77,7 @@ def test_prometheus_runs_what_the_operator_generated_from_the_chart(
         "ModelRolledBack": 0, "ModelDeploymentNotReady": 600, "ModelshipOperatorDown": 2,
         # The model alerts follow the operator's conditions, whose hysteresis is the delay.
         "ModelDataDrift": 0, "ModelPredictionDrift": 0, "ModelStale": 0,
-        "ModelNonFiniteOutputs": 0}
+        "ModelNonFiniteOutputs": 0, "ModelSamplingStopped": 300}
     wait_for("ModelshipOperatorDown inactive", lambda: alert_rules(monitoring)[
         "ModelshipOperatorDown"]["state"] == "inactive", timeout=30)
     assert not [a for a in monitoring.alertmanager.alerts()
