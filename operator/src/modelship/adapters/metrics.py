@@ -87,6 +87,11 @@ RECONCILES = Counter(
     "MODELSHIP_PASS_TIMEOUT_SECONDS).",
     ["kind", "result"],
 )
+EVENT_LOOP_STALLS = Counter(
+    "modelship_event_loop_stalls_total",
+    "Times the operator's event loop did not turn for MODELSHIP_LOOP_STALL_SECONDS (a call "
+    "that blocks it stops every reconcile, watch and health check; the log has its stack).",
+)
 RECONCILE_SECONDS = Histogram(
     "modelship_reconcile_duration_seconds",
     "Duration of one reconcile pass.",

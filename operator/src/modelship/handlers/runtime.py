@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from modelship import constants
 from modelship.adapters import metrics, prometheus
 from modelship.adapters.cache import Caches
 from modelship.adapters.kube import WATCHED, Kube, StatusConflictError, counted
+from modelship.adapters.loop_watchdog import LoopWatchdog
 from modelship.handlers import refusals
 from modelship_api.retraining import LABEL_RETRAINED_FOR
 
@@ -31,6 +33,9 @@ RETRY_SECONDS = 5.0
 # still does not end is cancelled, said with where it waited, and the loop goes on (one stuck
 # await once froze a ModelDeployment's status for minutes with nothing logged).
 PASS_TIMEOUT_SECONDS = float(os.environ.get("MODELSHIP_PASS_TIMEOUT_SECONDS", "60"))
+CANCEL_GRACE_S = 5.0
+# The event loop not turning for this long is logged with its stack (adapters/loop_watchdog).
+LOOP_STALL_SECONDS = float(os.environ.get("MODELSHIP_LOOP_STALL_SECONDS", "10"))
 # Passes that run at once (as controller-runtime's MaxConcurrentReconciles): a thousand
 # resources created together queue here instead of flooding the API server.
 MAX_CONCURRENT_PASSES = int(os.environ.get("MODELSHIP_MAX_CONCURRENT_RECONCILES", "16"))
@@ -101,20 +106,24 @@ class PassTimeoutError(Exception):
 async def bounded_pass(pass_: Coroutine[Any, Any, float | None],
                        limit_s: float | None = None) -> float | None:
     """Run one pass, cancelled after `limit_s` (PASS_TIMEOUT_SECONDS) with the chain of
-    awaits it was stuck in; its errors are the caller's."""
+    awaits it was stuck in; its errors are the caller's. A pass that does not stop when
+    cancelled (an await that swallows the cancellation) is left behind after CANCEL_GRACE_S,
+    so the loop never waits on it."""
     limit = limit_s or PASS_TIMEOUT_SECONDS
     task = asyncio.ensure_future(pass_)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=limit)
-        if not done:
-            raise PassTimeoutError(f"the pass did not end within {limit:g}s; cancelled "
-                                   f"while awaiting {awaiting(pass_)}")
+    done, _ = await asyncio.wait({task}, timeout=limit)
+    if done:
         return task.result()
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    where = awaiting(pass_)
+    task.cancel()
+    stopped, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
+    if stopped:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            task.result()
+    raise PassTimeoutError(
+        f"the pass did not end within {limit:g}s; cancelled while awaiting {where}"
+        + ("" if stopped else f"; it did not stop within {CANCEL_GRACE_S:g}s of being "
+           "cancelled and was left behind"))
 
 
 def awaiting(coro: Any) -> str:
@@ -174,6 +183,17 @@ async def reconcile_loop(kind: str, namespace: str, name: str, stopped: kopf.Dae
         refusals.forget(kind, namespace, name)
 
 
+_watchdog: LoopWatchdog | None = None
+
+
+@kopf.on.startup()
+async def watch_the_loop(**_: Any) -> None:
+    global _watchdog
+    _watchdog = LoopWatchdog(asyncio.get_running_loop(), threading.get_ident(),
+                             LOOP_STALL_SECONDS, on_stall=metrics.EVENT_LOOP_STALLS.inc)
+    _watchdog.start()
+
+
 @kopf.on.startup()
 async def start_caches(logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
     """Fill the watch caches before the first reconcile, so passes read from memory."""
@@ -192,7 +212,10 @@ async def start_caches(logger: logging.Logger | logging.LoggerAdapter[Any], **_:
 
 @kopf.on.cleanup()
 async def close_client(**_: Any) -> None:
-    global _kube
+    global _kube, _watchdog
+    if _watchdog is not None:
+        _watchdog.stop()
+        _watchdog = None
     await prometheus.close_shared_client()
     if _kube is not None:
         if _kube.caches is not None:
