@@ -94,7 +94,8 @@ MODEL_ALERTS = {
     "ModelStale": ("Stale", "warning",
                    "serves a model trained on data older than maxModelAge (Stale)",
                    "Train on newer data. `modelship status defects -n prod` shows the model's "
-                   "age and its training-data time."),
+                   "age and what it counts from: its training-data time, or for a version "
+                   "that records none, its publish time (the age is then a lower bound)."),
     "ModelNonFiniteOutputs": ("NumericFault", "page",
                               "returns NaN or infinite outputs (NumericFault)",
                               "The stable version answered with non-finite outputs in the last "

@@ -3,15 +3,18 @@ server, a real Prometheus scraping a small exporter that serves the live statist
 the names Triton's modelship runner exports (model, version, statistic; histograms on the
 profile's edges), and the chart's alert rules evaluated by that Prometheus.
 
-The Triton pod is kwok's here, so the profile that its init container would copy into its
-termination message is written into the pod's status as the kubelet would; the real init
-container's script is tested in tests/unit/test_triton_manifests.py."""
+The Triton pod is kwok's here, so what its init container would write into its termination
+message is written into the pod's status as the kubelet would: a profile, or for a version
+without one, what the init script of the operator's Deployment writes when run here on a
+version folder (its cases are in tests/unit/test_triton_manifests.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import subprocess
 import threading
 import time
 import urllib.request
@@ -38,6 +41,7 @@ from prometheus_client.utils import floatToGoString
 from modelship import constants
 from modelship.adapters.kube import Kube
 from modelship.core.drift.profiles import INIT_CONTAINER
+from modelship.core.triton_manifests import VIEW_MOUNT
 from modelship.handlers.md_reconcile import reconcile
 from modelship_api.profile import (
     INPUT_METRIC,
@@ -247,9 +251,31 @@ def carry_profile(kubectl: Kubectl, text: str) -> None:
             "-p", json.dumps({"status": {"initContainerStatuses": inits}}))
 
 
+def init_message(kubectl: Kubectl, folder: Path, published: datetime) -> str:
+    """The termination message the init container of the operator's Deployment writes for
+    a version folder of the local sample (backend python) published at `published`, with
+    neither profile.json nor lineage.json: its script, run on `folder` as the repository."""
+    (dep,) = kubectl.list("deployment", f"modelship.io/modeldeployment={NAME}")
+    (init,) = dep["spec"]["template"]["spec"]["initContainers"]
+    version = folder / "repository" / MODEL / str(VERSION)
+    version.mkdir(parents=True)
+    (version / "config.pbtxt").write_text('backend: "python"\n')
+    (version / "model.py").write_text("")
+    for path in (version / "model.py", version):
+        os.utime(path, (published.timestamp(), published.timestamp()))
+    script = init["command"][2].replace(constants.MODEL_REPOSITORY_MOUNT + "/",
+                                        f"{folder / 'repository'}/")
+    script = script.replace(VIEW_MOUNT, str(folder / "view"))
+    script = script.replace("/dev/termination-log", str(folder / "termination-log"))
+    assert str(folder / "repository" / MODEL) in script, script
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return (folder / "termination-log").read_text()
+
+
 def test_drift_staleness_and_numeric_health_of_the_served_version(
         kubectl: Kubectl, operator: OperatorProcess, exporter: tuple[Exporter, int],
-        prometheus: PrometheusProcess) -> None:
+        prometheus: PrometheusProcess, tmp_path: Path) -> None:
     live = exporter[0].versions[VERSION]
     md = sample(version=VERSION)
     md["spec"]["monitoring"] = {"prometheus": {"address": prometheus.url}, "window": "10s",
@@ -264,6 +290,29 @@ def test_drift_staleness_and_numeric_health_of_the_served_version(
     assert condition({"status": st}, "Stale")["status"] == "Unknown"
     assert any("version 1 has no profile.json" in u for u in st["monitoring"]["unavailable"])
 
+    # The operator's own init container on a version folder published 40 days ago without
+    # profile.json or lineage.json: its publish time dates it, the data is at least as old,
+    # so the model is Stale, with its event and alert, though the data time is unknown.
+    published = (datetime.now(UTC) - timedelta(days=40)).replace(microsecond=0)
+    carry_profile(kubectl, init_message(kubectl, tmp_path / "version", published))
+    st = wait_for("Stale from the publish time", lambda: conditions(kubectl, Stale="True"),
+                  timeout=60)
+    when = published.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert condition({"status": st}, "Stale")["message"].startswith(
+        f"version published {when}, 40 days ago: its training data is at least that old, "
+        "older than maxModelAge 720h"), condition({"status": st}, "Stale")
+    mon = st["monitoring"]
+    assert (mon["ageSource"], mon["publishedAt"]) == ("PublishTime", when)
+    assert mon["modelAgeSeconds"] >= 40 * 86400 and "dataTime" not in mon
+    assert "exact model age: version 1 has no lineage.json; the age counts from the " \
+        "version's publish time, a lower bound" in mon["unavailable"]
+    assert condition({"status": st}, "DataDrift")["reason"] == "NoProfile"
+    (event,) = wait_for("Stale event", lambda: events(kubectl, "Stale"))
+    assert event["type"] == "Warning" and f"version published {when}" in event["message"]
+    assert any(line.startswith("modelship_model_age_seconds{") and f'name="{NAME}"' in line
+               and 'source="PublishTime"' in line for line in operator.metrics().splitlines())
+    wait_for("ModelStale firing in Prometheus", lambda: firing(prometheus, "ModelStale"))
+
     # The profile arrives: every statistic is judged, stationary traffic raises nothing.
     reference = profile()
     carry_profile(kubectl, reference.dumps())
@@ -275,6 +324,8 @@ def test_drift_staleness_and_numeric_health_of_the_served_version(
     assert all(s["result"] == "Normal" and s["samples"] >= 300 for s in stats.values()), \
         json.dumps(stats, indent=1)
     assert st["monitoring"]["profileDigest"] == reference.digest()
+    assert st["monitoring"]["ageSource"] == "ProfileDataTime"
+    wait_for("ModelStale resolved", lambda: not firing(prometheus, "ModelStale"))
     start = evaluations(operator)
     wait_for("15 more evaluations", lambda: evaluations(operator) >= start + 15, timeout=60)
     assert condition({"status": status(kubectl)}, "DataDrift")["status"] == "False"

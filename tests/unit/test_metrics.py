@@ -74,9 +74,10 @@ def test_rollback_cause_names_the_failing_checks_or_a_bounded_word() -> None:
 def test_monitoring_series_follow_status_and_leave_with_the_resource() -> None:
     from modelship_api.common import Condition
     from modelship_api.monitoring import MonitoringStatus, StatisticStatus
-    status = MonitoringStatus(version=3, model_age_seconds=86400.0, statistics=[
-        StatisticStatus(name="input_brightness", source="input", result="Drift", psi=0.7),
-        StatisticStatus(name="predicted_class", source="output", result="Inconclusive")])
+    status = MonitoringStatus(
+        version=3, model_age_seconds=86400.0, age_source="PublishTime", statistics=[
+            StatisticStatus(name="input_brightness", source="input", result="Drift", psi=0.7),
+            StatisticStatus(name="predicted_class", source="output", result="Inconclusive")])
     conditions = [Condition(type="DataDrift", status="True"),
                   Condition(type="Stale", status="Unknown"),
                   Condition(type="Ready", status="True")]
@@ -90,7 +91,10 @@ def test_monitoring_series_follow_status_and_leave_with_the_resource() -> None:
     assert {(s[2], metrics.MONITORING_CONDITION.labels(*s)._value.get())
             for s in _labelsets(metrics.MONITORING_CONDITION) if s[:2] == ("ns3", "a")} == \
         {("DataDrift", 1.0), ("Stale", 0.0)}
-    assert metrics.MODEL_AGE.labels(namespace="ns3", name="a")._value.get() == 86400.0
+    # The age says where it counts from: here a lower bound from the publish time.
+    assert [s for s in _labelsets(metrics.MODEL_AGE) if s[:2] == ("ns3", "a")] == [
+        ("ns3", "a", "PublishTime")]
+    assert metrics.MODEL_AGE.labels("ns3", "a", "PublishTime")._value.get() == 86400.0
     metrics.forget_model_deployment("ns3", "a")
     for metric in (metrics.DRIFT_SCORE, metrics.MODEL_AGE, metrics.MONITORING_CONDITION):
         assert not [s for s in _labelsets(metric) if s[:2] == ("ns3", "a")]

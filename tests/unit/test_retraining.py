@@ -183,6 +183,13 @@ def test_other_triggers() -> None:
     age = decide(inputs(T0, the_spec=spec(triggers={"modelAge": True}),
                         conditions=[stale]))
     assert age.start is not None and age.start.trigger == "ModelAge"
+    # A version dated by its publish time only says its age is a lower bound.
+    lower = decide(inputs(T0, the_spec=spec(triggers={"modelAge": True}), conditions=[stale],
+                          mon=MonitoringStatus(version=1, model_age_seconds=2678400,
+                                               age_source="PublishTime",
+                                               published_at="2026-11-01T00:00:00Z")))
+    assert lower.start is not None and lower.start.scores == (
+        "model age at least 2678400s, published 2026-11-01T00:00:00Z")
     accuracy = spec(triggers={"reviewedAccuracy": {"below": 0.9, "minSamples": 100}})
     few = decide(inputs(T0, the_spec=accuracy, conditions=[],
                         reviewed=Reviewed(accuracy=0.5, samples=99)))

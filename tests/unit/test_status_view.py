@@ -92,6 +92,20 @@ def test_status_view_shows_the_monitoring_block() -> None:
     assert "DataDrift=True DataDrift: drift in input_brightness" in text
 
 
+def test_status_view_says_an_age_from_the_publish_time_is_a_lower_bound() -> None:
+    md = ModelDeployment.model_validate({
+        "metadata": {"name": "defects", "namespace": "vision"},
+        "spec": {"model": {"name": "m", "version": 2},
+                 "repository": {"hostPath": {"path": "/r"}}},
+        "status": {"phase": "Ready", "stableVersion": 2, "monitoring": {
+            "version": 2, "evaluatedAt": "2026-12-02T12:00:00Z", "window": "1m",
+            "modelAgeSeconds": 172800, "ageSource": "PublishTime",
+            "publishedAt": "2026-11-30T12:00:00Z"}},
+    })
+    assert "over 1m, model age at least 2.0d (published 2026-11-30T12:00:00Z, data time " \
+        "unknown)" in render(md)
+
+
 def test_status_view_shows_retraining_runs_and_why_none_starts() -> None:
     md = ModelDeployment.model_validate({
         "metadata": {"name": "defects", "namespace": "vision"},

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modelship.core import serving_config, triton_manifests
+from modelship.core.drift import profiles
 from modelship_api.modeldeployment import ModelDeployment, Runtime
 
 
@@ -90,18 +94,26 @@ PYTHON = Runtime(backend="python")
 
 
 def _run_view(tmp_path: Path, config: str | None, version_config: str | None,
-              version: int = 4, profile: str | None = None
+              version: int = 4, profile: str | None = None, lineage: str | None = None,
+              published: tuple[float, float] | None = None
               ) -> subprocess.CompletedProcess[str]:
+    """The init container's script on a version folder; `published`: the modification
+    times of the folder and of its model file."""
     root = tmp_path / "repo"
     model = root / "m"
     (model / "4").mkdir(parents=True, exist_ok=True)
     (model / "4" / "model.py").write_text("")  # what backend python serves
     if profile is not None:
         (model / "4" / "profile.json").write_text(profile)
+    if lineage is not None:
+        (model / "4" / "lineage.json").write_text(lineage)
     if config is not None:
         (model / "config.pbtxt").write_text(config)
     if version_config is not None:
         (model / "4" / "config.pbtxt").write_text(version_config)
+    if published is not None:
+        os.utime(model / "4" / "model.py", (published[1], published[1]))
+        os.utime(model / "4", (published[0], published[0]))
     script = triton_manifests.view_script(str(root), "m", version, PYTHON)
     script = script.replace(triton_manifests.VIEW_MOUNT, str(tmp_path / "view"))
     script = script.replace("/dev/termination-log", str(tmp_path / "termination-log"))
@@ -212,7 +224,6 @@ def _profile_json(classes: int = 3) -> str:
 
 
 def test_view_carries_the_versions_profile_to_the_operator(tmp_path: Path) -> None:
-    from modelship.core.drift import profiles
     out = _run_view(tmp_path, 'backend: "python"\n', None, profile=_profile_json())
     assert out.returncode == 0, out.stderr
     message = (tmp_path / "termination-log").read_text()
@@ -221,16 +232,60 @@ def test_view_carries_the_versions_profile_to_the_operator(tmp_path: Path) -> No
     assert read.digest is not None and read.digest.startswith("sha256:")
 
 
-def test_view_notes_a_profile_too_large_to_carry_and_none_without_one(tmp_path: Path) -> None:
-    from modelship.core.drift import profiles
-    out = _run_view(tmp_path, 'backend: "python"\n', None)
+FOLDER_TIME = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
+MODEL_FILE_TIME = datetime(2026, 10, 2, 12, 0, tzinfo=UTC)
+PUBLISHED = (FOLDER_TIME.timestamp(), MODEL_FILE_TIME.timestamp())
+
+
+def _carried(tmp_path: Path, **files: Any) -> tuple[str, profiles.ProfileRead]:
+    out = _run_view(tmp_path, 'backend: "python"\n', None, published=PUBLISHED, **files)
     assert out.returncode == 0, out.stderr
-    assert not (tmp_path / "termination-log").exists()  # nothing written: an empty message
+    message = (tmp_path / "termination-log").read_text()
+    assert len(message.encode()) <= profiles.MAX_MESSAGE_BYTES
+    return message, profiles.parse(message, 4)
+
+
+def test_view_dates_a_version_without_profile_by_its_publish_time(tmp_path: Path) -> None:
+    message, read = _carried(tmp_path)
+    assert json.loads(message) == {"publishedAt": str(int(FOLDER_TIME.timestamp()))}
+    assert read.profile is None and "version 4 has no profile.json" in read.missing
+    # The older of the folder's and the model file's modification times.
+    assert read.age_basis == profiles.AgeBasis(FOLDER_TIME, "PublishTime")
+    assert read.undated == "version 4 has no lineage.json"
+    later = (MODEL_FILE_TIME.timestamp(), FOLDER_TIME.timestamp())
+    out = _run_view(tmp_path, 'backend: "python"\n', None, published=later)
+    assert out.returncode == 0, out.stderr
+    read = profiles.parse((tmp_path / "termination-log").read_text(), 4)
+    assert read.age_basis == profiles.AgeBasis(FOLDER_TIME, "PublishTime")
+
+
+def test_view_dates_a_version_without_profile_by_its_lineage_data_time(
+        tmp_path: Path) -> None:
+    lineage = json.dumps({"datasetDigest": "sha256:ab", "recipe": "image-classifier",
+                          "dataTime": "2026-09-30T08:00:00Z", "classes": ["ok"]}, indent=2)
+    _, read = _carried(tmp_path, lineage=lineage)
+    assert read.age_basis == profiles.AgeBasis(datetime(2026, 9, 30, 8, tzinfo=UTC),
+                                               "LineageDataTime")
+    # lineage.json of an earlier trainer, without dataTime: the publish time it is.
+    _, read = _carried(tmp_path, lineage=json.dumps({"datasetDigest": "sha256:ab"}))
+    assert read.age_basis == profiles.AgeBasis(FOLDER_TIME, "PublishTime")
+    assert read.undated == "lineage.json of version 4 records no dataTime"
+
+
+def test_view_keeps_the_note_json_and_small_whatever_lineage_holds(tmp_path: Path) -> None:
+    for hostile in ('{"dataTime": "2026\\", "x": "' + "y" * 5000 + '"}',
+                    '{"dataTime": "' + "1" * 5000 + '"}', "not json"):
+        message, read = _carried(tmp_path, lineage=hostile)
+        assert read.age_basis == profiles.AgeBasis(FOLDER_TIME, "PublishTime"), message
+
+
+def test_view_notes_a_profile_too_large_to_carry_and_none_without_one(tmp_path: Path) -> None:
     assert "version 4 has no profile.json" in profiles.parse("", 4).missing
     big = _profile_json(classes=400)
     assert len(big) > 4096
-    out = _run_view(tmp_path, 'backend: "python"\n', None, profile=big)
-    assert out.returncode == 0, out.stderr
-    read = profiles.parse((tmp_path / "termination-log").read_text(), 4)
+    _, read = _carried(tmp_path, profile=big)
     assert read.profile is None
     assert f"is {len(big.encode())} bytes, more than the 4096" in read.missing
+    # The profile's own dataTime still dates the version.
+    assert read.age_basis == profiles.AgeBasis(datetime(2026, 11, 1, tzinfo=UTC),
+                                               "ProfileDataTime")

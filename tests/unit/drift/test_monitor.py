@@ -3,6 +3,7 @@ DataDrift, PredictionDrift, Stale and NumericFault, and the events on their tran
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from modelship.core.conditions import get_condition
@@ -93,8 +94,8 @@ def test_stale_and_non_finite_outputs() -> None:
 
 
 def test_without_a_profile_only_non_finite_outputs_are_judged_and_status_says_why() -> None:
-    missing = profiles.ProfileRead(missing="version 3 has no profile.json (published before "
-                                   "profiles, or by a recipe that writes none)")
+    # The pods of an earlier modelship carry profile.json only: nothing dates the version.
+    missing = profiles.parse("", 3)
     spec = Monitoring()
     queries = monitor.plan(spec, missing, TARGET)
     assert [q.key for q in queries] == [NONFINITE]
@@ -103,10 +104,82 @@ def test_without_a_profile_only_non_finite_outputs_are_judged_and_status_says_wh
     for t in ("DataDrift", "PredictionDrift", "Stale"):
         c = get_condition(ev.conditions, t)
         assert c is not None and c.status == "Unknown" and c.reason == "NoProfile"
-        assert "no profile.json" in c.message
-    assert ev.status.unavailable is not None
-    assert "drift against the profile and model age: version 3 has no profile.json" in \
-        ev.status.unavailable[0]
+    assert ev.status.model_age_seconds is None and ev.status.age_source is None
+    assert ev.status.unavailable == [
+        "drift against the profile: version 3 has no profile.json (published before "
+        "profiles, or by a recipe that writes none)",
+        "model age: the pods of version 3 were started by an earlier modelship, whose init "
+        "container carries profile.json only: the version's next revision carries what else "
+        "dates it"]
+
+
+def note(**fields: object) -> profiles.ProfileRead:
+    """What the init container carries of version 3 without a profile that travels."""
+    return profiles.parse(json.dumps(fields), 3)
+
+
+def published(days_ago: float) -> str:
+    return str(int((NOW - timedelta(days=days_ago)).timestamp()))
+
+
+def test_without_a_profile_lineage_json_dates_the_training_data() -> None:
+    data = (NOW - timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = note(lineageDataTime=data, publishedAt=published(39))
+    ev = run(Monitoring(max_model_age="720h"), None, None, r)
+    stale = get_condition(ev.conditions, "Stale")
+    assert stale is not None and (stale.status, stale.reason) == ("True", "Stale")
+    assert stale.message == (f"training data from {data} (lineage.json dataTime) is 40 days "
+                             "old, older than maxModelAge 720h: train on newer data")
+    assert (ev.status.age_source, ev.status.data_time, ev.status.model_age_seconds) == (
+        "LineageDataTime", data, 40 * 86400)
+    assert ev.status.published_at is None
+    # Drift against the profile cannot run; the age is exact, so it is not named.
+    assert ev.status.unavailable is not None and len(ev.status.unavailable) == 1
+    assert ev.status.unavailable[0].startswith("drift against the profile: version 3 has no")
+    assert cond(ev, "DataDrift") == "Unknown"
+
+
+def test_only_the_publish_time_gives_a_lower_bound_that_turns_stale_once_past_the_limit(
+        ) -> None:
+    spec = Monitoring(max_model_age="720h")
+    r = note(lineageDataTime="", publishedAt=published(3))
+    ev = run(spec, None, {NONFINITE: VectorAnswer({"": 0.0})}, r)
+    stale = get_condition(ev.conditions, "Stale")
+    assert stale is not None and (stale.status, stale.reason) == ("Unknown", "AgeLowerBound")
+    pub = (NOW - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    due = (NOW + timedelta(days=27)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert stale.message == (
+        f"version published {pub}, 3 days ago: its training data is at least that old, and "
+        "the training-data time is unknown (lineage.json of version 3 records no dataTime); "
+        f"Stale turns True at {due}, maxModelAge 720h after the publish time")
+    assert (ev.status.age_source, ev.status.published_at, ev.status.data_time,
+            ev.status.model_age_seconds) == ("PublishTime", pub, None, 3 * 86400)
+    assert "exact model age: lineage.json of version 3 records no dataTime; the age counts " \
+        "from the version's publish time, a lower bound" in (ev.status.unavailable or [])
+    assert not [e for e in ev.events if e.reason == "Stale"]
+
+    # A second past the limit: Stale, with its Warning event, though the data time is unknown.
+    later = run(spec, ev, {NONFINITE: VectorAnswer({"": 0.0})}, r,
+                at=NOW + timedelta(days=27, seconds=1))
+    stale = get_condition(later.conditions, "Stale")
+    assert stale is not None and (stale.status, stale.reason) == ("True", "Stale")
+    assert stale.message.startswith(f"version published {pub}, 30 days ago: its training "
+                                    "data is at least that old, older than maxModelAge 720h")
+    (event,) = [e for e in later.events if e.reason == "Stale"]
+    assert event.type == "Warning" and "train on newer data" in event.message
+
+
+def test_a_profile_too_large_to_carry_still_dates_the_version_by_its_data_time() -> None:
+    data = (NOW - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = note(profileTooLarge=5000, profileDataTime=data, lineageDataTime=data,
+             publishedAt=published(1))
+    ev = run(Monitoring(), None, None, r)
+    stale = get_condition(ev.conditions, "Stale")
+    assert stale is not None and (stale.status, stale.reason) == ("False", "Fresh")
+    assert f"training data from {data} (profile.json dataTime)" in stale.message
+    assert ev.status.age_source == "ProfileDataTime"
+    drift = get_condition(ev.conditions, "DataDrift")
+    assert drift is not None and drift.reason == "NoProfile" and "5000 bytes" in drift.message
 
 
 def test_one_query_per_statistic_per_version() -> None:

@@ -42,6 +42,8 @@ def test_real_trainer_output_parses_into_status(published_run: tuple[Path, Train
     version_dir = repo / "defects" / "1"
     lineage = json.loads((version_dir / "lineage.json").read_text())
     assert lineage["datasetDigest"] == status.lineage.dataset_digest
+    # The data time, which dates the version where its profile.json does not travel.
+    assert status.profile is not None and lineage["dataTime"] == status.profile.data_time
     metrics = json.loads((version_dir / "metrics.json").read_text())
     assert metrics["heldOut"] == status.metrics
     assert result.parity_max_abs_diff is not None and result.parity_max_abs_diff < 1e-4

@@ -15,9 +15,16 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from modelship_api.profile import PROFILE_FILE
+from modelship_api.profile import PROFILE_FILE, rfc3339
 from modelship_api.training_result import TrainingResult
-from modelship_api.trainingrun import Artifact, Lineage, ProductionData, TrainingRunSpec
+from modelship_api.trainingrun import (
+    LINEAGE_DATA_TIME,
+    LINEAGE_FILE,
+    Artifact,
+    Lineage,
+    ProductionData,
+    TrainingRunSpec,
+)
 from modelship_trainer import slices as gate_slices
 from modelship_trainer import triton_config
 from modelship_trainer.data import ArrayDataset, FloatArray, concat, load_directory, split
@@ -257,9 +264,12 @@ def run(config: RunConfig, on_stage: Callable[[str, float], None] | None = None)
                 "gate": gate.to_api(),
             }
             (version_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+            # The data time here too: a version whose profile.json does not reach the
+            # operator (too large) is still dated by its data, not its publish time.
             record = {**lineage.to_api(), "recipe": recipe.name,
-                      "dataset": spec.dataset.to_api(), "classes": list(data.classes)}
-            (version_dir / "lineage.json").write_text(json.dumps(record, indent=2) + "\n")
+                      "dataset": spec.dataset.to_api(), "classes": list(data.classes),
+                      LINEAGE_DATA_TIME: rfc3339(data_time)}
+            (version_dir / LINEAGE_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
         with timings.stage("publish"):
             published = publish(config.repository, spec.model, fill, model_config=config_text)

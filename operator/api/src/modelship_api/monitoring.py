@@ -29,6 +29,9 @@ from modelship_api.trainingrun import DatasetVolume
 StatisticName = Literal["input_brightness", "input_contrast", "input_saturated_fraction",
                         "output_confidence", "output_entropy", "predicted_class"]
 StatisticResult = Literal["Normal", "Drift", "Inconclusive", "Unavailable"]
+# Where a version's age counts from, best first: its newest training data's time, recorded in
+# profile.json or lineage.json, else its publish time (later than the data's: a lower bound).
+AgeSource = Literal["ProfileDataTime", "LineageDataTime", "PublishTime"]
 
 
 class DistanceThresholds(ApiModel):
@@ -154,7 +157,8 @@ class Monitoring(ApiModel):
     )
     max_model_age: Duration = Field(
         default="720h",
-        description="Stale once the newest training data (profile.json dataTime) is older.",
+        description="Stale once the newest training data (profile.json or lineage.json "
+        "dataTime) is older, or for a version without either, once its publish time is.",
     )
     sampling: Sampling = Field(
         default_factory=Sampling, json_schema_extra=schema_default(Sampling),
@@ -194,13 +198,22 @@ class MonitoringStatus(ApiModel):
     profile_digest: str | None = Field(default=None, description="sha256 of the profile.json "
                                        "compared with; absent without one.")
     data_time: str | None = Field(default=None, description="Newest training data of the "
-                                  "version (profile.json dataTime).")
-    model_age_seconds: float | None = Field(default=None, description="Seconds since dataTime.")
+                                  "version (profile.json or lineage.json dataTime).")
+    published_at: str | None = Field(
+        default=None, description="When the version was published (its folder's and model "
+        "file's modification time), when the age counts from it: no dataTime is recorded.")
+    age_source: AgeSource | None = Field(
+        default=None, description="What modelAgeSeconds counts from: ProfileDataTime, "
+        "LineageDataTime (dataTime), or PublishTime (publishedAt; the data is older, so the "
+        "age is a lower bound).")
+    model_age_seconds: float | None = Field(
+        default=None, description="Seconds since dataTime, or at least this many: since "
+        "publishedAt (ageSource PublishTime).")
     non_finite: int | None = Field(default=None, description="Outputs with NaN or infinity in "
                                    "the window; absent when the version exports no count.")
     statistics: list[StatisticStatus] | None = Field(default=None,
                                                      description="Per statistic.")
     unavailable: list[str] | None = Field(
         default=None, description="Checks that cannot run, each with why (e.g. a version "
-        "without profile.json: only non-finite outputs and, in rollouts, prediction drift "
-        "relative to stable run).")
+        "without profile.json: only non-finite outputs, the model age and, in rollouts, "
+        "prediction drift relative to stable run).")

@@ -400,6 +400,13 @@ class ProductionDataUsed(ApiModel):
         default="", description="sha256 of the resolved labels used and each sample's side.")
 
 
+# lineage.json in each version folder: Lineage's fields, with the recipe, the dataset spec,
+# the classes and LINEAGE_DATA_TIME, the time of the newest training data (the profile's
+# dataTime; versions published before it was recorded lack it).
+LINEAGE_FILE = "lineage.json"
+LINEAGE_DATA_TIME = "dataTime"
+
+
 class Lineage(ApiModel):
     """Where the model came from."""
 

@@ -169,8 +169,10 @@ DRIFT_SCORE = ResourceGauge(
 )
 MODEL_AGE = ResourceGauge(
     "modelship_model_age_seconds",
-    "Age of the stable version's newest training data (profile.json dataTime).",
-    ["namespace", "name"],
+    "Age of the stable version's newest training data, from its profile.json or lineage.json "
+    "dataTime (source ProfileDataTime, LineageDataTime); for a version that records neither, "
+    "the time since it was published (source PublishTime), which the data's age is at least.",
+    ["namespace", "name", "source"],
 )
 MONITORING_CONDITION = ResourceGauge(
     "modelship_monitoring_condition",
@@ -234,7 +236,8 @@ def set_monitoring(namespace: str, name: str, status: MonitoringStatus | None,
         if stat.psi is not None:
             DRIFT_SCORE.labels(namespace=namespace, name=name, statistic=stat.name).set(stat.psi)
     if status.model_age_seconds is not None:
-        MODEL_AGE.labels(namespace=namespace, name=name).set(status.model_age_seconds)
+        MODEL_AGE.labels(namespace=namespace, name=name, source=status.age_source or ""
+                         ).set(status.model_age_seconds)
     for cond in conditions:
         if cond.type in MONITORING_CONDITIONS:
             MONITORING_CONDITION.labels(namespace=namespace, name=name, condition=cond.type

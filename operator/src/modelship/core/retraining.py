@@ -155,6 +155,14 @@ def _drift_scores(monitoring: MonitoringStatus | None) -> str:
                      for s in stats)
 
 
+def _model_age(monitoring: MonitoringStatus | None) -> str:
+    age = monitoring.model_age_seconds if monitoring is not None else None
+    if monitoring is not None and monitoring.age_source == "PublishTime":
+        return f"model age at least {age or 0:.0f}s, published {monitoring.published_at}"
+    return (f"model age {age or 0:.0f}s, training data from "
+            f"{monitoring.data_time if monitoring else '?'}")
+
+
 @dataclass(frozen=True)
 class _Trigger:
     name: str
@@ -183,9 +191,7 @@ def _triggers(inputs: Inputs, status: RetrainingStatus
             later.append(due)
     stale = get_condition(list(inputs.conditions or []), "Stale")
     if spec.model_age and stale is not None and stale.status == "True":
-        age = mon.model_age_seconds if mon is not None else None
-        holding.append(_Trigger("ModelAge", f"model age {age or 0:.0f}s, training data "
-                                f"from {mon.data_time if mon else '?'}", window))
+        holding.append(_Trigger("ModelAge", _model_age(mon), window))
     accuracy, got = spec.reviewed_accuracy, inputs.reviewed
     if accuracy is not None and got.accuracy is not None and got.samples is not None \
             and got.samples >= accuracy.min_samples and got.accuracy < accuracy.below:

@@ -35,8 +35,13 @@ def _monitoring(md: ModelDeployment) -> list[str]:
         return ["  monitoring: off (spec.monitoring.enabled false)"]
     if mon is None:
         return []
-    age = (f", model age {mon.model_age_seconds / 86400:.1f}d (data {mon.data_time})"
-           if mon.model_age_seconds is not None else "")
+    age = ""
+    if mon.model_age_seconds is not None:
+        days = mon.model_age_seconds / 86400
+        age = (f", model age at least {days:.1f}d (published {mon.published_at}, data time "
+               "unknown)" if mon.age_source == "PublishTime" else
+               f", model age {days:.1f}d (data {mon.data_time}"
+               f"{' from lineage.json' if mon.age_source == 'LineageDataTime' else ''})")
     nonfinite = f", non-finite outputs {mon.non_finite}" if mon.non_finite is not None else ""
     lines = [f"  monitoring: version {mon.version} at {mon.evaluated_at or '-'} over "
              f"{mon.window}{age}{nonfinite}"]

@@ -18,13 +18,15 @@ from typing import Any
 
 from modelship import constants
 from modelship.core import names, sampling, serving_config
-from modelship.core.drift.profiles import MAX_MESSAGE_BYTES, TOO_LARGE_KEY
+from modelship.core.drift import profiles
+from modelship.core.drift.profiles import MAX_MESSAGE_BYTES
 from modelship.core.durations import parse_duration
 from modelship.core.releases import Release
 from modelship_api.common import ModelRepository
 from modelship_api.modeldeployment import ModelDeployment, Runtime
 from modelship_api.monitoring import Sampling
 from modelship_api.profile import PROFILE_FILE
+from modelship_api.trainingrun import LINEAGE_DATA_TIME, LINEAGE_FILE
 
 REPO_VOLUME = "model-repository"
 VIEW_VOLUME = "triton-repository"
@@ -122,15 +124,38 @@ def view_script(root: str, model: str, version: int, runtime: Runtime | None = N
         "printf '%s' " + shlex.quote(serving_config.render(runtime, version) + extra)
         + ' >> "$dst/config.pbtxt"',
         'ln -sfn "$src/$v" "$dst/$v"',
-        # The version's profile.json travels to the operator in this container's
-        # termination message (core.drift.profiles): whole, or a note of its size when it
-        # is more than the kubelet keeps.
-        f'p="$src/$v/{PROFILE_FILE}"',
-        'if [ -f "$p" ]; then n=$(wc -c < "$p"); '
-        f'if [ "$n" -le {MAX_MESSAGE_BYTES} ]; then cat "$p" > /dev/termination-log; '
-        f'else echo "{{\\"{TOO_LARGE_KEY}\\": $n}}" > /dev/termination-log; fi; fi',
+        *_carry_script(model_file),
     ]
     return "\n".join(lines)
+
+
+def _carry_script(model_file: str) -> list[str]:
+    """Shell that carries the version's profile.json to the operator in the init container's
+    termination message (core.drift.profiles): whole when the kubelet keeps it, else a note
+    of what dates the version (the profile's size and dataTime, lineage.json's dataTime, the
+    publish time), so that its model age is known without the profile. Times are read with
+    sed and only their characters kept, so the note is always JSON and a few hundred bytes."""
+    time_of = (f"sed -n 's/^.*\"{LINEAGE_DATA_TIME}\"[[:space:]]*:[[:space:]]*"
+               f"\"\\([0-9A-Za-z:.+-]*\\)\".*$/\\1/p' \"$1\" 2>/dev/null "
+               f"| head -n 1 | cut -c 1-{profiles.MAX_TIME_CHARS}")
+    return [
+        f'p="$src/$v/{PROFILE_FILE}"; l="$src/$v/{LINEAGE_FILE}"; n=0',
+        '[ ! -f "$p" ] || n=$(wc -c < "$p")',
+        f'if [ -f "$p" ] && [ "$n" -le {MAX_MESSAGE_BYTES} ]; then '
+        'cat "$p" > /dev/termination-log; else',
+        f"  dt() {{ {time_of}; }}",
+        '  note=""',
+        f'  [ ! -f "$p" ] || note="\\"{profiles.TOO_LARGE_KEY}\\": $n, '
+        f'\\"{profiles.PROFILE_TIME_KEY}\\": \\"$(dt "$p")\\", "',
+        f'  [ ! -f "$l" ] || note="$note\\"{profiles.LINEAGE_TIME_KEY}\\": '
+        '\\"$(dt "$l")\\", "',
+        # The publish is a rename of a complete folder written after training: the older of
+        # the folder's and the model file's modification times is later than the data's.
+        f'  t=$(stat -L -c %Y "$src/$v" "$src/$v/{model_file}" 2>/dev/null | sort -n '
+        '| head -n 1)',
+        f'  echo "{{$note\\"{profiles.PUBLISHED_KEY}\\": \\"$t\\"}}" > /dev/termination-log',
+        'fi',
+    ]
 
 
 def _http_probe(path: str, failure_threshold: int, period: int = PROBE_PERIOD_S,

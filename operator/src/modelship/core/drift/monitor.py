@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from modelship.core.conditions import get_condition, set_condition
 from modelship.core.drift import hysteresis
-from modelship.core.drift.profiles import ProfileRead
+from modelship.core.drift.profiles import SOURCE_TEXT, ProfileRead
 from modelship.core.drift.queries import (
     NONFINITE,
     VectorAnswer,
@@ -22,7 +22,7 @@ from modelship.core.drift.queries import (
 )
 from modelship.core.drift.scores import Score, against_profile
 from modelship.core.durations import parse_duration
-from modelship.core.rollout.clock import elapsed, format_time, parse_time
+from modelship.core.rollout.clock import elapsed, format_time
 from modelship.core.rollout.decisions import Event
 from modelship_api.common import Condition
 from modelship_api.modeldeployment import ModelDeploymentSpec
@@ -88,8 +88,8 @@ def _judgement(status: MonitoringStatus) -> tuple[object, ...]:
     stats = tuple((s.name, s.source, s.result, s.drifted, s.since, s.streak)
                   for s in status.statistics or [])
     return (status.version, status.window, status.profile_digest, status.data_time,
-            (status.non_finite or 0) > 0, status.non_finite is None, stats,
-            tuple(status.unavailable or ()))
+            status.published_at, status.age_source, (status.non_finite or 0) > 0,
+            status.non_finite is None, stats, tuple(status.unavailable or ()))
 
 
 def settle(old: MonitoringStatus | None, new: MonitoringStatus, now: datetime) -> MonitoringStatus:
@@ -173,23 +173,51 @@ def _drift_condition(type_: str, stats: Sequence[StatisticStatus], read: Profile
                      observed_generation=gen)
 
 
-def _age(spec: Monitoring, profile: Profile | None, now: datetime, missing: str,
+def _span(seconds: float) -> str:
+    """Whole days, or whole hours under two days: a message that names an age changes at
+    most hourly, not on every evaluation."""
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400:.0f} days"
+    hours = seconds // 3600
+    return "under an hour" if hours < 1 else "1 hour" if hours == 1 else f"{hours:.0f} hours"
+
+
+def _age(spec: Monitoring, read: ProfileRead, now: datetime,
          gen: int | None) -> tuple[float | None, Condition]:
-    if profile is None:
+    """The version's age (a lower bound from the publish time when no data time is
+    recorded) and the Stale condition."""
+    basis = read.age_basis
+    if basis is None:
         return None, Condition(type="Stale", status="Unknown", reason="NoProfile",
-                               message=f"the training-data time is unknown: {missing}",
-                               observed_generation=gen)
-    age = (now - parse_time(profile.data_time.isoformat())).total_seconds()
+                               message="the training-data time is unknown: "
+                               f"{read.undated or read.missing}", observed_generation=gen)
+    age = max(0.0, (now - basis.at).total_seconds())
     limit = parse_duration(spec.max_model_age)
-    data = format_time(profile.data_time)
+    when = format_time(basis.at)
+    if basis.exact:
+        data = f"training data from {when} ({SOURCE_TEXT[basis.source]})"
+        if age > limit:
+            return age, Condition(
+                type="Stale", status="True", reason="Stale",
+                message=f"{data} is {age // 86400:.0f} days old, older than maxModelAge "
+                f"{spec.max_model_age}: train on newer data", observed_generation=gen)
+        return age, Condition(type="Stale", status="False", reason="Fresh",
+                              message=f"{data}, maxModelAge {spec.max_model_age}",
+                              observed_generation=gen)
+    # Only the publish time: the data is at least as old as the version, maybe much older.
+    unknown = f"the training-data time is unknown ({read.undated})"
     if age > limit:
         return age, Condition(
             type="Stale", status="True", reason="Stale",
-            message=f"training data from {data} is {age // 86400:.0f} days old, older than "
-            f"maxModelAge {spec.max_model_age}: train on newer data", observed_generation=gen)
-    return age, Condition(type="Stale", status="False", reason="Fresh",
-                          message=f"training data from {data}, maxModelAge "
-                          f"{spec.max_model_age}", observed_generation=gen)
+            message=f"version published {when}, {_span(age)} ago: its training data is at "
+            f"least that old, older than maxModelAge {spec.max_model_age}: train on newer "
+            f"data; {unknown}", observed_generation=gen)
+    due = format_time(basis.at + timedelta(seconds=limit))
+    return age, Condition(
+        type="Stale", status="Unknown", reason="AgeLowerBound",
+        message=f"version published {when}, {_span(age)} ago: its training data is at "
+        f"least that old, and {unknown}; Stale turns True at {due}, maxModelAge "
+        f"{spec.max_model_age} after the publish time", observed_generation=gen)
 
 
 def _numeric(spec: Monitoring, answer: VectorAnswer | None, version: int,
@@ -227,9 +255,15 @@ def evaluate(spec: Monitoring, previous: MonitoringStatus | None, read: ProfileR
     if no_prometheus:
         unavailable.append(f"drift and non-finite outputs: {no_prometheus}")
     stats: list[StatisticStatus] = []
+    basis = read.age_basis
     if read.profile is None:
-        unavailable.append(f"drift against the profile and model age: {read.missing}")
-    else:
+        unavailable.append(f"drift against the profile: {read.missing}")
+    if basis is None:
+        unavailable.append(f"model age: {read.undated or read.missing}")
+    elif not basis.exact:
+        unavailable.append(f"exact model age: {read.undated}; the age counts from the "
+                           "version's publish time, a lower bound")
+    if read.profile is not None:
         found, missing = watched(spec, read.profile)
         unavailable += missing
         for name, stat in found:
@@ -238,13 +272,15 @@ def evaluate(spec: Monitoring, previous: MonitoringStatus | None, read: ProfileR
                      if answers is not None else Score(inconclusive=f"{name}: not queried"))
             stats.append(_statistic(spec, name, stat, score, before.get(name), at))
         unavailable += [s.message for s in stats if s.result == "Unavailable"]
-    age, _ = _age(spec, read.profile, now, read.missing, generation)
+    age, _ = _age(spec, read, now, generation)
     nonfinite, _ = _numeric(spec, answers.get(NONFINITE) if answers is not None else None,
                             target.version, generation)
     return MonitoringStatus(
         version=target.version, evaluated_at=at, window=spec.window,
         profile_digest=read.digest,
-        data_time=format_time(read.profile.data_time) if read.profile is not None else None,
+        data_time=format_time(basis.at) if basis is not None and basis.exact else None,
+        published_at=format_time(basis.at) if basis is not None and not basis.exact else None,
+        age_source=basis.source if basis is not None else None,
         model_age_seconds=round(age) if age is not None else None, non_finite=nonfinite,
         statistics=stats or None, unavailable=unavailable or None)
 
@@ -254,7 +290,7 @@ def conditions(spec: Monitoring, status: MonitoringStatus, read: ProfileRead,
                generation: int | None = None) -> list[Condition]:
     """The four monitoring conditions for `status` (as evaluate produced it)."""
     stats = status.statistics or []
-    _, stale = _age(spec, read.profile, now, read.missing, generation)
+    _, stale = _age(spec, read, now, generation)
     _, numeric = _numeric(spec, answers.get(NONFINITE) if answers is not None else None,
                           status.version or 0, generation)
     return [_drift_condition("DataDrift", stats, read, generation),
