@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from modelship.core import retraining
 from modelship.core.retraining import Inputs, Reviewed, decide, run_name
 from modelship.core.retraining_manifest import training_run
-from modelship.core.rollout.clock import format_time
+from modelship.core.rollout.clock import format_time, parse_time
 from modelship.handlers import runtime
 from modelship_api.common import Condition
 from modelship_api.modeldeployment import ModelDeployment
@@ -235,6 +235,21 @@ def test_drift_that_clears_after_promotion_makes_the_retraining_effective() -> N
     assert cleared.effective is not None
     assert (cleared.effective.status, cleared.effective.reason) == ("True", "DriftCleared")
     assert [e.reason for e in cleared.events] == ["RetrainingEffective"]
+
+
+def test_the_evaluation_made_in_the_promoting_pass_counts() -> None:
+    # The pass that promotes version 2 judges it at once, stamped with the pass's start, a
+    # moment before promotedAt; an unchanged judgement is then not stored again for minutes.
+    t1 = T0 + timedelta(minutes=5)
+    status, runs = promoted_status(t1)
+    assert status.last_run is not None and status.last_run.promoted_at is not None
+    at = parse_time(status.last_run.promoted_at) - timedelta(milliseconds=70)
+    later = at + timedelta(minutes=1)
+    cleared = decide(inputs(later, previous=status, runs=runs, stable=2,
+                            conditions=[drift(at, "False")],
+                            mon=monitoring(version=2, at=at, result="Normal", drifted=False)))
+    assert cleared.effective is not None
+    assert (cleared.effective.status, cleared.effective.reason) == ("True", "DriftCleared")
 
 
 def test_drift_that_persists_past_verify_within_says_a_person_is_needed() -> None:

@@ -211,16 +211,19 @@ def _triggers(inputs: Inputs, status: RetrainingStatus
 
 
 def _cleared(inputs: Inputs, run: RetrainingRun) -> bool:
-    """The retrained version's own evaluation, after its promotion, finds no input drift:
-    DataDrift False and every input statistic's last score under the raise thresholds."""
+    """The retrained version's own evaluation finds no input drift: DataDrift False and every
+    input statistic's last score under the raise thresholds. Monitoring judges only the
+    stable version, so an evaluation of the retrained version is one made after its
+    promotion, whatever its time: the first is made in the promoting pass itself, stamped
+    with that pass's start (before promotedAt), and an unchanged judgement is not stored
+    again for minutes (core.drift.monitor.settle)."""
     mon = inputs.monitoring
     drift = get_condition(list(inputs.conditions or []), "DataDrift")
     if mon is None or mon.version != run.version or not mon.evaluated_at \
             or run.promoted_at is None or drift is None or drift.status != "False":
         return False
     inputs_ = [s for s in mon.statistics or [] if s.source == "input"]
-    return parse_time(mon.evaluated_at) >= parse_time(run.promoted_at) and bool(inputs_) \
-        and all(s.result == "Normal" and not s.drifted for s in inputs_)
+    return bool(inputs_) and all(s.result == "Normal" and not s.drifted for s in inputs_)
 
 
 def _effectiveness(inputs: Inputs, status: RetrainingStatus, plan: Plan,
