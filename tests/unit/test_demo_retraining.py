@@ -50,16 +50,11 @@ def test_the_demos_deployment_samples_to_the_volume_and_retrains_on_it(
     assert slices["reviewed"].reviewed_production
 
 
-def test_the_drift_bounds_are_one_constant_to_drop(tmp_path: Path) -> None:
-    mon = demo_retraining.monitoring(tmp_path)
-    for key, value in demo_retraining.DRIFT_BOUNDS.items():
-        assert mon[key] == value
-    without = {k: v for k, v in mon.items() if k not in demo_retraining.DRIFT_BOUNDS}
-    obj = model_deployment("md", "m", tmp_path, follow={"p": "x"}, parent_ref={"name": "gw"},
-                           prometheus_url="http://127.0.0.1:9", rollout=demo.ROLLOUT,
-                           monitoring=without)
-    defaults = ModelDeployment.model_validate(obj).spec.monitoring
-    assert defaults is not None and defaults.statistics is None
+def test_the_demos_drift_is_judged_with_the_default_thresholds(tmp_path: Path) -> None:
+    mon = _deployment(tmp_path).spec.monitoring
+    assert mon is not None
+    assert mon.statistics is None  # all of them
+    assert (mon.thresholds.psi.raise_above, mon.thresholds.js.raise_above) == (0.25, 0.2)
 
 
 def test_the_review_page_is_scraped_through_a_monitor_the_stacks_prometheus_selects() -> None:
@@ -106,6 +101,7 @@ def test_the_timeline_says_what_the_run_was_started_for_and_how_its_gate_judged(
         {"name": "slice dark: accuracy vs v2", "passed": False, "value": 0.5,
          "message": "slice dark: accuracy 0.5000 vs production v2 0.6000"}]}
     assert demo_retraining.gate_lines(gate) == [
+        "passed: accuracy>=0.85: 0.950",
         "passed: accuracy 0.9500 vs production v2 0.6000",
         "passed: slice dark: accuracy>=0.8: 0.931",
         "FAILED: slice dark: accuracy 0.5000 vs production v2 0.6000"]

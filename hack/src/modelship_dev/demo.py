@@ -46,9 +46,7 @@ from modelship_dev.workload import InferenceLoad, model_deployment, training_run
 
 KEEP_S = 3600
 ROLLOUT = {"canary": {"steps": [{"weight": 20, "pause": "10s"}, {"weight": 50, "pause": "10s"}]}}
-# The dimmed factory's brightness; the models are trained at 0.5. The drift bounds the demo
-# uses (demo_retraining.DRIFT_BOUNDS) are set for this change of lighting.
-DARK = 0.2
+DARK = 0.2  # the dimmed factory's brightness; the models are trained at 0.5
 REVIEW_SCRAPE = "2s"
 
 
