@@ -120,42 +120,55 @@ def _story(cluster: LocalCluster, stack: LocalStack, timeline: Timeline, reposit
                  f"once DataDrift holds {demo_retraining.TRIGGER_FOR}")
         wait_md(cluster, "Ready", 1, timeout=240)
         area = demo_retraining.area(datasets)
-        with InferenceLoad(stack.gateway.url, MODEL, rate=20, max_seconds=1200) as load, \
-                AutoReviewer(area, load.truth, rate=demo_retraining.REVIEW_RATE) as reviewer:
-            timeline(f"clients: 20 gRPC inferences/s through the gateway {stack.gateway.url}")
-            timeline(f"the automated reviewer labels sampled production data with the "
-                     f"generator's ground truth, at most {demo_retraining.REVIEW_RATE:g} a "
-                     "second, each label marked source: automated (it stands in for people)")
-            time.sleep(5)
-            st = _train(cluster, timeline, repository, "defects-2", seed=2,
-                        hyperparameters={"epochs": "5"}, baseline_deployment=MD,
-                        max_regression=0.02)
-            expect(st, "Succeeded")
-            wait_md(cluster, "Ready", 2, timeout=240)
-            page = _review_page(cluster, timeline, datasets, repository)
-            try:
-                _rejected_and_rolled_back(cluster, stack, timeline, repository)
-                watcher.events.append((timeline.now(), "lights dim"))
-                labelled = reviewer.labelled
-                dimmed_at = _lights_dim(cluster, stack, timeline, load)
-                demo_retraining.closed_loop(cluster, timeline, watcher, reviewer, dimmed_at,
-                                            labelled, stable=2)
-            finally:
-                page.stop()
-        answered: dict[int, int] = {}
-        for _, ok, _, _ in load.series():
-            for version, n in ok.items():
-                answered[version] = answered.get(version, 0) + n
-        failed = sum(f for _, _, f, _ in load.series())
-        timeline(f"clients got {sum(answered.values())} answers "
-                 f"({', '.join(f'v{v}: {n}' for v, n in sorted(answered.items()))}) "
-                 f"and {failed} errors")
-        write_chart(chart, load.series(), watcher.samples, watcher.events,
-                    load_offset=load.started - timeline.started, reviewed=watcher.reviewed,
-                    title="modelship demo: v2 promoted, v3 rolled back, the lights dim, "
-                    "v4 retrained by the operator and promoted")
-        timeline(f"chart of weights, error ratio, latency and reviewed accuracy written to "
-                 f"{chart.resolve()}")
+        load = InferenceLoad(stack.gateway.url, MODEL, rate=20, max_seconds=1200)
+        try:
+            with load, AutoReviewer(area, load.truth,
+                                    rate=demo_retraining.REVIEW_RATE) as reviewer:
+                _acts(cluster, stack, timeline, watcher, repository, datasets, load, reviewer)
+        finally:
+            # Also after a failed act: what the clients saw and the chart tell what happened.
+            _summary(timeline, watcher, load, chart)
+
+
+def _acts(cluster: LocalCluster, stack: LocalStack, timeline: Timeline, watcher: Watcher,
+          repository: Path, datasets: Path, load: InferenceLoad, reviewer: AutoReviewer
+          ) -> None:
+    timeline(f"clients: 20 gRPC inferences/s through the gateway {stack.gateway.url}")
+    timeline(f"the automated reviewer labels sampled production data with the generator's "
+             f"ground truth, at most {demo_retraining.REVIEW_RATE:g} a second, each label "
+             "marked source: automated (it stands in for people)")
+    time.sleep(5)
+    st = _train(cluster, timeline, repository, "defects-2", seed=2,
+                hyperparameters={"epochs": "5"}, baseline_deployment=MD, max_regression=0.02)
+    expect(st, "Succeeded")
+    wait_md(cluster, "Ready", 2, timeout=240)
+    page = _review_page(cluster, timeline, datasets, repository)
+    try:
+        _rejected_and_rolled_back(cluster, stack, timeline, repository)
+        watcher.events.append((timeline.now(), "lights dim"))
+        labelled = reviewer.labelled
+        dimmed_at = _lights_dim(cluster, stack, timeline, load)
+        demo_retraining.closed_loop(cluster, timeline, watcher, reviewer, dimmed_at,
+                                    labelled, stable=2)
+    finally:
+        page.stop()
+
+
+def _summary(timeline: Timeline, watcher: Watcher, load: InferenceLoad, chart: Path) -> None:
+    answered: dict[int, int] = {}
+    for _, ok, _, _ in load.series():
+        for version, n in ok.items():
+            answered[version] = answered.get(version, 0) + n
+    failed = sum(f for _, _, f, _ in load.series())
+    timeline(f"clients got {sum(answered.values())} answers "
+             f"({', '.join(f'v{v}: {n}' for v, n in sorted(answered.items()))}) "
+             f"and {failed} errors")
+    write_chart(chart, load.series(), watcher.samples, watcher.events,
+                load_offset=load.started - timeline.started, reviewed=watcher.reviewed,
+                title="modelship demo: v2 promoted, v3 rolled back, the lights dim, "
+                "v4 retrained by the operator and promoted")
+    timeline(f"chart of weights, error ratio, latency and reviewed accuracy written to "
+             f"{chart.resolve()}")
 
 
 def _review_page(cluster: LocalCluster, timeline: Timeline, datasets: Path,
