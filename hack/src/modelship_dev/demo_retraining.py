@@ -55,6 +55,11 @@ ACCURACY_WINDOW = 200  # `modelship review --accuracy-window` (its default)
 # drift was raised (at least 100 are needed, docs/retraining.md).
 TRIGGER_FOR = "30s"
 TRAINING_SAMPLES = 3000  # as v1 and v2
+# The operator rewrites status.monitoring only when its judgement changes or every 5 minutes
+# (monitor.STATUS_REFRESH_S); the evaluation that clears the drift comes in the pass that
+# promotes, stamped just before the promotion, so RetrainingEffective sees a later one only
+# after those 5 minutes. verifyWithin must be longer, or the verdict is DriftPersists.
+VERIFY_WITHIN = "8m"
 # Labels of the retrained version that tell its reviewed accuracy: dark images are common in
 # its profile, so sampling keeps them at the base rate only (about one a second).
 NEW_LABELS = 50
@@ -88,7 +93,7 @@ def retraining(repository: Path, datasets: Path) -> dict[str, Any]:
         {"name": "reviewed", "reviewedProduction": True, "min": 0.8},
     ]
     return {"triggers": {"dataDrift": {"for": TRIGGER_FOR}}, "cooldown": "1h",
-            "maxPerDay": 4, "verifyWithin": "5m", "template": spec}
+            "maxPerDay": 4, "verifyWithin": VERIFY_WITHIN, "template": spec}
 
 
 def area(datasets: Path) -> Path:
@@ -186,11 +191,11 @@ def closed_loop(cluster: LocalCluster, timeline: Timeline, watcher: Watcher,
              f"{accuracy_text(dropped, stable)})")
     watcher.events.append((recovered.at, f"v{version} reviewed accuracy "
                                          f"{recovered.by_version[version][0]:.2f}"))
-    # Judged within verifyWithin (5m) of the promotion: True, or False (DriftPersists).
+    # Judged within verifyWithin of the promotion: True, or False (DriftPersists).
     st = wait_status(cluster, "modeldeployment", MD, lambda st: any(
         c["type"] == EFFECTIVE_CONDITION and c["status"] in ("True", "False")
         for c in st.get("conditions") or []), "has no RetrainingEffective verdict",
-        timeout=330)
+        timeout=500)
     effective = next(c for c in st["conditions"] if c["type"] == EFFECTIVE_CONDITION)
     if effective["status"] != "True":
         raise RuntimeError(f"RetrainingEffective={effective['status']}: "
