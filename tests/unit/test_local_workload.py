@@ -7,8 +7,7 @@ from pathlib import Path
 
 from modelship_api.modeldeployment import ModelDeployment
 from modelship_api.trainingrun import TrainingRun
-from modelship_dev import demo
-from modelship_dev.chart import Sample, write_chart
+from modelship_dev.chart import ReviewReading, Sample, write_chart
 from modelship_dev.workload import (
     BATCH,
     IMAGE_SIZE,
@@ -48,15 +47,6 @@ def test_model_deployment_is_valid_and_judged_by_the_given_prometheus(tmp_path: 
     assert {c.name for c in md.spec.rollout.analysis.checks or []} == {"errors", "latency"}
 
 
-def test_the_demos_monitoring_block_is_valid(tmp_path: Path) -> None:
-    obj = model_deployment("md", "m", tmp_path, follow={"p": "x"}, parent_ref={"name": "gw"},
-                           prometheus_url="http://127.0.0.1:9", rollout=demo.ROLLOUT,
-                           monitoring=demo.MONITORING)
-    md = ModelDeployment.model_validate(obj)
-    assert md.spec.monitoring is not None
-    assert (md.spec.monitoring.window, md.spec.monitoring.interval) == ("30s", "5s")
-
-
 def test_clients_send_the_recipes_images_and_the_lights_can_dim() -> None:
     images = camera_images()
     assert images.shape == (256, BATCH, 1, IMAGE_SIZE, IMAGE_SIZE)
@@ -76,7 +66,10 @@ def test_chart_is_a_png(tmp_path: Path) -> None:
     samples = [Sample(float(s), 1, 2 if s > 3 else None, 20 if s > 3 else 0)
                for s in range(10)]
     path = tmp_path / "out" / "chart.png"
-    write_chart(path, series, samples, [(4.0, "Progressing Canary")], load_offset=1.0)
+    reviewed = [ReviewReading(float(s), 40 * s, {1: (0.9, 20 * s), 2: (0.95, 20 * s)})
+                for s in range(1, 10)]
+    write_chart(path, series, samples, [(4.0, "Progressing Canary")], load_offset=1.0,
+                reviewed=reviewed)
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 10_000

@@ -1,5 +1,6 @@
 """The demo's chart: what the operator set (candidate weight) against what clients measured
-(which version answered, error ratio, latency), second by second, on one time axis."""
+(which version answered, error ratio, latency), second by second, and the accuracy each
+version had on reviewed production samples, on one time axis."""
 
 from __future__ import annotations
 
@@ -20,16 +21,28 @@ class Sample:
     candidate_weight: int
 
 
+@dataclass(frozen=True)
+class ReviewReading:
+    """`modelship review`'s gauges as Prometheus had them at one time."""
+
+    at: float  # seconds since the demo started
+    labels_total: int  # samples resolved to a class so far
+    by_version: dict[int, tuple[float, int]]  # version -> (accuracy, labels it is over)
+
+
 def write_chart(path: Path, series: Series, samples: Sequence[Sample],
-                events: Sequence[tuple[float, str]], load_offset: float = 0.0) -> None:
-    """Three panels sharing the time axis; `load_offset` shifts the load's seconds onto the
+                events: Sequence[tuple[float, str]], load_offset: float = 0.0,
+                reviewed: Sequence[ReviewReading] = (),
+                title: str = "modelship demo") -> None:
+    """Four panels sharing the time axis; `load_offset` shifts the load's seconds onto the
     demo's clock."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    fig, (share, errors, latency) = plt.subplots(3, 1, figsize=(11, 8.5), sharex=True)
+    fig, (share, errors, latency, accuracy) = plt.subplots(4, 1, figsize=(11, 11),
+                                                           sharex=True)
     versions = sorted({v for _, ok, _, _ in series for v in ok})
     xs = [s + load_offset for s, _, _, _ in series]
 
@@ -56,14 +69,24 @@ def write_chart(path: Path, series: Series, samples: Sequence[Sample],
                      label=f"v{v}")
     latency.set_ylabel("client latency ms")
     latency.set_yscale("log")
-    latency.set_xlabel("seconds since the demo started")
     latency.legend(loc="upper left", fontsize=8)
 
+    for v in sorted({v for r in reviewed for v in r.by_version}):
+        points = [(r.at, r.by_version[v][0]) for r in reviewed if v in r.by_version]
+        accuracy.plot([x for x, _ in points], [y for _, y in points], ".-", markersize=2,
+                      linewidth=0.8, label=f"v{v}")
+    accuracy.set_ylabel("reviewed accuracy")
+    accuracy.set_ylim(-0.05, 1.05)
+    accuracy.set_xlabel("seconds since the demo started")
+    if reviewed:
+        accuracy.legend(loc="lower left", fontsize=8,
+                        title="newest reviewed samples (automated labels)", title_fontsize=7)
+
     for at, text in events:
-        for ax in (share, errors, latency):
+        for ax in (share, errors, latency, accuracy):
             ax.axvline(at, color="grey", linewidth=0.5, alpha=0.6)
         share.annotate(text, (at, 102), fontsize=6, rotation=90, va="top", ha="right")
-    fig.suptitle("modelship demo: canary of v2 promoted, canary of v3 rolled back")
+    fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

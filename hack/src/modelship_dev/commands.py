@@ -29,7 +29,10 @@ def demo(keep: bool, chart: Path) -> None:
     whose pods are real processes, a gateway, the Prometheus Operator with its Prometheus and
     Alertmanager, and the operator; train v1 and serve it; send gRPC traffic through the
     gateway; promote a better v2 by canary, see the gate reject a run, roll back a slow v3
-    automatically and page; print the timeline, write a chart, and tear everything down."""
+    automatically and page; dim the factory's lights until DataDrift, then let the operator
+    retrain on production samples an automated reviewer labelled, gate on the dark slice and
+    promote by canary, with no human step; print the timeline with the cycle time, write a
+    chart, and tear everything down."""
     demo_run.run(log=click.echo, keep=keep, chart=chart)
 
 

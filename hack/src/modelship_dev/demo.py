@@ -18,32 +18,36 @@ import contextlib
 import json
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelship_api import crdgen
-from modelship_dev import gateway_api, tools, workload
-from modelship_dev.background import Background
-from modelship_dev.chart import Sample, write_chart
+from modelship_dev import demo_retraining, gateway_api, review_page, tools, workload
+from modelship_dev.autoreview import AutoReviewer
+from modelship_dev.chart import write_chart
 from modelship_dev.cluster import LocalCluster
+from modelship_dev.demo_watch import (
+    FOLLOW,
+    MD,
+    MODEL,
+    NAMESPACE,
+    Timeline,
+    Watcher,
+    expect,
+    wait_md,
+    wait_run,
+    wait_status,
+)
+from modelship_dev.review_page import ReviewPage
 from modelship_dev.stack import LocalStack
 from modelship_dev.workload import InferenceLoad, model_deployment, training_run
 
-NAMESPACE = "modelship-demo"
-MODEL = "surface-defects"
-MD = "defects"
-FOLLOW = {"pipeline": "defects"}
 KEEP_S = 3600
 ROLLOUT = {"canary": {"steps": [{"weight": 20, "pause": "10s"}, {"weight": 50, "pause": "10s"}]}}
-# Drift judged every 5 s over the last 30 s (defaults: 15 s over 1 m), so the act is short;
-# 20 requests/s of 8 images give 4800 samples a window.
-MONITORING = {"window": "30s", "interval": "5s"}
-DARK = 0.3  # the dimmed factory's brightness; the models are trained at 0.5
-MONITORING_CONDITIONS = ("DataDrift", "PredictionDrift", "Stale", "NumericFault")
+DARK = 0.2  # the dimmed factory's brightness; the models are trained at 0.5
+REVIEW_SCRAPE = "2s"
 
 
 def install_crds(cluster: LocalCluster) -> None:
@@ -55,117 +59,6 @@ def install_crds(cluster: LocalCluster) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
 
 
-@dataclass
-class Timeline:
-    """Timestamped lines, printed as they happen and kept for the summary."""
-
-    log: Callable[[str], None]
-    started: float = field(default_factory=time.monotonic)
-    lines: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def now(self) -> float:
-        return time.monotonic() - self.started
-
-    def __call__(self, text: str) -> None:
-        line = f"[{self.now():6.1f}s] {text}"
-        with self.lock:
-            self.lines.append(line)
-        self.log(line)
-
-
-class Watcher(Background):
-    """Polls the ModelDeployment and the TrainingRuns (bounded by `stop`), reports each
-    change to the timeline and samples the traffic split for the chart."""
-
-    def __init__(self, cluster: LocalCluster, timeline: Timeline) -> None:
-        super().__init__("demo-watcher")
-        self.cluster, self.timeline = cluster, timeline
-        self.samples: list[Sample] = []
-        self.events: list[tuple[float, str]] = []
-        self._seen: dict[str, tuple[Any, ...]] = {}
-
-    def _get(self, kind: str) -> list[dict[str, Any]]:
-        out = self.cluster.kubectl("-n", NAMESPACE, "get", kind, "-o", "json", check=False)
-        return list(json.loads(out.stdout)["items"]) if out.returncode == 0 else []
-
-    def _changed(self, key: str, value: tuple[Any, ...]) -> bool:
-        if self._seen.get(key) == value:
-            return False
-        self._seen[key] = value
-        return True
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            for run in self._get("trainingruns"):
-                st = run.get("status") or {}
-                name = run["metadata"]["name"]
-                if st.get("phase") and self._changed(name, (st.get("phase"),)):
-                    detail = st.get("message") or ""
-                    self.timeline(f"TrainingRun {name}: {st['phase']}"
-                                  + (f" - {detail}" if detail else ""))
-            for md in self._get("modeldeployments"):
-                self._deployment(md.get("status") or {})
-
-    def _deployment(self, st: dict[str, Any]) -> None:
-        weights = st.get("weights") or {}
-        stable, candidate = st.get("stableVersion"), st.get("candidateVersion")
-        stage = (st.get("rollout") or {}).get("stage", "")
-        self.samples.append(Sample(self.timeline.now(), stable, candidate,
-                                   int(weights.get("candidate", 0))))
-        self._conditions(st)
-        state = (st.get("phase"), stable, candidate, weights.get("candidate"), stage)
-        if st.get("phase") and self._changed("md", state):
-            split = "no version serving yet" if stable is None else (
-                f"v{stable} {weights.get('stable', 100)}%"
-                + (f" / v{candidate} {weights.get('candidate', 0)}%" if candidate else ""))
-            text = f"ModelDeployment {MD}: {st['phase']}{' ' + stage if stage else ''}, {split}"
-            if st.get("phase") in ("RolledBack", "Ready") and st.get("message"):
-                text += f" - {st['message']}"
-            self.timeline(text)
-            self.events.append((self.timeline.now(), f"{st['phase']} {stage}".strip()))
-
-    def _conditions(self, st: dict[str, Any]) -> None:
-        """Each monitoring condition's turns to True, and back once it was True."""
-        for c in st.get("conditions") or []:
-            if c["type"] not in MONITORING_CONDITIONS:
-                continue
-            was = self._seen.get(c["type"])
-            if self._changed(c["type"], (c["status"],)) and (
-                    c["status"] == "True" or was == ("True",)):
-                self.timeline(f"ModelDeployment {MD}: {c['type']}={c['status']} "
-                              f"({c.get('reason')}) - {c.get('message', '')}")
-                self.events.append((self.timeline.now(), f"{c['type']}={c['status']}"))
-
-
-def _wait_status(cluster: LocalCluster, kind: str, name: str,
-                 reached: Callable[[dict[str, Any]], bool], what: str, timeout: float
-                 ) -> dict[str, Any]:
-    """Poll the status of `kind/name` until `reached` holds (bounded by `timeout`)."""
-    deadline = time.monotonic() + timeout
-    st: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        out = cluster.kubectl("-n", NAMESPACE, "get", kind, name, "-o", "json", check=False)
-        st = (json.loads(out.stdout).get("status") or {}) if out.returncode == 0 else {}
-        if reached(st):
-            return dict(st)
-        time.sleep(0.5)
-    raise TimeoutError(f"{kind} {name} {what} after {timeout:.0f}s; "
-                       f"status: {json.dumps(st)[:2000]}")
-
-
-def _wait_run(cluster: LocalCluster, name: str, timeout: float) -> dict[str, Any]:
-    return _wait_status(cluster, "trainingrun", name, lambda st: st.get("phase") in (
-        "Succeeded", "Failed", "Rejected"), "did not finish", timeout)
-
-
-def _wait_md(cluster: LocalCluster, phase: str, stable: int, timeout: float
-             ) -> dict[str, Any]:
-    return _wait_status(cluster, "modeldeployment", MD, lambda st: st.get(
-        "phase") == phase and st.get("stableVersion") == stable,
-        f"not {phase} with stable v{stable}", timeout)
-
-
 def _apply(cluster: LocalCluster, obj: dict[str, Any]) -> None:
     cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", input_text=json.dumps(obj))
 
@@ -174,8 +67,7 @@ def _train(cluster: LocalCluster, timeline: Timeline, repository: Path, name: st
            seed: int, **kwargs: Any) -> dict[str, Any]:
     _apply(cluster, training_run(name, MODEL, repository, labels=FOLLOW, seed=seed, **kwargs))
     timeline(f"applied TrainingRun {name}")
-    st = _wait_run(cluster, name, timeout=300)
-    return st
+    return wait_run(cluster, name, timeout=300)
 
 
 def run(log: Callable[[str], None] = print, keep: bool = False,
@@ -186,6 +78,7 @@ def run(log: Callable[[str], None] = print, keep: bool = False,
     workdir = Path(tempfile.mkdtemp(prefix="modelship-demo-"))
     cluster = LocalCluster(workdir / "cluster", log=timeline)
     repository = workload.node_folder(workdir / "model-repository")
+    datasets = workload.node_folder(workdir / "datasets")
     # The operator as a user installs it: `helm install` of the chart (which brings the
     # CRDs), its pod run from the operator image by the node agent.
     stack = LocalStack(cluster, workdir, NAMESPACE, log=timeline, in_cluster=True)
@@ -194,7 +87,7 @@ def run(log: Callable[[str], None] = print, keep: bool = False,
         gateway_api.install(cluster)
         timeline("Gateway API CRDs installed (the gateway and the operator's GRPCRoutes)")
         stack.start()
-        _story(cluster, stack, timeline, repository, chart)
+        _story(cluster, stack, timeline, repository, datasets, chart)
         if keep:
             log(f"still running for up to {KEEP_S // 60} minutes; look around with "
                 f"`export KUBECONFIG={cluster.kubeconfig}`, `modelship status {MD} "
@@ -209,71 +102,128 @@ def run(log: Callable[[str], None] = print, keep: bool = False,
 
 
 def _story(cluster: LocalCluster, stack: LocalStack, timeline: Timeline, repository: Path,
-           chart: Path) -> None:
-    with Watcher(cluster, timeline) as watcher:
+           datasets: Path, chart: Path) -> None:
+    with Watcher(cluster, timeline, prometheus_url=stack.prometheus.url) as watcher:
         st = _train(cluster, timeline, repository, "defects-1", seed=1)
-        _expect(st, "Succeeded")
+        expect(st, "Succeeded")
         timeline(f"v{st['version']} published ({st.get('keyMetric')}) into {repository}")
-        _apply(cluster, model_deployment(MD, MODEL, repository, follow=FOLLOW,
-                                         parent_ref=stack.gateway.parent_ref,
-                                         prometheus_url=stack.prometheus.url,
-                                         rollout=ROLLOUT, monitoring=MONITORING))
+        md = model_deployment(MD, MODEL, repository, follow=FOLLOW,
+                              parent_ref=stack.gateway.parent_ref,
+                              prometheus_url=stack.prometheus.url, rollout=ROLLOUT,
+                              monitoring=demo_retraining.monitoring(datasets))
+        md["spec"]["retraining"] = demo_retraining.retraining(repository, datasets)
+        _apply(cluster, md)
         timeline(f"applied ModelDeployment {MD}: follows blessed TrainingRuns labelled "
                  "pipeline=defects, canary 20% -> 50% -> 100% judged by Prometheus, the "
-                 "served model watched for drift from its training profile")
-        _wait_md(cluster, "Ready", 1, timeout=240)
-        with InferenceLoad(stack.gateway.url, MODEL, rate=20, max_seconds=540) as load:
-            timeline(f"clients: 20 gRPC inferences/s through the gateway {stack.gateway.url}")
-            time.sleep(5)
-            st = _train(cluster, timeline, repository, "defects-2", seed=2,
-                        hyperparameters={"epochs": "5"}, baseline_deployment=MD,
-                        max_regression=0.02)
-            _expect(st, "Succeeded")
-            _wait_md(cluster, "Ready", 2, timeout=240)
-            st = _train(cluster, timeline, repository, "defects-3-rejected", seed=3,
-                        hyperparameters={"epochs": "1", "lr": "0.0005"},
-                        baseline_deployment=MD, max_regression=0.02)
-            _expect(st, "Rejected")
-            timeline(f"gate vetoed defects-3-rejected: {st['gate']['reason']}")
-            st = _train(cluster, timeline, repository, "defects-3", seed=4,
-                        hyperparameters={"width": "96", "epochs": "3"}, baseline_deployment=MD,
-                        max_regression=0.02)
-            _expect(st, "Succeeded")
-            timeline(f"v{st['version']} passed the gate ({st.get('keyMetric')}): a network six "
-                     "times wider, about 36 times the compute per image")
-            final = _wait_md(cluster, "RolledBack", 2, timeout=240)
-            last = (final.get("history") or [{}])[0]
-            timeline(f"v{final.get('rolledBackVersion')} rolled back automatically: "
-                     f"{last.get('reason', '')}")
-            page = stack.monitoring.wait_alert(
-                "ModelRolledBack", lambda labels: labels.get("name") == MD, timeout=60)
-            timeline(f"the SRE is paged: Alertmanager holds {page['labels']['alertname']} "
-                     f"({page['annotations'].get('summary', '')})")
-            watcher.events.append((timeline.now(), "lights dim"))
-            _lights_dim(cluster, stack, timeline, load)
-        answered: dict[int, int] = {}
-        for _, ok, _, _ in load.series():
-            for version, n in ok.items():
-                answered[version] = answered.get(version, 0) + n
-        failed = sum(f for _, _, f, _ in load.series())
-        timeline(f"clients got {sum(answered.values())} answers "
-                 f"({', '.join(f'v{v}: {n}' for v, n in sorted(answered.items()))}) "
-                 f"and {failed} errors")
-        write_chart(chart, load.series(), watcher.samples, watcher.events,
-                    load_offset=load.started - timeline.started)
-        timeline(f"chart of weights, error ratio and latency written to {chart.resolve()}")
+                 "served model watched for drift from its training profile, samples of what "
+                 f"it serves kept on the dataset volume {datasets}, retrained by the operator "
+                 f"once DataDrift holds {demo_retraining.TRIGGER_FOR}")
+        wait_md(cluster, "Ready", 1, timeout=240)
+        area = demo_retraining.area(datasets)
+        load = InferenceLoad(stack.gateway.url, MODEL, rate=20, max_seconds=1200)
+        try:
+            with load, AutoReviewer(area, load.truth,
+                                    rate=demo_retraining.REVIEW_RATE) as reviewer:
+                _acts(cluster, stack, timeline, watcher, repository, datasets, load, reviewer)
+        finally:
+            # Also after a failed act: what the clients saw and the chart tell what happened.
+            _summary(timeline, watcher, load, chart)
+
+
+def _acts(cluster: LocalCluster, stack: LocalStack, timeline: Timeline, watcher: Watcher,
+          repository: Path, datasets: Path, load: InferenceLoad, reviewer: AutoReviewer
+          ) -> None:
+    timeline(f"clients: 20 gRPC inferences/s through the gateway {stack.gateway.url}")
+    timeline(f"the automated reviewer labels sampled production data with the generator's "
+             f"ground truth, at most {demo_retraining.REVIEW_RATE:g} a second, each label "
+             "marked source: automated (it stands in for people)")
+    time.sleep(5)
+    st = _train(cluster, timeline, repository, "defects-2", seed=2,
+                hyperparameters={"epochs": "5"}, baseline_deployment=MD, max_regression=0.02)
+    expect(st, "Succeeded")
+    wait_md(cluster, "Ready", 2, timeout=240)
+    page = _review_page(cluster, timeline, datasets, repository)
+    try:
+        _rejected_and_rolled_back(cluster, stack, timeline, repository)
+        watcher.events.append((timeline.now(), "lights dim"))
+        labelled = reviewer.labelled
+        dimmed_at = _lights_dim(cluster, stack, timeline, load)
+        demo_retraining.closed_loop(cluster, timeline, watcher, reviewer, dimmed_at,
+                                    labelled, stable=2)
+    finally:
+        page.stop()
+
+
+def _summary(timeline: Timeline, watcher: Watcher, load: InferenceLoad, chart: Path) -> None:
+    answered: dict[int, int] = {}
+    for _, ok, _, _ in load.series():
+        for version, n in ok.items():
+            answered[version] = answered.get(version, 0) + n
+    failed = sum(f for _, _, f, _ in load.series())
+    timeline(f"clients got {sum(answered.values())} answers "
+             f"({', '.join(f'v{v}: {n}' for v, n in sorted(answered.items()))}) "
+             f"and {failed} errors")
+    write_chart(chart, load.series(), watcher.samples, watcher.events,
+                load_offset=load.started - timeline.started, reviewed=watcher.reviewed,
+                title="modelship demo: v2 promoted, v3 rolled back, the lights dim, "
+                "v4 retrained by the operator and promoted")
+    timeline(f"chart of weights, error ratio, latency and reviewed accuracy written to "
+             f"{chart.resolve()}")
+
+
+def _review_page(cluster: LocalCluster, timeline: Timeline, datasets: Path,
+                 repository: Path) -> ReviewPage:
+    """`modelship review` on the dataset volume, scraped by Prometheus: the reviewed-accuracy
+    gauges the operator's retraining reads."""
+    page = ReviewPage(datasets / demo_retraining.PLANT, MODEL, repository,
+                      cluster.state_dir / "logs" / "review.log")
+    page.start()
+    try:
+        cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", input_text=json.dumps({
+            "apiVersion": "v1", "kind": "List", "items": review_page.manifests(
+                NAMESPACE, page.host, page.port, REVIEW_SCRAPE)}))
+    except BaseException:
+        page.stop()
+        raise
+    timeline(f"review page {page.url}: what was sampled and how it was labelled; Prometheus "
+             f"scrapes its reviewed-accuracy gauges every {REVIEW_SCRAPE}")
+    return page
+
+
+def _rejected_and_rolled_back(cluster: LocalCluster, stack: LocalStack, timeline: Timeline,
+                              repository: Path) -> None:
+    st = _train(cluster, timeline, repository, "defects-3-rejected", seed=3,
+                hyperparameters={"epochs": "1", "lr": "0.0005"},
+                baseline_deployment=MD, max_regression=0.02)
+    expect(st, "Rejected")
+    timeline(f"gate vetoed defects-3-rejected: {st['gate']['reason']}")
+    st = _train(cluster, timeline, repository, "defects-3", seed=4,
+                hyperparameters={"width": "96", "epochs": "3"}, baseline_deployment=MD,
+                max_regression=0.02)
+    expect(st, "Succeeded")
+    timeline(f"v{st['version']} passed the gate ({st.get('keyMetric')}): a network six "
+             "times wider, about 36 times the compute per image")
+    final = wait_md(cluster, "RolledBack", 2, timeout=240)
+    last = (final.get("history") or [{}])[0]
+    timeline(f"v{final.get('rolledBackVersion')} rolled back automatically: "
+             f"{last.get('reason', '')}")
+    page = stack.monitoring.wait_alert(
+        "ModelRolledBack", lambda labels: labels.get("name") == MD, timeout=60)
+    timeline(f"the SRE is paged: Alertmanager holds {page['labels']['alertname']} "
+             f"({page['annotations'].get('summary', '')})")
 
 
 def _lights_dim(cluster: LocalCluster, stack: LocalStack, timeline: Timeline,
-                load: InferenceLoad) -> dict[str, Any]:
+                load: InferenceLoad) -> float:
     """The act "lights dim": the factory's lighting changes, the clients' images of the same
     parts get darker. Triton still answers every request, fast; only the comparison of the
     served version's live input statistics with its training profile sees it: DataDrift,
-    and its alert in Alertmanager. Returns the ModelDeployment's status with DataDrift."""
+    and its alert in Alertmanager. Returns when (on the timeline) the lights changed."""
     dimmed = load.set_lighting(DARK)
+    dimmed_at = timeline.now()
     timeline(f"the factory's lights dim: clients now send darker images (brightness "
              f"{load.lighting[-2][1]:g} -> {DARK:g}); error ratio and latency stay as they were")
-    st = _wait_status(cluster, "modeldeployment", MD, lambda st: any(
+    st = wait_status(cluster, "modeldeployment", MD, lambda st: any(
         c["type"] == "DataDrift" and c["status"] == "True" for c in st.get("conditions") or []),
         "shows no DataDrift", timeout=90)
     scores = {s["name"]: s.get("psi") for s in (st.get("monitoring") or {}).get("statistics")
@@ -287,10 +237,4 @@ def _lights_dim(cluster: LocalCluster, stack: LocalStack, timeline: Timeline,
         "ModelDataDrift", lambda labels: labels.get("name") == MD, timeout=60)
     timeline(f"Alertmanager holds {page['labels']['alertname']} "
              f"({page['annotations'].get('summary', '')})")
-    return st
-
-
-def _expect(status: dict[str, Any], phase: str) -> None:
-    if status.get("phase") != phase:
-        raise RuntimeError(f"expected {phase}, got {status.get('phase')}: "
-                           f"{status.get('message')}")
+    return dimmed_at
