@@ -55,11 +55,7 @@ ACCURACY_WINDOW = 200  # `modelship review --accuracy-window` (its default)
 # drift was raised (at least 100 are needed, docs/retraining.md).
 TRIGGER_FOR = "30s"
 TRAINING_SAMPLES = 3000  # as v1 and v2
-# The operator rewrites status.monitoring only when its judgement changes or every 5 minutes
-# (monitor.STATUS_REFRESH_S); the evaluation that clears the drift comes in the pass that
-# promotes, stamped just before the promotion, so RetrainingEffective sees a later one only
-# after those 5 minutes. verifyWithin must be longer, or the verdict is DriftPersists.
-VERIFY_WITHIN = "8m"
+VERIFY_WITHIN = "5m"
 # Labels of the retrained version that tell its reviewed accuracy: dark images are common in
 # its profile, so sampling keeps them at the base rate only (about one a second).
 NEW_LABELS = 50
