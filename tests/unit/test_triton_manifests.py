@@ -86,6 +86,34 @@ def test_services_select_what_they_are_given() -> None:
     assert stable["spec"]["selector"] == {"modelship.io/modeldeployment": "defects"}
 
 
+def test_version_services_are_headless_and_the_stable_address_is_not() -> None:
+    """The API server hands out ClusterIPs one at a time: only the Service clients call
+    (`<name>`) takes one; a version's is a route backend and a DNS name for its pods."""
+    assert triton_manifests.version_service(md(), 4)["spec"]["clusterIP"] == "None"
+    stable = triton_manifests.stable_service(md(), {"modelship.io/modeldeployment": "defects"})
+    assert "clusterIP" not in stable["spec"]
+    # A headless Service forwards no ports: the ones it names are the pods' own.
+    dep = triton_manifests.deployment(md(), 4, replicas=1)
+    container_ports = {p["name"]: p["containerPort"]
+                       for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert {p["name"]: p["port"] for p in triton_manifests.version_service(md(), 4)[
+        "spec"]["ports"]} == container_ports
+
+
+def test_a_version_service_that_holds_a_cluster_ip_keeps_it() -> None:
+    """clusterIP is immutable: a Service made with an address (before version Services
+    were headless) is applied without the field, so the apply neither fails nor recreates
+    a serving release's backend; one that is gone or headless gets the headless spec."""
+    made_before = {"spec": {"clusterIP": "10.96.3.4", "clusterIPs": ["10.96.3.4"]}}
+    kept = triton_manifests.version_service(md(), 4, current=made_before)
+    assert "clusterIP" not in kept["spec"]
+    assert kept["spec"]["selector"] == {"modelship.io/modeldeployment": "defects",
+                                        "modelship.io/model-version": "4"}
+    for current in (None, {"spec": {"clusterIP": "None", "clusterIPs": ["None"]}}):
+        assert triton_manifests.version_service(md(), 4, current=current)[
+            "spec"]["clusterIP"] == "None"
+
+
 PYTHON = Runtime(backend="python")
 
 

@@ -33,6 +33,7 @@ PROBE_PERIOD_S = 5
 # preStop sleep of a Triton pod: time for endpoint removal to reach every proxy and gateway.
 PRESTOP_SLEEP_S = 5
 TERMINATION_GRACE_S = 30
+HEADLESS = "None"  # spec.clusterIP of a Service without a virtual IP
 
 
 def owner_reference(md: ModelDeployment) -> dict[str, Any]:
@@ -263,7 +264,7 @@ def deployment(md: ModelDeployment, version: int, replicas: int,
 
 
 def _service(md: ModelDeployment, name: str, selector: dict[str, str],
-             extra_labels: dict[str, str]) -> dict[str, Any]:
+             extra_labels: dict[str, str], spec: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -275,6 +276,7 @@ def _service(md: ModelDeployment, name: str, selector: dict[str, str],
             "ownerReferences": [owner_reference(md)],
         },
         "spec": {
+            **(spec or {}),
             "selector": selector,
             "ports": [
                 {"name": "http", "port": constants.PORT_HTTP, "targetPort": "http",
@@ -289,12 +291,23 @@ def _service(md: ModelDeployment, name: str, selector: dict[str, str],
     }
 
 
-def version_service(md: ModelDeployment, version: int, revision: int = 0) -> dict[str, Any]:
-    """The Service in front of one release's pods (a GRPCRoute backend)."""
+def version_service(md: ModelDeployment, version: int, revision: int = 0,
+                    current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Service in front of one release's pods: a GRPCRoute backend and a DNS name for
+    testers (`<name>-v<N>`). Headless: the gateway routes to the endpoints, not to a virtual
+    IP, and the API server allocates ClusterIPs one at a time (a thousand ModelDeployments
+    would wait on it twice). The ports are the pods' own, so a client of the name reaches
+    the same ports. `current` is the Service as the cluster has it: one that already holds a
+    ClusterIP (made before version Services were headless) keeps it, as clusterIP is
+    immutable and recreating the Service would take a serving release off the route; the
+    release's next Service is headless."""
     release = Release(version, revision)
     selector = names.version_selector(md.metadata.name, release)
+    addressed = current is not None and \
+        (current.get("spec") or {}).get("clusterIP") not in (None, "", HEADLESS)
     return _service(md, names.release_name(md.metadata.name, release), selector,
-                    {constants.LABEL_MODEL_VERSION: release.label})
+                    {constants.LABEL_MODEL_VERSION: release.label},
+                    None if addressed else {"clusterIP": HEADLESS})
 
 
 def template_hash(md: ModelDeployment) -> str:

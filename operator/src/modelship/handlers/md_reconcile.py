@@ -167,8 +167,10 @@ async def _apply(kube: Kube, md: ModelDeployment, actions: tuple[Action, ...],
                                                              action.replicas, action.revision))
             else:
                 await _scale(kube, md, action)
-            await kube.apply(triton_manifests.version_service(md, action.version,
-                                                              action.revision))
+            service = names.release_name(name, action.release)
+            await kube.apply(triton_manifests.version_service(
+                md, action.version, action.revision,
+                await kube.get("v1", "Service", service, ns)))
         elif isinstance(action, SetTraffic):
             if md.spec.traffic.provider == "gateway":
                 await kube.apply(traffic.grpc_route(md, action))
