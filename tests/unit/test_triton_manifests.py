@@ -262,3 +262,22 @@ def test_view_notes_a_profile_too_large_to_carry_and_none_without_one(tmp_path: 
     read = profiles.parse((tmp_path / "termination-log").read_text(), 4)
     assert read.profile is None
     assert f"is {len(big.encode())} bytes, more than the 4096" in read.missing
+
+
+def test_template_hashes_render_once_per_generation() -> None:
+    """The API server raises the generation on every spec change: within one generation the
+    hash is the one already rendered; a new generation or a new object renders again."""
+    hashes = triton_manifests.TemplateHashes()
+    first = md()
+    assert hashes.get(first) == triton_manifests.template_hash(first)
+    changed = md(runtime={"args": ["--log-verbose=1"]})
+    assert triton_manifests.template_hash(changed) != triton_manifests.template_hash(first)
+    assert hashes.get(changed) == hashes.get(first)  # same uid and generation: not rendered
+    changed.metadata.generation = 4
+    assert hashes.get(changed) == triton_manifests.template_hash(changed)
+    recreated = md()  # deleted and made again: generation 4 again, another uid
+    recreated.metadata.uid, recreated.metadata.generation = "u-2", 4
+    assert hashes.get(recreated) == triton_manifests.template_hash(first)
+    hashes.forget("vision", "defects")  # a pass found it gone
+    changed.metadata.uid = "u-2"
+    assert hashes.get(changed) == triton_manifests.template_hash(changed)

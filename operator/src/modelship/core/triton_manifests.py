@@ -320,6 +320,28 @@ def template_hash(md: ModelDeployment) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+class TemplateHashes:
+    """template_hash per ModelDeployment, rendered once per generation: the pod template
+    depends on the spec and the name only, and the API server raises the generation on
+    every spec change. A pass runs often (every event on a child, every resync) and the
+    rendering was a tenth of the operator's CPU with a thousand ModelDeployments."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str], tuple[str, int, str]] = {}
+
+    def get(self, md: ModelDeployment) -> str:
+        meta = md.metadata
+        key, seen = (meta.namespace, meta.name), (meta.uid, meta.generation)
+        known = self._known.get(key)
+        if known is None or known[:2] != seen or not meta.generation:  # 0: not from the API
+            known = (*seen, template_hash(md))
+            self._known[key] = known
+        return known[2]
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._known.pop((namespace, name), None)
+
+
 def stable_service(md: ModelDeployment, selector: dict[str, str]) -> dict[str, Any]:
     """The one address clients call, whatever version serves them; `selector` comes from the
     traffic decision (core.traffic.stable_selector)."""
