@@ -7,8 +7,8 @@ plane with kwok nodes; how fast the operator converges them and what it costs on
 Adds kwok nodes until every Triton pod has a place (110 pods a node, as `cpu-0`), starts
 the operator cluster-wide with the production resync (10 s), creates the ModelDeployments
 concurrently, and prints:
-- the time from the first create to all Ready (the operator's phase gauge, then one list
-  to confirm);
+- the time from the first create to all Ready (a watch of the ModelDeployments' phases,
+  then one list to confirm);
 - the operator's RSS (now and peak) and CPU, during convergence and once idle;
 - API requests a second, from the kube-apiserver's `apiserver_request_total` for the
   resources the operator reads and writes (this script's own requests taken out; other
@@ -30,6 +30,13 @@ are applied directly, and it prints the time to all Deployments available: what 
 control plane alone needs for the same objects on the same machine.
 Goals (issue 11): 1000 converge in <= 60 s, RSS <= 256 MB, idle <= 1 request/s, 0 writes,
 per-step overhead <= 1 s beyond the configured pause.
+
+Last measured on the 2-core development machine, shared with other work (load average in
+brackets), back to back with `--canaries 0 --idle 5`: 1,000 all Ready after 125.5 s
+(2.6-3.3; 145.5 s (3.3-3.7) before version Services were headless), `--floor` 95.7 s
+(3.4-5.1): operator/floor 1.3, the operator at 23 % of a core, RSS 230 MB, idle 0 writes.
+The API server allocates ClusterIPs one at a time (docs/architecture.md, "A thousand at
+once"); compare runs back to back and note `uptime` with each.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -227,6 +235,58 @@ def quantiles(values: list[float]) -> str:
             f"max {ordered[-1]:.2f} s")
 
 
+def watch_modeldeployments(cluster: LocalCluster,
+                           stop: threading.Event) -> Iterator[dict[str, Any]]:
+    """Every ModelDeployment as it is, then as it changes, until `stop`: a list, then a
+    watch from it, again whenever the API server ends the stream (it closes a watch that
+    falls behind, as it can while a thousand are created)."""
+    config = json.loads(cluster.kubeconfig.read_text())
+    user = config["users"][0]["user"]
+    server = config["clusters"][0]["cluster"]
+    tls = ssl.create_default_context(cafile=server["certificate-authority"])
+    tls.load_cert_chain(user["client-certificate"], user["client-key"])
+    url = f"{server['server']}/apis/modelship.io/v1alpha1/modeldeployments"
+    with httpx.Client(verify=tls, timeout=httpx.Timeout(30, read=None)) as client:
+        while not stop.is_set():
+            try:
+                listed = client.get(url).raise_for_status().json()
+                yield from listed["items"]
+                with client.stream("GET", url, params={
+                        "watch": "true",
+                        "resourceVersion": listed["metadata"]["resourceVersion"]}) as resp:
+                    for line in resp.iter_lines():
+                        if stop.is_set():
+                            return
+                        event = json.loads(line)
+                        if event.get("type") != "ERROR":  # e.g. 410 Gone: list again
+                            yield event.get("object") or {}
+            except httpx.HTTPError:
+                if stop.is_set():  # the stream ends with the cluster, after the measurement
+                    return
+                time.sleep(0.5)  # the API server is busy: list and watch again
+
+
+class PhaseWatch:
+    """How many ModelDeployments are Ready, from a watch of them (one stream): polling the
+    operator's /metrics instead (thousands of series) took a quarter of its process' time
+    with a thousand, and the operator shares its interpreter with that exposition."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.phases: dict[tuple[str, str], str] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def ready(self) -> int:
+        return sum(1 for phase in list(self.phases.values()) if phase == "Ready")
+
+    def _run(self) -> None:
+        for obj in watch_modeldeployments(self.cluster, self.stop):
+            meta = obj.get("metadata") or {}
+            self.phases[(meta.get("namespace", ""), meta.get("name", ""))] = \
+                (obj.get("status") or {}).get("phase", "")
+
+
 class StageLog:
     """Every stage each wave rollout entered, with the time its status says it began: a
     watch of the ModelDeployments (one stream, no polling) while the wave runs."""
@@ -238,22 +298,8 @@ class StageLog:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        config = json.loads(self.cluster.kubeconfig.read_text())
-        user = config["users"][0]["user"]
-        server = config["clusters"][0]["cluster"]
-        tls = ssl.create_default_context(cafile=server["certificate-authority"])
-        tls.load_cert_chain(user["client-certificate"], user["client-key"])
-        url = f"{server['server']}/apis/modelship.io/v1alpha1/modeldeployments"
-        try:
-            with httpx.Client(verify=tls, timeout=httpx.Timeout(10, read=None)) as client, \
-                    client.stream("GET", url, params={"watch": "true"}) as resp:
-                for line in resp.iter_lines():
-                    if self.stop.is_set():
-                        return
-                    self._record(json.loads(line).get("object") or {})
-        except httpx.HTTPError:
-            if not self.stop.is_set():  # the stream ends with the cluster, after the wave
-                raise
+        for obj in watch_modeldeployments(self.cluster, self.stop):
+            self._record(obj)
 
     def _record(self, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -451,6 +497,8 @@ def main() -> None:
         before, cpu0 = apiserver_metrics.scrape(cluster), proc.cpu_seconds()
         requests0 = metric_sum(scrape_operator(operator), "modelship_kube_requests_total",
                                'watch="False"')
+        phases = PhaseWatch(cluster)
+        phases.thread.start()
         started = time.monotonic()
         asyncio.run(create_all(cluster, objects))
         created = time.monotonic() - started
@@ -458,17 +506,16 @@ def main() -> None:
         progress = [started]
 
         def all_ready() -> bool:
-            assert operator is not None
-            ready = metric_sum(scrape_operator(operator), "modelship_modeldeployment_phase",
-                               'phase="Ready"')
+            ready = phases.ready()
             if time.monotonic() - progress[0] >= 10:
                 progress[0] = time.monotonic()
-                print(f"  {time.monotonic() - started:.0f}s: {ready:.0f} Ready", flush=True)
-            return ready >= float(args.count)
+                print(f"  {time.monotonic() - started:.0f}s: {ready} Ready", flush=True)
+            return ready >= args.count
         deadline = started + args.timeout
         while not all_ready() and time.monotonic() < deadline:
-            time.sleep(0.25)
+            time.sleep(0.1)
         converged = time.monotonic() - started
+        phases.stop.set()
         after, cpu1 = apiserver_metrics.scrape(cluster), proc.cpu_seconds()
         text = scrape_operator(operator)
         requests1 = metric_sum(text, "modelship_kube_requests_total", 'watch="False"')

@@ -84,7 +84,9 @@ def test_model_deployment_gets_triton_deployment_and_service_and_becomes_ready(
                                        "modelship.io/model-version": "1"}
     grpc = next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")
     assert grpc["appProtocol"] == "kubernetes.io/h2c"
-    assert kubectl.get("service", "defects-dev") is not None  # the stable address
+    assert svc["spec"]["clusterIP"] == "None"  # headless: a route backend, a DNS name
+    stable = kubectl.get("service", "defects-dev")  # the stable address
+    assert stable is not None and stable["spec"]["clusterIP"] not in ("", "None")
 
     events = kubectl("get", "events", "--field-selector",
                      "involvedObject.kind=ModelDeployment", "-o", "yaml").stdout
@@ -170,6 +172,46 @@ def test_new_version_replaces_old_and_old_children_go(
     wait_for("v1 removed", lambda: set(children(kubectl, "defects-dev")) == {
         "deployment/defects-dev-v2", "service/defects-dev-v2", "service/defects-dev"},
         timeout=120)
+
+
+def test_a_version_service_from_before_headless_ones_keeps_its_address(
+        kubectl: Kubectl, operator: OperatorProcess) -> None:
+    """An upgrade: a version Service that an earlier modelship made holds a ClusterIP, which
+    Kubernetes never changes. The operator keeps that Service as it is (no failing apply,
+    no recreation under a serving version) and the next version's Service is headless."""
+    operator.stop()
+    kubectl.apply(sample(version=1))
+    md = wait_for("created", lambda: kubectl.get("md", "defects-dev"))
+    earlier = {  # as modelship applied it before: no clusterIP field, so one is allocated
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "defects-dev-v1", "labels": {
+            "app.kubernetes.io/managed-by": "modelship",
+            "modelship.io/modeldeployment": "defects-dev", "modelship.io/model-version": "1"},
+            "ownerReferences": [{"apiVersion": "modelship.io/v1alpha1",
+                                 "kind": "ModelDeployment", "name": "defects-dev",
+                                 "uid": md["metadata"]["uid"], "controller": True,
+                                 "blockOwnerDeletion": True}]},
+        "spec": {"selector": {"modelship.io/modeldeployment": "defects-dev",
+                              "modelship.io/model-version": "1"},
+                 "ports": [{"name": "grpc", "port": 8001, "targetPort": "grpc"}]},
+    }
+    kubectl.apply(earlier, "--server-side", "--field-manager=modelship-operator")
+    before = kubectl.get("service", "defects-dev-v1")
+    assert before is not None and before["spec"]["clusterIP"] not in ("", "None")
+    operator.start()
+
+    md = wait_for("v1 Ready", lambda: ready(kubectl, "defects-dev", 1))
+    assert not condition(md, "ReconcileError")
+    after = kubectl.get("service", "defects-dev-v1")
+    assert after is not None
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["spec"]["clusterIP"] == before["spec"]["clusterIP"]
+    assert {p["name"] for p in after["spec"]["ports"]} == {"http", "grpc", "metrics"}
+
+    kubectl.apply(sample(version=2))
+    wait_for("v2 Ready", lambda: ready(kubectl, "defects-dev", 2))
+    v2 = kubectl.get("service", "defects-dev-v2")
+    assert v2 is not None and v2["spec"]["clusterIP"] == "None"
 
 
 def test_deleting_the_resource_garbage_collects_children(

@@ -90,6 +90,34 @@ def test_services_select_what_they_are_given() -> None:
     assert stable["spec"]["selector"] == {"modelship.io/modeldeployment": "defects"}
 
 
+def test_version_services_are_headless_and_the_stable_address_is_not() -> None:
+    """The API server hands out ClusterIPs one at a time: only the Service clients call
+    (`<name>`) takes one; a version's is a route backend and a DNS name for its pods."""
+    assert triton_manifests.version_service(md(), 4)["spec"]["clusterIP"] == "None"
+    stable = triton_manifests.stable_service(md(), {"modelship.io/modeldeployment": "defects"})
+    assert "clusterIP" not in stable["spec"]
+    # A headless Service forwards no ports: the ones it names are the pods' own.
+    dep = triton_manifests.deployment(md(), 4, replicas=1)
+    container_ports = {p["name"]: p["containerPort"]
+                       for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert {p["name"]: p["port"] for p in triton_manifests.version_service(md(), 4)[
+        "spec"]["ports"]} == container_ports
+
+
+def test_a_version_service_that_holds_a_cluster_ip_keeps_it() -> None:
+    """clusterIP is immutable: a Service made with an address (before version Services
+    were headless) is applied without the field, so the apply neither fails nor recreates
+    a serving release's backend; one that is gone or headless gets the headless spec."""
+    made_before = {"spec": {"clusterIP": "10.96.3.4", "clusterIPs": ["10.96.3.4"]}}
+    kept = triton_manifests.version_service(md(), 4, current=made_before)
+    assert "clusterIP" not in kept["spec"]
+    assert kept["spec"]["selector"] == {"modelship.io/modeldeployment": "defects",
+                                        "modelship.io/model-version": "4"}
+    for current in (None, {"spec": {"clusterIP": "None", "clusterIPs": ["None"]}}):
+        assert triton_manifests.version_service(md(), 4, current=current)[
+            "spec"]["clusterIP"] == "None"
+
+
 PYTHON = Runtime(backend="python")
 
 
@@ -289,3 +317,22 @@ def test_view_notes_a_profile_too_large_to_carry_and_none_without_one(tmp_path: 
     # The profile's own dataTime still dates the version.
     assert read.age_basis == profiles.AgeBasis(datetime(2026, 11, 1, tzinfo=UTC),
                                                "ProfileDataTime")
+
+
+def test_template_hashes_render_once_per_generation() -> None:
+    """The API server raises the generation on every spec change: within one generation the
+    hash is the one already rendered; a new generation or a new object renders again."""
+    hashes = triton_manifests.TemplateHashes()
+    first = md()
+    assert hashes.get(first) == triton_manifests.template_hash(first)
+    changed = md(runtime={"args": ["--log-verbose=1"]})
+    assert triton_manifests.template_hash(changed) != triton_manifests.template_hash(first)
+    assert hashes.get(changed) == hashes.get(first)  # same uid and generation: not rendered
+    changed.metadata.generation = 4
+    assert hashes.get(changed) == triton_manifests.template_hash(changed)
+    recreated = md()  # deleted and made again: generation 4 again, another uid
+    recreated.metadata.uid, recreated.metadata.generation = "u-2", 4
+    assert hashes.get(recreated) == triton_manifests.template_hash(first)
+    hashes.forget("vision", "defects")  # a pass found it gone
+    changed.metadata.uid = "u-2"
+    assert hashes.get(changed) == triton_manifests.template_hash(changed)

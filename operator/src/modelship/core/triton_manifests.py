@@ -35,6 +35,7 @@ PROBE_PERIOD_S = 5
 # preStop sleep of a Triton pod: time for endpoint removal to reach every proxy and gateway.
 PRESTOP_SLEEP_S = 5
 TERMINATION_GRACE_S = 30
+HEADLESS = "None"  # spec.clusterIP of a Service without a virtual IP
 
 
 def owner_reference(md: ModelDeployment) -> dict[str, Any]:
@@ -288,7 +289,7 @@ def deployment(md: ModelDeployment, version: int, replicas: int,
 
 
 def _service(md: ModelDeployment, name: str, selector: dict[str, str],
-             extra_labels: dict[str, str]) -> dict[str, Any]:
+             extra_labels: dict[str, str], spec: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -300,6 +301,7 @@ def _service(md: ModelDeployment, name: str, selector: dict[str, str],
             "ownerReferences": [owner_reference(md)],
         },
         "spec": {
+            **(spec or {}),
             "selector": selector,
             "ports": [
                 {"name": "http", "port": constants.PORT_HTTP, "targetPort": "http",
@@ -314,12 +316,23 @@ def _service(md: ModelDeployment, name: str, selector: dict[str, str],
     }
 
 
-def version_service(md: ModelDeployment, version: int, revision: int = 0) -> dict[str, Any]:
-    """The Service in front of one release's pods (a GRPCRoute backend)."""
+def version_service(md: ModelDeployment, version: int, revision: int = 0,
+                    current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Service in front of one release's pods: a GRPCRoute backend and a DNS name for
+    testers (`<name>-v<N>`). Headless: the gateway routes to the endpoints, not to a virtual
+    IP, and the API server allocates ClusterIPs one at a time (a thousand ModelDeployments
+    would wait on it twice). The ports are the pods' own, so a client of the name reaches
+    the same ports. `current` is the Service as the cluster has it: one that already holds a
+    ClusterIP (made before version Services were headless) keeps it, as clusterIP is
+    immutable and recreating the Service would take a serving release off the route; the
+    release's next Service is headless."""
     release = Release(version, revision)
     selector = names.version_selector(md.metadata.name, release)
+    addressed = current is not None and \
+        (current.get("spec") or {}).get("clusterIP") not in (None, "", HEADLESS)
     return _service(md, names.release_name(md.metadata.name, release), selector,
-                    {constants.LABEL_MODEL_VERSION: release.label})
+                    {constants.LABEL_MODEL_VERSION: release.label},
+                    None if addressed else {"clusterIP": HEADLESS})
 
 
 def template_hash(md: ModelDeployment) -> str:
@@ -330,6 +343,28 @@ def template_hash(md: ModelDeployment) -> str:
     template = deployment(md, 0, 1)["spec"]["template"]
     text = json.dumps(template, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+class TemplateHashes:
+    """template_hash per ModelDeployment, rendered once per generation: the pod template
+    depends on the spec and the name only, and the API server raises the generation on
+    every spec change. A pass runs often (every event on a child, every resync) and the
+    rendering was a tenth of the operator's CPU with a thousand ModelDeployments."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str], tuple[str, int, str]] = {}
+
+    def get(self, md: ModelDeployment) -> str:
+        meta = md.metadata
+        key, seen = (meta.namespace, meta.name), (meta.uid, meta.generation)
+        known = self._known.get(key)
+        if known is None or known[:2] != seen or not meta.generation:  # 0: not from the API
+            known = (*seen, template_hash(md))
+            self._known[key] = known
+        return known[2]
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._known.pop((namespace, name), None)
 
 
 def stable_service(md: ModelDeployment, selector: dict[str, str]) -> dict[str, Any]:

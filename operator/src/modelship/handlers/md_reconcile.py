@@ -58,6 +58,7 @@ PHASES = ("Pending", "Progressing", "Paused", "Ready", "RolledBack", "Failed")
 # disables the matcher for setups that scrape one namespace only.
 NAMESPACE_LABEL = os.environ.get("MODELSHIP_ANALYSIS_NAMESPACE_LABEL", "namespace")
 _warned_commands: set[tuple[str, str]] = set()
+_templates = triton_manifests.TemplateHashes()
 
 
 def _validation_message(err: ValidationError) -> str:
@@ -167,8 +168,10 @@ async def _apply(kube: Kube, md: ModelDeployment, actions: tuple[Action, ...],
                                                              action.replicas, action.revision))
             else:
                 await _scale(kube, md, action)
-            await kube.apply(triton_manifests.version_service(md, action.version,
-                                                              action.revision))
+            service = names.release_name(name, action.release)
+            await kube.apply(triton_manifests.version_service(
+                md, action.version, action.revision,
+                await kube.get("v1", "Service", service, ns)))
         elif isinstance(action, SetTraffic):
             if md.spec.traffic.provider == "gateway":
                 await kube.apply(traffic.grpc_route(md, action))
@@ -257,6 +260,7 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
         smoke.stop((namespace, name))
         metrics.forget_model_deployment(namespace, name)
         md_monitoring.forget(namespace, name)
+        _templates.forget(namespace, name)
         return None
     try:
         md = ModelDeployment.model_validate(body)
@@ -300,7 +304,7 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
                 log.exception("%s/%s: drift checks failed", namespace, name)
                 measurements.update({c.name: Measurement(error=f"{type(err).__name__}: {err}")
                                      for c in distance})
-    template = triton_manifests.template_hash(md)
+    template = _templates.get(md)
     decision = step(md.spec, status, Observations(
         desired_version=resolution.version,
         versions=await _observe(kube, namespace, name),

@@ -71,8 +71,11 @@ def step(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observat
                f"{t.command.action}: nothing to {t.command.action} in phase {status.phase}")
     routing.update_drains(t, status)
     routing.update_route_condition(t)
+    actions = _actions(t, desired)
+    t.creating = {a.release: a.replicas for a in actions
+                  if isinstance(a, EnsureVersion) and a.release not in obs.versions}
     summarize(t, desired)
-    return Decision(status=st, actions=_actions(t, desired), requeue_after=_requeue(t),
+    return Decision(status=st, actions=actions, requeue_after=_requeue(t),
                     finished=t.finished, analysis_run=t.run)
 
 

@@ -15,6 +15,11 @@ from modelship_api.modeldeployment import Phase
 
 def _waiting(t: Tick, release: Release) -> str:
     obs = t.obs.versions.get(release)
+    if obs is None and release in t.creating:
+        # What the cluster holds once this pass's actions are applied (the status is
+        # written after them): the next pass, which sees the Deployment, then has nothing
+        # new to write (a thousand new ModelDeployments, a thousand status writes fewer).
+        return f"{release}: 0/{t.creating[release]} Triton pods ready"
     if obs is None:
         return f"creating the Triton Deployment of {release}"
     detail = "; ".join(dict.fromkeys(obs.problems))

@@ -36,6 +36,8 @@ class Tick:
     blocked_reason: str = ""  # set when a rollout cannot start: phase Failed
     blocked_message: str = ""
     waiting_for: str = ""  # why the current stage cannot advance yet (shown in the message)
+    # Releases whose Deployment this tick's actions create, with their pod counts.
+    creating: dict[Release, int] = field(default_factory=dict)
 
     def take(self, action: str) -> bool:
         """Consume the pending command if it is `action`."""
