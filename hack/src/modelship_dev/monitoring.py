@@ -310,17 +310,22 @@ def operator_endpoint(namespace: str, port: int) -> list[dict[str, Any]]:
     service = next(o for o in alert_rules.render(namespace=namespace)
                    if o["kind"] == "Service" and o["metadata"]["name"].endswith("-metrics"))
     service["spec"].pop("selector", None)
-    name = service["metadata"]["name"]
-    slice_ = {
+    return [service, host_endpoints(service["metadata"]["name"], namespace,
+                                    hostnet.node_address(), port)]
+
+
+def host_endpoints(service: str, namespace: str, address: str, port: int) -> dict[str, Any]:
+    """The EndpointSlice that backs a selector-less Service's `metrics` port with a process
+    on the host (no pod backs it, so no controller writes one)."""
+    return {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": f"{name}-host", "namespace": namespace,
-                     "labels": {"kubernetes.io/service-name": name,
+        "metadata": {"name": f"{service}-host", "namespace": namespace,
+                     "labels": {"kubernetes.io/service-name": service,
                                 "endpointslice.kubernetes.io/managed-by": "modelship-dev"}},
         "addressType": "IPv4",
-        "endpoints": [{"addresses": [hostnet.node_address()], "conditions": {"ready": True}}],
+        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
         "ports": [{"name": "metrics", "port": port, "protocol": "TCP"}],
     }
-    return [service, slice_]
 
 
 def monitor_set_args(values: dict[str, str]) -> list[str]:

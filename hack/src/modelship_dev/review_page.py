@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from modelship_dev.monitoring import SELECTOR
+from modelship_dev.monitoring import SELECTOR, host_endpoints
 from modelship_dev.nodeagent.hostnet import GATEWAY
 
 NAME = "modelship-review"
@@ -31,15 +31,7 @@ def manifests(namespace: str, address: str, port: int, interval: str) -> list[di
                "metadata": {"name": NAME, "namespace": namespace, "labels": labels},
                "spec": {"ports": [{"name": "metrics", "port": port, "targetPort": port,
                                    "protocol": "TCP"}]}}
-    slice_ = {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": f"{NAME}-host", "namespace": namespace,
-                     "labels": {"kubernetes.io/service-name": NAME,
-                                "endpointslice.kubernetes.io/managed-by": "modelship-dev"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
-        "ports": [{"name": "metrics", "port": port, "protocol": "TCP"}],
-    }
+    slice_ = host_endpoints(NAME, namespace, address, port)
     monitor = {
         "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
         "metadata": {"name": NAME, "namespace": namespace, "labels": dict(SELECTOR)},
