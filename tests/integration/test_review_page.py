@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelship_api import samples as s
 from modelship_api.trainingrun import GeneratedDataset
+from modelship_dev.review_page import ReviewPage
 from modelship_dev.webdriver import Browser
 from modelship_trainer.surface_defects import CLASSES, generate
 from tests.conftest import wait_for
@@ -73,43 +71,21 @@ def area(tmp_path: Path) -> Area:
     return Area(volume, repository, plain=plain, low=second[0], drifted=second[1])
 
 
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[str]
-
-
 @pytest.fixture
-def serve(area: Area, tmp_path: Path) -> Iterator[dict[str, Server]]:
+def serve(area: Area, tmp_path: Path) -> Iterator[dict[str, ReviewPage]]:
     """`modelship review` for alice and for bob on the same volume, each on its own port."""
-    servers: dict[str, Server] = {}
+    servers: dict[str, ReviewPage] = {}
     try:
         for reviewer in ("alice", "bob"):
-            log = (tmp_path / f"review-{reviewer}.log").open("w")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "modelship.cli", "review", "--volume-path",
-                 str(area.volume), "--model", MODEL, "--reviewer", reviewer,
-                 "--resolution", "unclear", "--model-repository", str(area.repository),
-                 "--listen", "127.0.0.1:0"],
-                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
-                start_new_session=True)
-            servers[reviewer] = Server("", proc)
-            assert proc.stdout is not None
-            line = proc.stdout.readline()  # the first line, or "" when it exits
-            found = re.match(r"Review page: (http://127\.0\.0\.1:\d+/)", line)
-            assert found, f"{line!r}; stderr: {(tmp_path / f'review-{reviewer}.log').read_text()}"
-            servers[reviewer].url = found.group(1)
+            servers[reviewer] = ReviewPage(
+                area.volume, MODEL, area.repository, tmp_path / f"review-{reviewer}.log",
+                reviewer=reviewer, listen="127.0.0.1:0", args=("--resolution", "unclear"))
+            servers[reviewer].start()
+            assert servers[reviewer].host == "127.0.0.1", servers[reviewer].url
         yield servers
     finally:
         for server in servers.values():
-            server.proc.terminate()
-            try:
-                server.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.proc.kill()
-                server.proc.wait(timeout=10)
-            if server.proc.stdout:
-                server.proc.stdout.close()
+            server.stop()
 
 
 @pytest.fixture
@@ -150,7 +126,7 @@ def _shot(browser: Browser, tmp_path: Path, name: str) -> None:
 
 
 def test_two_reviewers_label_by_click_and_key_and_disagree(
-        area: Area, serve: dict[str, Server], browser: Browser, tmp_path: Path) -> None:
+        area: Area, serve: dict[str, ReviewPage], browser: Browser, tmp_path: Path) -> None:
     settings = area.root / s.LABELS_FOLDER / "default" / s.SETTINGS_FILE
     assert json.loads(settings.read_text()) == {"resolution": "unclear"}
 

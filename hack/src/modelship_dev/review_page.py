@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,9 +55,13 @@ class ReviewPage:
     page); start() waits until it listens, stop() ends it."""
 
     def __init__(self, volume: Path, model: str, repository: Path, log_path: Path,
-                 reviewer: str = "visitor") -> None:
+                 reviewer: str = "visitor", listen: str = f"{GATEWAY.ip}:0",
+                 args: Sequence[str] = ()) -> None:
+        """`listen`: where it serves (default the node's bridge, which the stack's Prometheus
+        reaches); `args`: more `modelship review` options."""
         self.volume, self.model, self.repository = volume, model, repository
         self.log_path, self.reviewer = log_path, reviewer
+        self.listen, self.args = listen, tuple(args)
         self.proc: subprocess.Popen[str] | None = None
         self.url, self.host, self.port = "", "", 0
         self._log: IO[str] | None = None
@@ -67,7 +72,8 @@ class ReviewPage:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "modelship.cli", "review", "--volume-path",
              str(self.volume), "--model", self.model, "--reviewer", self.reviewer,
-             "--model-repository", str(self.repository), "--listen", f"{GATEWAY.ip}:0"],
+             "--model-repository", str(self.repository), "--listen", self.listen,
+             *self.args],
             stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, text=True,
             start_new_session=True)
         assert self.proc.stdout is not None
