@@ -181,6 +181,8 @@ def test_the_reference_is_the_newest_samples_never_trained_on_since_the_drift(
     everything = read(tmp_path)  # no since: the bright held-out and unreviewed ones too
     assert len(everything.reference.images) == 200 - len(everything.train_ids)
     assert np.isclose(everything.reference.weights, 10.0).all()  # 1/probability 0.1
+    held_out = read(tmp_path, SPEC.model_copy(update={"reference": "HeldOut"}))
+    assert len(held_out.reference.images) == 0  # not collected: the profile is the split's
 
 
 def test_the_reference_keeps_only_the_newest_samples(tmp_path: Path,

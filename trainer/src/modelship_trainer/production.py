@@ -148,6 +148,7 @@ def load(spec: ProductionData, volume_dir: Path, model: str, classes: tuple[str,
                                f"{spec.label_set!r} in {area} is invalid: {exc}") from exc
     since = _since(spec.reference_since)
     newest_unused = _Newest()
+    collect = spec.reference == "Production"  # HeldOut: the reference is not these samples
     parts, corrupt = read_parts(area)
     label_lines, bad_lines = read_labels(area, spec.label_set)
     resolved = resolve(label_lines, settings)
@@ -171,7 +172,7 @@ def load(spec: ProductionData, volume_dir: Path, model: str, classes: tuple[str,
             verdict = resolved.get(record.id)
             label = verdict.label if verdict is not None else None
             usable = isinstance(label, int) and 0 <= label < len(classes)
-            if not (usable and not side) and (since is None or t >= since):
+            if collect and not (usable and not side) and (since is None or t >= since):
                 newest_unused.add(t, image, 1.0 / record.probability)  # never trained on
             if verdict is None:
                 continue  # not reviewed yet
