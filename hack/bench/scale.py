@@ -129,13 +129,19 @@ def add_nodes(cluster: LocalCluster, pods: int) -> list[str]:
 wait = functools.partial(polling.wait, interval=0.5)
 
 
-def api_client(cluster: LocalCluster) -> httpx.AsyncClient:
+def api_server(cluster: LocalCluster) -> tuple[str, ssl.SSLContext]:
+    """The API server's address and a TLS context with the kubeconfig's admin credentials."""
     config = json.loads(cluster.kubeconfig.read_text())
     user = config["users"][0]["user"]
     server = config["clusters"][0]["cluster"]
     tls = ssl.create_default_context(cafile=server["certificate-authority"])
     tls.load_cert_chain(user["client-certificate"], user["client-key"])
-    return httpx.AsyncClient(base_url=server["server"], verify=tls, timeout=60)
+    return server["server"], tls
+
+
+def api_client(cluster: LocalCluster) -> httpx.AsyncClient:
+    address, tls = api_server(cluster)
+    return httpx.AsyncClient(base_url=address, verify=tls, timeout=60)
 
 
 async def create_all(cluster: LocalCluster, objects: list[dict[str, Any]],
@@ -240,12 +246,8 @@ def watch_modeldeployments(cluster: LocalCluster,
     """Every ModelDeployment as it is, then as it changes, until `stop`: a list, then a
     watch from it, again whenever the API server ends the stream (it closes a watch that
     falls behind, as it can while a thousand are created)."""
-    config = json.loads(cluster.kubeconfig.read_text())
-    user = config["users"][0]["user"]
-    server = config["clusters"][0]["cluster"]
-    tls = ssl.create_default_context(cafile=server["certificate-authority"])
-    tls.load_cert_chain(user["client-certificate"], user["client-key"])
-    url = f"{server['server']}/apis/modelship.io/v1alpha1/modeldeployments"
+    address, tls = api_server(cluster)
+    url = f"{address}/apis/modelship.io/v1alpha1/modeldeployments"
     with httpx.Client(verify=tls, timeout=httpx.Timeout(30, read=None)) as client:
         while not stop.is_set():
             try:
