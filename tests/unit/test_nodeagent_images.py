@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 
 from modelship_dev.imagestore import Image, Layer
 from modelship_dev.nodeagent import containers, pulling, rootfs, users
+from tests.conftest import require_node_agent_host
 
 GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
@@ -141,3 +143,40 @@ def test_a_layer_whose_digest_does_not_match_is_refused(tmp_path: Path,
     with pytest.raises(rootfs.UnpackError, match="corrupt store"):
         rootfs.unpack(forged)
     assert not list(rootfs.layers_dir().glob("0*"))
+
+
+def test_unpacked_layers_no_image_names_are_collected_unless_mounted_or_fresh(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELSHIP_CACHE", str(tmp_path))
+    now = 1_000_000.0
+    for name in ("named", "mounted", "fresh", "old", "old.partial"):
+        (rootfs.layers_dir() / name / "usr").mkdir(parents=True)
+        when = now - (10 if name == "fresh" else rootfs.GC_GRACE_S + 1)
+        os.utime(rootfs.layers_dir() / name, (when, when))
+    removed = rootfs.collect_garbage(["sha256:named", "sha256:config"], in_use={"mounted"},
+                                     now=now)
+    assert sorted(removed) == ["old", "old.partial"]
+    assert sorted(p.name for p in rootfs.layers_dir().iterdir()
+                  if not p.name.startswith(".")) == ["fresh", "mounted", "named"]
+
+
+def test_layers_a_container_has_mounted_are_found_in_any_mount_namespace(
+        tmp_path: Path) -> None:
+    """A real overlay, mounted the way launch.py does (lower layers relative to the layer
+    cache) in a mount namespace of its own."""
+    require_node_agent_host()
+    layers = tmp_path / "layers"
+    for name in ("a1", "b2", "upper", "work", "root"):
+        (layers / name).mkdir(parents=True)
+    script = ("mount -t overlay overlay -o lowerdir=a1:b2,upperdir=$PWD/upper,"
+              "workdir=$PWD/work $PWD/root && echo mounted && read _")
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                               script], cwd=layers, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "mounted\n"
+        assert {"a1", "b2"} <= rootfs.mounted_layers()
+    finally:
+        holder.communicate("\n", timeout=10)
+    assert holder.returncode == 0
+    assert not {"a1", "b2"} & rootfs.mounted_layers()

@@ -17,7 +17,8 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from modelship_dev.imagestore import Image, Layer
@@ -26,6 +27,9 @@ from modelship_dev.tools import cache_root
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 CHUNK = 1 << 20
+# A layer unpacked this recently is kept even when no image names it: a node agent may have
+# resolved an image that `make images` replaced, and not mounted its layers yet.
+GC_GRACE_S = 600
 TAR_FLAGS = {"application/vnd.oci.image.layer.v1.tar": [],
              "application/vnd.oci.image.layer.v1.tar+gzip": ["-z"],
              "application/vnd.oci.image.layer.v1.tar+zstd": ["--zstd"],
@@ -140,3 +144,58 @@ def find_file(lowers: list[Path], path: str) -> Path | None:
             return None  # deleted by this layer
         return candidate
     return None
+
+
+def mounted_layers(proc: Path = Path("/proc")) -> set[str]:
+    """Names (digest hex) of the layers some overlay on this machine has as a lower layer,
+    in any mount namespace: launch.py mounts them relative to the layer cache, so mountinfo
+    shows `lowerdir=<hex>:<hex>...`."""
+    names: set[str] = set()
+    seen: set[int] = set()
+    for pid in proc.iterdir():
+        if not pid.name.isdigit():
+            continue
+        try:
+            namespace = (pid / "ns" / "mnt").stat().st_ino
+            if namespace in seen:
+                continue
+            text = (pid / "mountinfo").read_text()
+        except OSError:  # gone, or not ours to read
+            continue
+        seen.add(namespace)
+        for line in text.splitlines():
+            _, _, after = line.partition(" - ")
+            fields = after.split(" ")
+            if len(fields) < 3 or fields[0] != "overlay":
+                continue
+            for option in fields[2].split(","):
+                if option.startswith("lowerdir="):
+                    names.update(Path(p).name for p in option[len("lowerdir="):].split(":"))
+    return names
+
+
+def collect_garbage(referenced: Iterable[str], in_use: set[str] | None = None,
+                    now: float | None = None) -> list[str]:
+    """Remove unpacked layers that no image of the store names (`referenced`: digests), no
+    container has mounted and nothing unpacked in the last GC_GRACE_S; the folders removed.
+    Each superseded image would otherwise leave its layers here for good."""
+    root = layers_dir()
+    if not root.is_dir():
+        return []
+    keep = {d.partition(":")[2] for d in referenced}
+    mounted = mounted_layers() if in_use is None else in_use
+    now = time.time() if now is None else now
+    removed = []
+    for entry in sorted(root.iterdir()):
+        name = entry.name.removesuffix(".partial")
+        if entry.name.startswith(".") or name in keep or name in mounted:
+            continue
+        with _locked(f"sha256:{name}"):  # not while a node agent unpacks it
+            try:
+                if now - entry.stat().st_mtime < GC_GRACE_S:
+                    continue
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry.name)
+    return removed
