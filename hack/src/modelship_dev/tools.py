@@ -286,7 +286,8 @@ def build(component: Component, log: Callable[[str], None] = print) -> None:
     work.mkdir(parents=True, exist_ok=True)
     (work / "go.mod").write_text(wrapper_gomod(component))
     (work / "go.sum").unlink(missing_ok=True)
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod -buildvcs=false")
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod -buildvcs=false",
+               GOCACHE=str(go_build_cache()))
     staging = Path(tempfile.mkdtemp(prefix=f"{component.name}-", dir=cache_root() / "build"))
     started = time.monotonic()
     log(f"{component.name} {component.version}: building {', '.join(missing)} ...")
@@ -322,6 +323,13 @@ def module_dir(component: Component) -> Path:
     return Path(json.loads(out)["Dir"])
 
 
+def go_build_cache() -> Path:
+    """Go's build cache for these builds: shared while they run (the components share most of
+    their packages), removed once all are built (binaries are what is cached; it would hold
+    about 9 GB for good)."""
+    return cache_root() / "build" / "go-cache"
+
+
 def build_all(log: Callable[[str], None] = print) -> None:
     for component in COMPONENTS:
         try:
@@ -329,6 +337,7 @@ def build_all(log: Callable[[str], None] = print) -> None:
         except subprocess.CalledProcessError as err:
             sys.stderr.write(err.stderr or "")
             raise SystemExit(f"building {component.name} {component.version} failed") from err
+    shutil.rmtree(go_build_cache(), ignore_errors=True)
 
 
 def binary(name: str) -> Path:
