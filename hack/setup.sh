@@ -5,7 +5,10 @@
 #     under ~/.cache/modelship/bin)
 #   - buildah and mmdebstrap for `make images`, chromium and chromium-driver for the review
 #     page's browser test (Debian packages; installed when run as root)
+# `--venv`: all but the Go builds (make runs those beside the image builds).
 set -euo pipefail
+venv_only=0
+[[ ${1:-} == --venv ]] && venv_only=1
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-}
@@ -52,5 +55,6 @@ if (( stale )); then
   touch "$stamp"
 fi
 
+(( venv_only )) && exit 0
 echo "==> building the local control plane from Go modules (cached)"
 .venv/bin/python -m modelship_dev.tools
