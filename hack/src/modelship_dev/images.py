@@ -44,6 +44,8 @@ REPO = Path(__file__).resolve().parents[3]
 PREFIX = "localhost/modelship"
 BASE_REF = f"{PREFIX}/base:bookworm"
 DIGEST_LABEL = "modelship.input-digest"
+# The trainer's 5.9 GB of layers: pushed in 41 s at level 1, 80-95 s at buildah's default.
+PUSH_GZIP_LEVEL = 1
 # Where the wheelhouse appears in builds (the Containerfiles' WHEELHOUSE; not their cache
 # mount, which buildah keeps in /var/tmp), and the host's CA bundle (pip is told to use the
 # base's bundle; the host's replaces it during the build, for TLS-inspecting proxies).
@@ -279,8 +281,10 @@ def export(result: Result) -> str:
         status = "relabelled"
     else:
         # buildah's oci: destination gzips every layer again, even one the store holds
-        # (--disable-compression does not apply to it): the trainer's takes minutes.
-        buildah("push", "--quiet", "--format", "oci", result.ref, f"oci:{store}:{result.ref}")
+        # (--disable-compression does not apply to it); at gzip's fastest level.
+        buildah("push", "--quiet", "--format", "oci", "--compression-format", "gzip",
+                "--compression-level", str(PUSH_GZIP_LEVEL), result.ref,
+                f"oci:{store}:{result.ref}")
         status = "pushed"
     collect_garbage(store)
     return status
