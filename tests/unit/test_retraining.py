@@ -165,6 +165,24 @@ def test_after_a_rejected_run_only_new_labels_allow_another() -> None:
     assert changed.start is not None and changed.start.labels_total == 150
 
 
+def test_a_run_started_before_labels_could_be_counted_counts_from_the_first_reading() -> None:
+    the_spec = spec(cooldown="0s")
+    t1 = T0 + timedelta(minutes=5)
+    status = started(t1, the_spec=the_spec, reviewed=Reviewed(error="no series"))
+    rejected = [run(1, "Rejected", t1)]
+    assert status.last_run is not None and status.last_run.labels_total is None
+    blind = decide(inputs(t1 + timedelta(hours=1), the_spec=the_spec, previous=status,
+                          runs=rejected, reviewed=Reviewed(error="no series")))
+    assert blind.start is None and "is unknown (no series)" in blind.status.not_started
+    first = decide(inputs(t1 + timedelta(hours=2), the_spec=the_spec, previous=blind.status,
+                          runs=rejected, reviewed=Reviewed(labels_total=70)))
+    assert first.start is None and "0 new labels since" in first.status.not_started
+    assert first.status.history and first.status.history[0].labels_total == 70
+    later = decide(inputs(t1 + timedelta(hours=3), the_spec=the_spec, previous=first.status,
+                          runs=rejected, reviewed=Reviewed(labels_total=120)))
+    assert later.start is not None and later.start.labels_total == 120
+
+
 def test_a_run_created_before_a_restart_is_adopted_not_created_again() -> None:
     t1 = T0 + timedelta(minutes=5)
     lost = started(t1)  # the status write of this pass never happened

@@ -105,7 +105,8 @@ class Retraining(ApiModel):
         default=100, ge=0, le=100_000_000,
         description="After a Rejected run, no run starts while the trigger still holds until "
         "modelship_reviewed_labels_total grew by this many since that run (the data "
-        "changed); 0: retry after the cooldown alone.")
+        "changed; counted from the first reading after its start when there was none at "
+        "its start); 0: retry after the cooldown alone.")
 
 
 RunPhase = Literal["Pending", "Running", "Evaluating", "Succeeded", "Failed", "Rejected",

@@ -148,6 +148,18 @@ def _track(status: RetrainingStatus, runs: Sequence[dict[str, Any]], stable: int
         status.history[0] = last.model_copy()
 
 
+def _count_from_first_reading(status: RetrainingStatus, labels_total: int | None) -> None:
+    """A run started while the reviewed-label count was unknown (the review page not yet
+    scraped, Prometheus down) counts new labels from the first reading after its start:
+    otherwise a run rejected then would keep every later one from starting, for good."""
+    last = status.last_run
+    if last is None or last.labels_total is not None or labels_total is None:
+        return
+    last.labels_total = labels_total
+    if status.history and status.history[0].sequence == last.sequence:
+        status.history[0].labels_total = labels_total
+
+
 def _drift_scores(monitoring: MonitoringStatus | None) -> str:
     stats = [s for s in (monitoring.statistics or []) if s.source == "input" and s.drifted] \
         if monitoring is not None else []
@@ -313,6 +325,7 @@ def decide(inputs: Inputs) -> Plan:
     now = format_time(inputs.now)
     status = (inputs.previous or RetrainingStatus()).model_copy(deep=True)
     _track(status, inputs.runs, inputs.stable_version, now)
+    _count_from_first_reading(status, inputs.reviewed.labels_total)
     status.starts = [s for s in status.starts or []
                      if parse_time(s) + DAY > inputs.now][-100:] or None
     plan = Plan(status=status)
