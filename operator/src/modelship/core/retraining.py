@@ -124,9 +124,12 @@ def observed_run(obj: dict[str, Any]) -> RetrainingRun | None:
 
 
 def _track(status: RetrainingStatus, runs: Sequence[dict[str, Any]], stable: int | None,
-           now: str) -> None:
+           now: str, labels_total: int | None) -> None:
     """Fold the cluster's runs into status: adopt a run newer than status knows (created
-    just before a restart or a refused status write), and follow the last run's phase."""
+    just before a restart or a refused status write), and follow the last run's phase. A
+    run started while the reviewed-label count was unknown (the review page not yet
+    scraped, Prometheus down) counts new labels from the first reading after its start:
+    otherwise a run rejected then would keep every later one from starting, for good."""
     seen = {r.sequence: r for r in filter(None, map(observed_run, runs))}
     newest = max(seen) if seen else 0
     if newest > status.sequence:
@@ -144,20 +147,10 @@ def _track(status: RetrainingStatus, runs: Sequence[dict[str, Any]], stable: int
         last.phase = "Deleted"  # gone before it finished: it runs no more
     if last.version is not None and last.version == stable and last.promoted_at is None:
         last.promoted_at = now
+    if last.labels_total is None:
+        last.labels_total = labels_total
     if status.history and status.history[0].sequence == last.sequence:
         status.history[0] = last.model_copy()
-
-
-def _count_from_first_reading(status: RetrainingStatus, labels_total: int | None) -> None:
-    """A run started while the reviewed-label count was unknown (the review page not yet
-    scraped, Prometheus down) counts new labels from the first reading after its start:
-    otherwise a run rejected then would keep every later one from starting, for good."""
-    last = status.last_run
-    if last is None or last.labels_total is not None or labels_total is None:
-        return
-    last.labels_total = labels_total
-    if status.history and status.history[0].sequence == last.sequence:
-        status.history[0].labels_total = labels_total
 
 
 def _drift_scores(monitoring: MonitoringStatus | None) -> str:
@@ -324,8 +317,7 @@ def _blocked(inputs: Inputs, status: RetrainingStatus, later: list[datetime],
 def decide(inputs: Inputs) -> Plan:
     now = format_time(inputs.now)
     status = (inputs.previous or RetrainingStatus()).model_copy(deep=True)
-    _track(status, inputs.runs, inputs.stable_version, now)
-    _count_from_first_reading(status, inputs.reviewed.labels_total)
+    _track(status, inputs.runs, inputs.stable_version, now, inputs.reviewed.labels_total)
     status.starts = [s for s in status.starts or []
                      if parse_time(s) + DAY > inputs.now][-100:] or None
     plan = Plan(status=status)
