@@ -173,8 +173,10 @@ def _rejected_then_retried(bounds: Bounds, area: Path) -> None:
     # People (here the automated reviewer) label sampled production traffic: the data changed.
     with InferenceLoad(bounds.stack.gateway.url, MODEL, rate=20, max_seconds=600) as load, \
             AutoReviewer(area, load.truth, rate=20) as reviewer:
-        runs = wait_for("a second run once the reviewed data changed",
-                        lambda: len(bounds.runs()) > 1 and bounds.runs(), timeout=240)
+        def two_runs() -> list[dict[str, Any]] | None:
+            runs = bounds.runs()
+            return runs if len(runs) > 1 else None
+        runs = wait_for("a second run once the reviewed data changed", two_runs, timeout=240)
         assert reviewer.labelled >= MIN_NEW_LABELS
     second = runs[1]["metadata"]
     assert second["annotations"][ANNOTATION_TRIGGER] == "ModelAge"
