@@ -13,7 +13,7 @@ tools: venv
 	.venv/bin/python -m modelship_dev.tools
 
 # The binaries and the images, built at once: on a cold machine the Go builds keep both
-# cores busy for about 18 minutes while the image builds mostly wait on downloads and disks.
+# cores busy for about 17 minutes while the image builds mostly wait on downloads and disks.
 prepare:
 	$(MAKE) --no-print-directory -j2 tools images
 
@@ -24,8 +24,8 @@ demo: prepare
 CHART := charts/modelship
 
 # The chart with every values file under ci/: helm lint --strict, then helm template, then
-# promtool check rules on its PrometheusRule (helm and promtool are built by setup, with the
-# control plane).
+# promtool check rules on its PrometheusRule (helm and promtool are built by make tools, with
+# the control plane).
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/mypy
