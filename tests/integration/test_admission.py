@@ -174,6 +174,21 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
                   "analysis": {**_PROM, "checks": [{"name": "d", "builtin": "inputDrift",
                                                     "max": 0.25, "relativeToStable": True}]}}),
      "spec.rollout.analysis.checks[0].relativeToStable", "only predictionDrift compares"),
+    ("statistics-check-without-runner",
+     _md(rollout={"canary": {"steps": [{"weight": 10}]},
+                  "analysis": {**_PROM, "checks": [
+                      {"name": "e", "builtin": "errorRatio", "max": 0.01},
+                      {"name": "p", "builtin": "predictionDrift", "max": 0.25}]}}),
+     "spec.rollout.analysis.checks", "Triton's own backends export none: set "
+     "runtime.backend python"),
+    ("drift-trigger-without-runner",
+     _md(model={"name": "defects", "fromTrainingRuns": {"matchLabels": {"p": "l"}}},
+         runtime={"backend": "tensorrt"},
+         retraining={"triggers": {"dataDrift": {"for": "10m"}}, "template": {
+             "model": "defects", "dataset": {"generated": {}},
+             "publish": {"repository": _REPO}}}),
+     "spec.retraining.triggers.dataDrift", "or use the modelAge, reviewedAccuracy or "
+     "schedule trigger"),
     ("unknown-builtin",
      _md(rollout={"canary": {"steps": [{"weight": 10}]},
                   "analysis": {**_PROM, "checks": [{"name": "d", "builtin": "dataDrift",

@@ -469,6 +469,26 @@ class PodsUnreadable(Kube):
         return await super().list(api_version, kind, namespace, labels)
 
 
+def test_a_version_served_by_triton_own_backend_is_watched_for_its_age_and_says_why_not_more(
+        kubectl: Kubectl, operator: OperatorProcess, prometheus: PrometheusProcess) -> None:
+    """runtime.backend onnxruntime: Triton's own backend exports no model statistics, so
+    drift and non-finite outputs say so instead of staying inconclusive; the age is judged."""
+    md = sample(version=VERSION, backend="onnxruntime")
+    md["spec"]["monitoring"] = {"prometheus": {"address": prometheus.url}, "interval": "1s"}
+    kubectl.apply(md)
+    wait_for("Ready", lambda: ready(kubectl, NAME, VERSION), timeout=90)
+    carry_profile(kubectl, profile().dumps())
+    st = wait_for("judged", lambda: conditions(kubectl, Stale="False"), timeout=60)
+    for type_ in ("DataDrift", "PredictionDrift", "NumericFault"):
+        c = condition({"status": st}, type_)
+        assert (c["status"], c["reason"]) == ("Unknown", "NotMeasured"), c
+        assert c["message"].startswith("runtime.backend onnxruntime serves the version with "
+                                       "Triton's own onnxruntime backend, which exports no "
+                                       "model statistics"), c
+    assert st["monitoring"]["unavailable"][0].startswith(
+        "drift and non-finite outputs: runtime.backend onnxruntime"), st["monitoring"]
+
+
 def test_a_monitoring_failure_never_holds_up_serving(kubectl: Kubectl) -> None:
     """Passes whose monitoring raises still create the version and write the rollout's
     status: the resource becomes Ready, only its monitoring block is missing."""

@@ -21,10 +21,10 @@ from tests.unit.drift.fixtures import (
 
 def run(spec: Monitoring, previous: monitor.Evaluation | None, ans: dict[str, VectorAnswer] | None,
         r: profiles.ProfileRead | None = None, at: datetime = NOW,
-        no_prometheus: str = "") -> monitor.Evaluation:
+        unmeasured: str = "") -> monitor.Evaluation:
     return monitor.run(spec, previous.status if previous else None,
                        previous.conditions if previous else None, r or read(), TARGET, ans,
-                       at, 1, no_prometheus)
+                       at, 1, unmeasured)
 
 
 def cond(ev: monitor.Evaluation, type_: str) -> str:
@@ -196,11 +196,25 @@ def test_one_query_per_statistic_per_version() -> None:
 
 
 def test_no_prometheus_still_judges_age_and_says_what_cannot_run() -> None:
-    ev = run(Monitoring(), None, None, no_prometheus="no Prometheus to query: set "
+    ev = run(Monitoring(), None, None, unmeasured="no Prometheus to query: set "
              "spec.monitoring.prometheus.address")
     assert cond(ev, "Stale") == "False" and cond(ev, "NumericFault") == "Unknown"
     assert ev.status.unavailable is not None
     assert "spec.monitoring.prometheus.address" in ev.status.unavailable[0]
+
+
+def test_a_version_served_by_triton_own_backend_says_its_statistics_are_not_exported() -> None:
+    why = monitor.not_exported("onnxruntime")
+    assert monitor.not_exported("python") == ""
+    ev = run(Monitoring(), None, None, unmeasured=why)
+    for type_ in ("DataDrift", "PredictionDrift", "NumericFault"):
+        c = get_condition(ev.conditions, type_)
+        assert c is not None and (c.status, c.reason) == ("Unknown", "NotMeasured")
+        assert "runtime.backend onnxruntime" in c.message
+        assert "runtime.backend python" in c.message
+    assert cond(ev, "Stale") == "False"  # the age needs no live statistics
+    assert ev.status.model_age_seconds is not None
+    assert ev.status.unavailable and "runtime.backend onnxruntime" in ev.status.unavailable[0]
 
 
 def test_a_new_stable_version_starts_its_own_hysteresis() -> None:
@@ -252,7 +266,7 @@ def test_the_same_verdict_at_a_later_generation_leaves_the_conditions_as_written
     # A new leader (its schedule starts empty) or a rollout's spec change re-evaluates the
     # stable version: an unchanged verdict must not rewrite status (observedGeneration too).
     spec = Monitoring()
-    first = run(spec, None, None, no_prometheus="no Prometheus to query")
+    first = run(spec, None, None, unmeasured="no Prometheus to query")
     again = monitor.run(spec, first.status, first.conditions, read(), TARGET, None,
                         NOW + timedelta(seconds=15), 2, "no Prometheus to query")
     assert again.conditions == first.conditions

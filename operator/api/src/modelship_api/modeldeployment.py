@@ -578,6 +578,26 @@ class ModelDeploymentSpec(ApiModel):
                 field_path=".monitoring.sampling.enabled",
                 reason="FieldValueInvalid",
             ),
+            cel(
+                "self.runtime.backend == 'python' || !has(self.rollout) || "
+                "!has(self.rollout.analysis) || !has(self.rollout.analysis.checks) || "
+                "self.rollout.analysis.checks.all(c, !has(c.builtin) || "
+                "!(c.builtin in ['inputDrift', 'predictionDrift', 'nonFinite']))",
+                "inputDrift, predictionDrift and nonFinite read the model statistics that "
+                "modelship's runner exports, and Triton's own backends export none: set "
+                "runtime.backend python, or judge with other checks",
+                field_path=".rollout.analysis.checks",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "self.runtime.backend == 'python' || !has(self.retraining) || "
+                "!has(self.retraining.triggers.dataDrift)",
+                "the dataDrift trigger needs the model statistics that modelship's runner "
+                "exports, and Triton's own backends export none: set runtime.backend python, "
+                "or use the modelAge, reviewedAccuracy or schedule trigger",
+                field_path=".retraining.triggers.dataDrift",
+                reason="FieldValueInvalid",
+            ),
         )
     )
 

@@ -65,8 +65,10 @@ async def monitor_stable(kube: Kube, md: ModelDeployment, status: ModelDeploymen
     target = monitor.Target(md.spec.model.name, stable.version,
                             {**matchers, **release_matchers(name, stable, candidate)})
     where = monitor.prometheus_address(md.spec, DEFAULT_PROMETHEUS)
+    unmeasured = (monitor.not_exported(md.spec.runtime.backend)
+                  or ("" if where is not None else NO_PROMETHEUS))
     answers = None
-    if where is not None:
+    if where is not None and not unmeasured:
         address, timeout_s = where
         queries = monitor.plan(spec, read, target)
         if spec.sampling.enabled:
@@ -74,8 +76,7 @@ async def monitor_stable(kube: Kube, md: ModelDeployment, status: ModelDeploymen
                                                   target.matchers))
         answers = await query_vectors(address, queries, timeout_s)
     evaluation = monitor.run(spec, status.monitoring, status.conditions, read, target, answers,
-                             now, md.metadata.generation,
-                             "" if where is not None else NO_PROMETHEUS)
+                             now, md.metadata.generation, unmeasured)
     status.monitoring = evaluation.status
     status.conditions, sampling_events = sampling.apply(
         evaluation.conditions, spec.sampling, target.model, answers, stable.version,

@@ -65,6 +65,16 @@ def prometheus_address(spec: ModelDeploymentSpec, default: str) -> tuple[str, fl
     return (default, 2.0) if default else None
 
 
+def not_exported(backend: str) -> str:
+    """Why a version served with `backend` has no live statistics ('' when it has): only
+    modelship's runner (runtime.backend python) exports them."""
+    if backend == "python":
+        return ""
+    return (f"runtime.backend {backend} serves the version with Triton's own {backend} "
+            "backend, which exports no model statistics: they come from modelship's runner "
+            "(runtime.backend python); the model's age is still watched")
+
+
 def due(spec: Monitoring, last_at: datetime | None, now: datetime) -> bool:
     """Whether an evaluation is due, `last_at` being the last one of this version (None:
     none yet, or the operator restarted since: evaluating at once is harmless)."""
@@ -151,8 +161,11 @@ def _statistic(spec: Monitoring, name: str, stat: NumericStatistic | Categorical
 
 
 def _drift_condition(type_: str, stats: Sequence[StatisticStatus], read: ProfileRead,
-                     gen: int | None) -> Condition:
+                     gen: int | None, unmeasured: str) -> Condition:
     source = "input" if type_ == "DataDrift" else "output"
+    if unmeasured and read.profile is not None:
+        return Condition(type=type_, status="Unknown", reason="NotMeasured",
+                         message=unmeasured, observed_generation=gen)
     mine = [s for s in stats if s.source == source]
     drifted = [s for s in mine if s.drifted]
     if drifted:
@@ -221,7 +234,10 @@ def _age(spec: Monitoring, read: ProfileRead, now: datetime,
 
 
 def _numeric(spec: Monitoring, answer: VectorAnswer | None, version: int,
-             gen: int | None) -> tuple[int | None, Condition]:
+             gen: int | None, unmeasured: str = "") -> tuple[int | None, Condition]:
+    if unmeasured:
+        return None, Condition(type="NumericFault", status="Unknown", reason="NotMeasured",
+                               message=unmeasured, observed_generation=gen)
     if answer is None or answer.error:
         why = answer.error if answer is not None else "no Prometheus to query"
         return None, Condition(type="NumericFault", status="Unknown", reason="NoData",
@@ -245,15 +261,15 @@ def _numeric(spec: Monitoring, answer: VectorAnswer | None, version: int,
 
 def evaluate(spec: Monitoring, previous: MonitoringStatus | None, read: ProfileRead,
              target: Target, answers: Mapping[str, VectorAnswer] | None, now: datetime,
-             generation: int | None = None, no_prometheus: str = "") -> MonitoringStatus:
+             generation: int | None = None, unmeasured: str = "") -> MonitoringStatus:
     """The monitoring status after one evaluation. `answers` None: nothing was asked
-    (`no_prometheus` says why); the previous status of another version is not carried."""
+    (`unmeasured` says why); the previous status of another version is not carried."""
     at = format_time(now)
     before = {s.name: s for s in (previous.statistics or [])} \
         if previous is not None and previous.version == target.version else {}
     unavailable = []
-    if no_prometheus:
-        unavailable.append(f"drift and non-finite outputs: {no_prometheus}")
+    if unmeasured:
+        unavailable.append(f"drift and non-finite outputs: {unmeasured}")
     stats: list[StatisticStatus] = []
     basis = read.age_basis
     if read.profile is None:
@@ -287,14 +303,16 @@ def evaluate(spec: Monitoring, previous: MonitoringStatus | None, read: ProfileR
 
 def conditions(spec: Monitoring, status: MonitoringStatus, read: ProfileRead,
                answers: Mapping[str, VectorAnswer] | None, now: datetime,
-               generation: int | None = None) -> list[Condition]:
-    """The four monitoring conditions for `status` (as evaluate produced it)."""
+               generation: int | None = None, unmeasured: str = "") -> list[Condition]:
+    """The four monitoring conditions for `status` (as evaluate produced it); `unmeasured`:
+    why the live statistics were not asked for (the three that need them say so)."""
     stats = status.statistics or []
     _, stale = _age(spec, read, now, generation)
     _, numeric = _numeric(spec, answers.get(NONFINITE) if answers is not None else None,
-                          status.version or 0, generation)
-    return [_drift_condition("DataDrift", stats, read, generation),
-            _drift_condition("PredictionDrift", stats, read, generation), stale, numeric]
+                          status.version or 0, generation, unmeasured)
+    return [_drift_condition("DataDrift", stats, read, generation, unmeasured),
+            _drift_condition("PredictionDrift", stats, read, generation, unmeasured),
+            stale, numeric]
 
 
 def apply(existing: list[Condition] | None, new: Sequence[Condition], version: int,
@@ -322,10 +340,10 @@ def apply(existing: list[Condition] | None, new: Sequence[Condition], version: i
 
 def run(spec: Monitoring, previous: MonitoringStatus | None, existing: list[Condition] | None,
         read: ProfileRead, target: Target, answers: Mapping[str, VectorAnswer] | None,
-        now: datetime, generation: int | None = None, no_prometheus: str = "") -> Evaluation:
+        now: datetime, generation: int | None = None, unmeasured: str = "") -> Evaluation:
     """One evaluation: the new status.monitoring, the conditions and the events."""
-    status = evaluate(spec, previous, read, target, answers, now, generation, no_prometheus)
-    new = conditions(spec, status, read, answers, now, generation)
+    status = evaluate(spec, previous, read, target, answers, now, generation, unmeasured)
+    new = conditions(spec, status, read, answers, now, generation, unmeasured)
     merged, events = apply(existing, new, target.version, format_time(now))
     scores = {s.name: s for s in status.statistics or [] if s.psi is not None}
     events = [Event(e.type, e.reason, e.message + _scores(e.reason, scores.values()))
