@@ -6,12 +6,16 @@ The demo's model (built-in surface-defects recipe, Python-backend runner) is tra
 published three times into one repository: `defects_on` (statistics exported, as every
 version), `defects_off` (config parameter modelship_statistics "off") and `defects_sampled`
 (statistics and sampling, spec.monitoring.sampling's defaults unless --sampling-rate says
-otherwise, writing to a temporary folder). One tritonserver serves all three, so all see
+otherwise, writing to a temporary folder). One tritonserver serves them all, so all see
 the same machine; rounds rotate the order between them.
 Each measures latency with one closed-loop gRPC client sending one 32x32 image per request,
 then throughput with several concurrent clients, each for long enough to include the
 runner's periodic flushes (every 5 s); between measurements the bench waits until the
 statistics have caught up, so that one measurement's flush does not land in the next.
+A fourth model, `defects_ensemble`, measures the design the runner's aggregation was weighed
+against (docs/profiles.md): a Triton ensemble of `defects_off` and the cheapest Python
+statistics step; and in onnxruntime the published graph against the same graph with the six
+summary statistics as extra outputs.
 Figures are medians over rounds. It also times the runner's per-request work in-process
 (statistics and sampling), counts the metric calls one flush makes at most, the samples
 written, and prints the load average (a busy machine widens every figure). Goal: <= 5 % on
@@ -33,6 +37,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort  # type: ignore[import-untyped]
 import torch
 import tritonclient.grpc as grpcclient  # type: ignore[import-untyped]
 
@@ -44,10 +50,40 @@ from modelship_trainer import triton_config
 from modelship_trainer import triton_runner as runner
 from modelship_trainer.data import FloatArray
 from modelship_trainer.pipeline import RunConfig, run
-from modelship_trainer.triton_runner import STATISTICS_PARAMETER, Statistics, read_definitions
+from modelship_trainer.triton_runner import (
+    SATURATION_HIGH,
+    SATURATION_LOW,
+    STATISTICS_PARAMETER,
+    Statistics,
+    read_definitions,
+)
 
-MODELS = {"on": "defects_on", "off": "defects_off", "sampled": "defects_sampled"}
-ORDERS = (("off", "on", "sampled"), ("sampled", "off", "on"), ("on", "sampled", "off"))
+MODELS = {"on": "defects_on", "off": "defects_off", "sampled": "defects_sampled",
+          "ensemble": "defects_ensemble"}
+MODES = tuple(MODELS)
+# The statistics step of the design the runner's aggregation was weighed against: the
+# summary scalars as extra outputs of the ONNX graph, turned into metrics by a Python step of
+# a Triton ensemble. The cheapest such step: it receives the few floats (here the 3 logits)
+# and keeps them; a real one would also fold them into histograms now and then.
+STEP_MODEL = "defects_statistics_step"
+STEP_CODE = """import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.kept = []
+
+    def execute(self, requests):
+        replies = []
+        for request in requests:
+            logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy()
+            self.kept.append(logits)
+            if len(self.kept) >= 4096:
+                self.kept.clear()
+            replies.append(pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor("logits", logits)]))
+        return replies
+"""
 
 
 def publish_demo_model(repo: Path, samples_dir: Path, rate: float) -> tuple[FloatArray, Path]:
@@ -75,7 +111,99 @@ def publish_demo_model(repo: Path, samples_dir: Path, rate: float) -> tuple[Floa
     config += "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n'
                       for k, v in params.items())
     (sampled / "config.pbtxt").write_text(config)
+    publish_ensemble(repo, spec.publish.max_batch_size)
     return out.held_out.images, repo / MODELS["on"] / "1"
+
+
+def publish_ensemble(repo: Path, max_batch_size: int) -> None:
+    """defects_ensemble: defects_off (the model, no statistics) then the statistics step,
+    replying after both, as Triton's ensembles do."""
+    tensor = 'name: "{}" data_type: TYPE_FP32 dims: [ {} ]'
+    # The ensemble's own tensors are the model's, as published.
+    tensors = [line for line in (repo / MODELS["off"] / "config.pbtxt").read_text().splitlines()
+               if line.startswith(("input [", "output ["))]
+    (repo / STEP_MODEL / "1").mkdir(parents=True)
+    (repo / STEP_MODEL / "1" / "model.py").write_text(STEP_CODE)
+    (repo / STEP_MODEL / "config.pbtxt").write_text("\n".join([
+        f'name: "{STEP_MODEL}"', 'backend: "python"', f"max_batch_size: {max_batch_size}",
+        f"input [ {{ {tensor.format('logits', 3)} }} ]",
+        f"output [ {{ {tensor.format('logits', 3)} }} ]",
+        "instance_group [ { kind: KIND_CPU count: 1 } ]", ""]))
+    (repo / MODELS["ensemble"] / "1").mkdir(parents=True)
+    (repo / MODELS["ensemble"] / "config.pbtxt").write_text("\n".join([
+        f'name: "{MODELS["ensemble"]}"', 'platform: "ensemble"',
+        f"max_batch_size: {max_batch_size}",
+        *tensors, "ensemble_scheduling { step [",
+        f'  {{ model_name: "{MODELS["off"]}" model_version: -1 '
+        'input_map { key: "images" value: "images" } '
+        'output_map { key: "logits" value: "raw_logits" } },',
+        f'  {{ model_name: "{STEP_MODEL}" model_version: -1 '
+        'input_map { key: "logits" value: "raw_logits" } '
+        'output_map { key: "logits" value: "logits" } }',
+        "] }", ""]))
+
+
+def graph_outputs_cost(version_dir: Path, images: FloatArray, n: int = 4000
+                       ) -> tuple[float, float]:
+    """Microseconds per one-image inference in onnxruntime (CPU): (model.onnx as published,
+    the same graph with the image recipe's summary scalars as extra outputs: mean,
+    standard deviation and saturated fraction of the input; top-1 confidence, entropy and
+    class of the output)."""
+    model = onnx.load(str(version_dir / "model.onnx"))
+    g = model.graph
+    x, y = g.input[0].name, g.output[0].name
+    # Opset 13, as exported: ReduceMean and ReduceMax take axes as an attribute, ReduceSum
+    # as an input.
+    last = onnx.helper.make_tensor("last", onnx.TensorProto.INT64, [1], [-1])
+    pixels = [1, 2, 3]
+    const = {n: onnx.helper.make_tensor(n, onnx.TensorProto.FLOAT, [], [v])
+             for n, v in (("low", SATURATION_LOW), ("high", SATURATION_HIGH))}
+    g.initializer.extend([last, *const.values()])
+    node = onnx.helper.make_node
+    g.node.extend([
+        node("ReduceMean", [x], ["stat_mean"], axes=pixels, keepdims=0),
+        node("ReduceMean", [x], ["mean_kept"], axes=pixels, keepdims=1),
+        node("Sub", [x, "mean_kept"], ["centred"]),
+        node("Mul", ["centred", "centred"], ["squared"]),
+        node("ReduceMean", ["squared"], ["variance"], axes=pixels, keepdims=0),
+        node("Sqrt", ["variance"], ["stat_std"]),
+        node("LessOrEqual", [x, "low"], ["dark"]),
+        node("GreaterOrEqual", [x, "high"], ["bright"]),
+        node("Or", ["dark", "bright"], ["saturated"]),
+        node("Cast", ["saturated"], ["saturated_f"], to=onnx.TensorProto.FLOAT),
+        node("ReduceMean", ["saturated_f"], ["stat_saturated"], axes=pixels, keepdims=0),
+        node("Softmax", [y], ["probabilities"], axis=-1),
+        node("ReduceMax", ["probabilities"], ["stat_confidence"], axes=[-1], keepdims=0),
+        node("Log", ["probabilities"], ["log_p"]),
+        node("Mul", ["probabilities", "log_p"], ["p_log_p"]),
+        node("ReduceSum", ["p_log_p", "last"], ["negative_entropy"], keepdims=0),
+        node("Neg", ["negative_entropy"], ["stat_entropy"]),
+        node("ArgMax", [y], ["stat_class"], axis=-1, keepdims=0),
+    ])
+    for name, kind in (("stat_mean", onnx.TensorProto.FLOAT), ("stat_std", onnx.TensorProto.FLOAT),
+                       ("stat_saturated", onnx.TensorProto.FLOAT),
+                       ("stat_confidence", onnx.TensorProto.FLOAT),
+                       ("stat_entropy", onnx.TensorProto.FLOAT),
+                       ("stat_class", onnx.TensorProto.INT64)):
+        g.output.append(onnx.helper.make_tensor_value_info(name, kind, ["batch"]))
+    onnx.checker.check_model(model)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    plain = ort.InferenceSession(str(version_dir / "model.onnx"), options,
+                                 providers=["CPUExecutionProvider"])
+    extended = ort.InferenceSession(model.SerializeToString(), options,
+                                    providers=["CPUExecutionProvider"])
+    got = extended.run(None, {x: images[:4]})
+    assert np.allclose(got[1], images[:4].mean(axis=(1, 2, 3)), atol=1e-5)
+    times = {}
+    for label, session, outputs in (("plain", plain, [y]), ("extended", extended, None)):
+        for i in range(200):
+            session.run(outputs, {x: images[i % len(images)][None]})
+        start = time.perf_counter()
+        for i in range(n):
+            session.run(outputs, {x: images[i % len(images)][None]})
+        times[label] = (time.perf_counter() - start) / n * 1e6
+    return times["plain"], times["extended"]
 
 
 def request(client: grpcclient.InferenceServerClient, model: str, image: FloatArray) -> None:
@@ -131,7 +259,7 @@ def throughput(url: str, model: str, images: FloatArray, seconds: float,
 def settle(triton: TritonServer, model: str) -> None:
     """Wait until the statistics of `model` cover every sample it served (Triton counts its
     warmup too), so that no flush of one phase runs during the next."""
-    if model == MODELS["off"]:
+    if model in (MODELS["off"], MODELS["ensemble"]):
         return
     labels = frozenset({("model", model), ("version", "1")})
     deadline = time.monotonic() + 60
@@ -203,11 +331,12 @@ def main() -> None:
         flush_calls = 1 + sum(len(s.edges) + 3 if isinstance(s, NumericStatistic)
                               else len(s.categories) for s in profile.statistics.values())
         add_us, total_us = in_process_cost(version_dir, images)
+        plain_us, graph_us = graph_outputs_cost(version_dir, images)
         offer_us, sample_us = sampling_cost(version_dir, images, work / "in-process",
                                             args.sampling_rate)
         with TritonServer(work / "repo", work) as triton:
             for r in range(args.rounds):
-                for mode in ORDERS[r % len(ORDERS)]:
+                for mode in MODES[r % len(MODES):] + MODES[:r % len(MODES)]:
                     model = MODELS[mode]
                     p50, p99 = latency(triton.grpc_url, model, images, args.seconds)
                     settle(triton, model)
@@ -235,7 +364,9 @@ def main() -> None:
           f"(throughput: {args.clients} clients); 1-minute load average "
           f"{min(load):.2f}-{max(load):.2f} on {os.cpu_count()} CPUs:")
     for base, mode, what in (("off", "on", "statistics"),
-                             ("on", "sampled", f"sampling at rate {args.sampling_rate:g}")):
+                             ("on", "sampled", f"sampling at rate {args.sampling_rate:g}"),
+                             ("off", "ensemble", "the alternative: a Python statistics step "
+                              "in an ensemble")):
         print(f"  {what} ({MODELS[base]} vs {MODELS[mode]}):")
         for i, (label, unit, better) in enumerate((("p50 latency", "ms", -1),
                                                     ("p99 latency", "ms", -1),
@@ -246,6 +377,9 @@ def main() -> None:
                   f"cost {cost:+.1f} %")
     print(f"  runner work per request, in-process: {add_us:.1f} us on the request path "
           f"(Statistics.add), {total_us:.1f} us with its share of the flush's measuring")
+    print(f"  the alternative's graph outputs, in onnxruntime: {plain_us:.1f} us per "
+          f"one-image inference as published, {graph_us:.1f} us with the 6 statistics as "
+          f"outputs ({(graph_us - plain_us) / plain_us * 100:+.1f} %)")
     print(f"  sampling per request, in-process: {offer_us:.1f} us on the request path "
           f"(Sampler.offer), {sample_us:.1f} us with its share of the flush (decide, write)")
     print(f"  metric calls per flush (at most, every 5 s): {flush_calls}")
