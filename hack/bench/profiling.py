@@ -156,9 +156,9 @@ def graph_outputs_cost(version_dir: Path, images: FloatArray, n: int = 4000
     # as an input.
     last = onnx.helper.make_tensor("last", onnx.TensorProto.INT64, [1], [-1])
     pixels = [1, 2, 3]
-    const = {n: onnx.helper.make_tensor(n, onnx.TensorProto.FLOAT, [], [v])
-             for n, v in (("low", SATURATION_LOW), ("high", SATURATION_HIGH))}
-    g.initializer.extend([last, *const.values()])
+    g.initializer.extend([last, *(onnx.helper.make_tensor(name, onnx.TensorProto.FLOAT, [], [v])
+                                  for name, v in (("low", SATURATION_LOW),
+                                                  ("high", SATURATION_HIGH)))])
     node = onnx.helper.make_node
     g.node.extend([
         node("ReduceMean", [x], ["stat_mean"], axes=pixels, keepdims=0),
@@ -180,12 +180,11 @@ def graph_outputs_cost(version_dir: Path, images: FloatArray, n: int = 4000
         node("Neg", ["negative_entropy"], ["stat_entropy"]),
         node("ArgMax", [y], ["stat_class"], axis=-1, keepdims=0),
     ])
-    for name, kind in (("stat_mean", onnx.TensorProto.FLOAT), ("stat_std", onnx.TensorProto.FLOAT),
-                       ("stat_saturated", onnx.TensorProto.FLOAT),
-                       ("stat_confidence", onnx.TensorProto.FLOAT),
-                       ("stat_entropy", onnx.TensorProto.FLOAT),
-                       ("stat_class", onnx.TensorProto.INT64)):
-        g.output.append(onnx.helper.make_tensor_value_info(name, kind, ["batch"]))
+    floats = ("stat_mean", "stat_std", "stat_saturated", "stat_confidence", "stat_entropy")
+    g.output.extend([*(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
+                                                          ["batch"]) for name in floats),
+                     onnx.helper.make_tensor_value_info("stat_class", onnx.TensorProto.INT64,
+                                                        ["batch"])])
     onnx.checker.check_model(model)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
